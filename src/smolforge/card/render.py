@@ -1,0 +1,147 @@
+"""Render the card: metadata through ModelCardData/EvalResult, body through a sandboxed template.
+
+The YAML header is never text from a template: it is `ModelCardData.to_yaml()`, so any value a
+user types (quotes, newlines, `---`, `{{ }}`) is quoted by the YAML dumper and reads back
+exactly. The body is rendered by `jinja2.sandbox.SandboxedEnvironment` (our template, a user's
+Jinja2 template, or an old-style template compiled by `legacy`), then handed to
+`ModelCard.from_template` as a plain variable, so nothing in it is rendered twice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from smolforge.card import legacy
+from smolforge.card.context import CardInputs, bibtex, build_context
+from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+from smolforge.runfolder import RunFolder
+
+FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n---[ \t]*(\r?\n|\Z)", re.S)
+WRAPPER = "---\n{{ card_data }}\n---\n\n{{ body }}"
+
+
+def default_template() -> str:
+    return resources.files("smolforge.card").joinpath("templates/model_card.md.j2").read_text("utf-8")
+
+
+def _finalize(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
+def _environment():
+    from jinja2.sandbox import SandboxedEnvironment
+
+    # Unknown top-level names are rejected before rendering (see render_body); a missing attribute of a
+    # known value (a metric this run did not measure) is a plain, falsy Undefined that renders empty.
+    return SandboxedEnvironment(finalize=_finalize, autoescape=False,
+                                keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+
+
+def read_template(path: str | Path) -> str:
+    p = Path(path).expanduser()
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SmolforgeError(f"--template: cannot read {p} ({e.strerror}). Give a Markdown template file.") from None
+    except UnicodeDecodeError:
+        raise SmolforgeError(f"--template: {p} is not UTF-8 text.") from None
+
+
+def render_body(template: str, context: dict[str, Any], source: str = "the card template") -> str:
+    """Render a Jinja2 or old-style template in the sandbox; unknown variables are an error."""
+    from jinja2 import TemplateSyntaxError, meta
+    from jinja2.exceptions import SecurityError, UndefinedError
+
+    template = FRONT_MATTER.sub("", template, count=1)  # metadata always comes from ModelCardData
+    literals: list[str] = []
+    if legacy.looks_legacy(template):
+        template, literals = legacy.to_jinja(template)
+    env = _environment()
+    try:
+        ast = env.parse(template)
+    except TemplateSyntaxError as e:
+        raise SmolforgeError(f"{source}, line {e.lineno}: {e.message}. Fix the template syntax.") from None
+    unknown = sorted(meta.find_undeclared_variables(ast) - set(context) - {legacy.LITERALS})
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(context), n=2)
+            hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+        raise SmolforgeError(f"{source} uses unknown variables: {', '.join(hints)}. Known variables include "
+                             "model_name, model_description, author_name, base_model, training_loss, "
+                             "validation_loss, perplexity, license, tags (see the README for the full list).")
+    try:
+        return env.from_string(ast).render(**context, **{legacy.LITERALS: literals})
+    except UndefinedError as e:
+        raise SmolforgeError(f"{source}: {e.message}. A variable was used in a way the run does not provide "
+                             "(for example an attribute of a value that is absent).") from None
+    except SecurityError as e:
+        raise SmolforgeError(f"{source}: the template tried an unsafe operation ({e}); templates may only "
+                             "read variables.") from None
+
+
+def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None = None):
+    """Hub metadata, built only through ModelCardData / EvalResult so it is valid by construction."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    eval_results = None
+    if ctx.get("validation_loss") is not None and ctx.get("eval_split"):
+        dataset_type = ctx.get("dataset_hub_id") or ctx["dataset_name"]
+        split = (results.get("dataset") or {}).get("eval_split_name") or ctx["eval_split"]
+        common = dict(task_type="text-generation", task_name="Text Generation", dataset_type=dataset_type,
+                      dataset_name=ctx["dataset_name"], dataset_split=split)
+        if (results.get("dataset") or {}).get("config"):
+            common["dataset_config"] = results["dataset"]["config"]
+        eval_results = [EvalResult(metric_type="loss", metric_name="Validation loss",
+                                   metric_value=ctx["validation_loss"], **common)]
+        if ctx.get("perplexity") is not None:
+            eval_results.append(EvalResult(metric_type="perplexity", metric_name="Perplexity",
+                                           metric_value=ctx["perplexity"], **common))
+    extra: dict[str, Any] = {}
+    if ctx.get("base_model_id"):
+        extra["base_model_relation"] = relation or ("adapter" if ctx["is_adapter"] else "finetune")
+    if ctx.get("author_name"):
+        extra["author"] = ctx["author_name"]
+    return ModelCardData(
+        model_name=ctx["model_name"],
+        base_model=ctx.get("base_model_id"),
+        datasets=[ctx["dataset_hub_id"]] if ctx.get("dataset_hub_id") else None,
+        language=ctx.get("language") or None,
+        library_name="peft" if ctx["is_adapter"] else "transformers",
+        pipeline_tag="text-generation",
+        license=ctx["license"],
+        license_name=ctx.get("license_name") if ctx["license"] == "other" else None,
+        license_link=ctx.get("license_link") if ctx["license"] == "other" else None,
+        tags=ctx["tags"],
+        eval_results=eval_results,
+        **extra,
+    )
+
+
+def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], inputs: CardInputs,
+                username: str | None = None, template_path: str | Path | None = None):
+    """The whole card for a run, as a huggingface_hub.ModelCard (not yet written)."""
+    from huggingface_hub import ModelCard
+
+    ctx = build_context(run, cfg, results, inputs, username=username)
+    ctx["bibtex"] = bibtex(ctx)
+    data = card_data(ctx, results)
+    ctx["card_data"] = data.to_yaml()
+    path = template_path or inputs.template
+    template = read_template(path) if path else default_template()
+    body = render_body(template, ctx, source=f"Card template {path}" if path else "The default card template")
+    return ModelCard.from_template(data, template_str=WRAPPER, body=body.lstrip("\n"))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

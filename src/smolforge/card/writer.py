@@ -1,0 +1,46 @@
+"""Write model/README.md for a run, refusing to overwrite a card edited by hand.
+
+smolforge records the SHA-256 of every card it writes in the run's state file; if the file on
+disk no longer matches, someone edited it, and only `--force` replaces it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smolforge.card.context import LOSS_PLOT, CardInputs
+from smolforge.card.plot import write_loss_plot
+from smolforge.card.render import render_card, sha256
+from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+from smolforge.runfolder import RunFolder, atomic_write_text
+
+
+def hand_edited(run: RunFolder, target: Path) -> bool:
+    if not target.exists():
+        return False
+    written = run.read_state().get("card_sha256")
+    current = sha256(target.read_text(encoding="utf-8"))
+    return written is None or current != written
+
+
+def write_card(run: RunFolder, cfg: SmolforgeConfig, inputs: CardInputs, *, username: str | None = None,
+               template: str | Path | None = None, output: Path | None = None, force: bool = False) -> Path:
+    results = run.read_results()
+    target = output or run.card_path
+    is_run_card = target.resolve() == run.card_path.resolve()
+    if is_run_card and not force and hand_edited(run, target):
+        raise SmolforgeError(
+            f"{target} was edited by hand since smolforge wrote it, so it was not overwritten. "
+            "Keep your edits (publish as is with `smolforge publish`), write the new card elsewhere with "
+            "--output PATH, or replace it with --force."
+        )
+    plot = run.model_dir / LOSS_PLOT
+    if results.get("log_history") and not plot.exists() and run.model_dir.exists():
+        write_loss_plot(results, plot)
+    card = render_card(run, cfg, results, inputs, username=username, template_path=template)
+    text = str(card)
+    atomic_write_text(target, text)
+    if is_run_card:
+        run.update_state(card_sha256=sha256(text))
+    return target

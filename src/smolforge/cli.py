@@ -1,0 +1,325 @@
+"""The `smolforge` command line.
+
+Start-up must stay cheap: this module imports only typer and the standard library at the top;
+every command imports what it needs inside its body, so `smolforge --help` never loads torch,
+transformers or trl. `main()` is the one place that turns errors into messages and exit codes:
+SmolforgeError -> its paragraph on stderr and exit 2 (1 for a failed push), no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="smolforge",
+    help="Fine-tune a small language model from a config to a published, documented model: "
+         "train (SFT/DPO, full or LoRA) -> track -> evaluate -> quantize -> model card -> publish.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SetOpt = Annotated[list[str], typer.Option("--set", help="Override any config value: section.key=value "
+                                                         "(repeatable), e.g. --set training.learning_rate=1e-4.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (required outside a "
+                                                          "terminal).")]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _err(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True,
+                                                                emoji=False)
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _flag_sets(**flags) -> list[str]:
+    """Old-tool flags (`--author-name` ...) are shorthands for --set; strings are quoted as YAML."""
+    import json
+
+    mapping = {"author_name": "card.author_name", "model_description": "card.model_description",
+               "license": "card.license", "experiment_name": "experiment_name", "dataset_repo":
+               "tracking.dataset_repo", "repo_id": "publish.repo_id", "output_dir": "output_dir",
+               "nproc": "training.nproc"}
+    out = []
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name == "private":
+            out.append(f"publish.private={'true' if value else 'false'}")
+        elif name == "trackio_url":
+            space = value.rstrip("/").split("/spaces/")[-1] if "/spaces/" in value else value
+            out.append(f"tracking.space_id={json.dumps(space)}")
+        elif name == "tags":
+            if value:
+                out.append(f"card.tags={json.dumps(list(value))}")
+        else:
+            out.append(f"{mapping[name]}={json.dumps(value if not isinstance(value, Path) else str(value))}")
+    return out
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Argument(help="smolforge.yaml, or a run folder with --resume.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Start from a preset (see `smolforge presets`).")] = None,
+    set_: SetOpt = None,
+    yes: YesOpt = False,
+    output_dir: Annotated[Path | None, typer.Option(help="Run folder (default runs/<experiment_name>).")] = None,
+    experiment_name: Annotated[str | None, typer.Option(help="Default <model>-<method>-<timestamp>.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run of CONFIG (or the run folder) from its last "
+                                              "checkpoint.")] = False,
+    nproc: Annotated[int | None, typer.Option(help="Training processes (torchrun/accelerate).")] = None,
+    author_name: Annotated[str | None, typer.Option(help="Author for the model card.")] = None,
+    model_description: Annotated[str | None, typer.Option(help="Description for the model card.")] = None,
+    license: Annotated[str | None, typer.Option(help="Hub license id for the card.")] = None,
+    trackio_url: Annotated[str | None, typer.Option(help="A trackio Space (URL or user/name) to log to.")] = None,
+    dataset_repo: Annotated[str | None, typer.Option(help="Hub dataset that persists a trackio Space.")] = None,
+    repo_id: Annotated[str | None, typer.Option(help="Publish to this Hub repo at the end.")] = None,
+    private: Annotated[bool | None, typer.Option("--private/--public", help="Visibility of a published "
+                                                                             "repo (default private).")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="File holding an HF token (else HF_TOKEN or the "
+                                                         "login cache).")] = None,
+) -> None:
+    """Run the whole pipeline: train -> evaluate -> card (-> quantize -> publish)."""
+    from smolforge.configfile import load_config
+    from smolforge.pipeline import RunOptions, execute
+
+    console = _console()
+    if config is None and preset is None and not resume:
+        raise _no_config_error()
+    is_run_dir = config is not None and config.is_dir()
+    if is_run_dir and not resume:
+        from smolforge.errors import SmolforgeError
+
+        raise SmolforgeError(f"{config} is a folder. To continue that run use `smolforge run {config} --resume`; "
+                             "to start a new one give a YAML config file or --preset.")
+    sets = [*(set_ or []), *_flag_sets(author_name=author_name, model_description=model_description,
+                                       license=license, experiment_name=experiment_name, output_dir=output_dir,
+                                       nproc=nproc, trackio_url=trackio_url, dataset_repo=dataset_repo,
+                                       repo_id=repo_id, private=private)]
+    if is_run_dir:
+        from smolforge.runfolder import RunFolder
+
+        cfg = RunFolder(config).require().read_config()
+        cfg = cfg.model_copy(update={"output_dir": str(config)})
+    else:
+        cfg = load_config(config, preset, sets)
+    opts = RunOptions(yes=yes, resume=resume, argv=sys.argv[1:], token_file=str(token_file) if token_file else None,
+                      config_source=str(config.resolve()) if config and not is_run_dir else None)
+
+    def confirm(rows) -> bool:
+        from rich.table import Table
+
+        table = Table(title="smolforge run", show_header=False)
+        for key, value in rows:
+            table.add_row(key, value)
+        console.print(table)
+        if yes:
+            return True
+        if not interactive():
+            from smolforge.errors import SmolforgeError
+
+            raise SmolforgeError("smolforge run asks for confirmation, but this is not a terminal. "
+                                 "Pass --yes to start without asking.")
+        return typer.confirm("Start training?", default=True)
+
+    run_folder = execute(cfg, opts, console, confirm)
+    _print_run_summary(console, run_folder)
+
+
+def _no_config_error():
+    from smolforge.errors import SmolforgeError
+
+    return SmolforgeError("smolforge run needs a config: give a YAML file (create one with `smolforge init`) or a "
+                          "preset, e.g. `smolforge run --preset tiny --yes`. List presets with `smolforge presets`.")
+
+
+def _print_run_summary(console, run_folder) -> None:
+    results = run_folder.read_results()
+    lines = []
+    if results.get("train_loss") is not None:
+        lines.append(f"train loss {results.get('final_train_loss', results['train_loss']):.4f}")
+    if results.get("eval_loss") is not None:
+        lines.append(f"eval loss {results['eval_loss']:.4f}")
+    if results.get("perplexity") is not None:
+        lines.append(f"perplexity {results['perplexity']:.2f}")
+    if results.get("global_steps"):
+        lines.append(f"{results['global_steps']} steps in {results.get('train_runtime_s', 0):.1f} s")
+    if results.get("tokens_per_second"):
+        lines.append(f"{results['tokens_per_second']:,.0f} supervised tokens/s")
+    console.print("Done: " + ", ".join(lines))
+    console.print(f"Run folder: {run_folder.root}")
+
+
+@app.command()
+def presets() -> None:
+    """List the presets with their key values (read from the same config that trains)."""
+    from rich.table import Table
+
+    from smolforge import presets as preset_mod
+    from smolforge.configfile import load_config
+
+    table = Table(title="smolforge presets")
+    for col in ("preset", "model", "method", "data", "batch x accum", "lr", "max length", "precision"):
+        table.add_column(col)
+    for name in preset_mod.names():
+        c = load_config(preset=name)
+        t = c.training
+        data = c.data.name + (f" [{c.data.config}]" if c.data.config else "") + \
+            (f" ({c.data.max_samples:,} samples)" if c.data.max_samples else "")
+        method = f"{t.method.upper()} {t.finetune}" + (f" r={t.lora.r}" if t.finetune == "lora" else "")
+        precision = "auto (bf16 GPU / fp32 CPU)" if t.precision == "auto" else t.precision
+        table.add_row(name, c.model.name_or_path, method, data, f"{t.batch_size} x {t.gradient_accumulation_steps}",
+                      f"{t.learning_rate:g}", str(t.max_length), precision)
+    console = _console()
+    console.print(table)
+    for name in preset_mod.names():
+        console.print(f"  {name}: {preset_mod.description(name)}")
+
+
+@app.command()
+def doctor(
+    endpoint: Annotated[str | None, typer.Option(help="Hub endpoint to check (default HF_ENDPOINT or "
+                                                      "huggingface.co).")] = None,
+) -> None:
+    """Versions, hardware, whether an HF token is present, and whether the Hub is reachable."""
+    import urllib.request
+
+    from rich.table import Table
+
+    from smolforge import hardware
+    from smolforge.credentials import find_token
+
+    console = _console()
+    table = Table(title="smolforge doctor", show_header=False)
+    for name, version in hardware.versions().items():
+        table.add_row(name, version)
+    info = hardware.detect(with_gpu=True)
+    table.add_row("hardware", info["summary"])
+    token, source = find_token()
+    table.add_row("HF token", f"found ({source})" if token else "not found (set HF_TOKEN or `hf auth login`)")
+    url = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/api/whoami-v2", method="GET"), timeout=4):
+            reachable = "yes"
+    except urllib.error.HTTPError:
+        reachable = "yes"  # it answered (401 without a token is fine)
+    except OSError as e:
+        reachable = f"no ({getattr(e, 'reason', e)})"
+    table.add_row("Hub", f"{url}: reachable {reachable}")
+    console.print(table)
+
+
+def _text_or_file(value: str | None, flag: str) -> str | None:
+    """`@path` reads the text from a file; `@@text` is the literal `@text`."""
+    if value is None or not value.startswith("@"):
+        return value
+    if value.startswith("@@"):
+        return value[1:]
+    from smolforge.errors import SmolforgeError
+
+    path = Path(value[1:]).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SmolforgeError(f"{flag}: cannot read {path} ({getattr(e, 'strerror', None) or e}). Use @FILE for "
+                             "a UTF-8 text file, or pass the text itself.") from None
+
+
+@app.command()
+def card(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")],
+    author_name: Annotated[str | None, typer.Option(help="Author (default: your HF username when known).")] = None,
+    model_description: Annotated[str | None, typer.Option(help="One or two sentences about the model.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Display name (default: repo or experiment name).")] = None,
+    license: Annotated[str | None, typer.Option(help="Hub license id (default: the base model's).")] = None,
+    license_name: Annotated[str | None, typer.Option(help="Name of a custom license (with --license other).")] = None,
+    license_link: Annotated[str | None, typer.Option(help="URL or file of a custom license.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    usage_example: Annotated[list[str] | None, typer.Option("--usage-example", help="Usage text or @file "
+                                                                                   "(repeatable).")] = None,
+    limitations: Annotated[str | None, typer.Option(help="Limitations text or @file.")] = None,
+    citation: Annotated[str | None, typer.Option(help="Citation text (e.g. BibTeX) or @file.")] = None,
+    repo_id: Annotated[str | None, typer.Option(help="Hub repo id shown in the card.")] = None,
+    template: Annotated[Path | None, typer.Option(help="A Jinja2 or old-style ({{#if}}) template.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of RUN_DIR/model/README.md.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite a card that was edited by hand.")] = False,
+) -> None:
+    """Write (or rewrite) the model card of an existing run, offline."""
+    from smolforge.card.context import CardInputs
+    from smolforge.card.writer import write_card
+    from smolforge.configfile import validate
+    from smolforge.credentials import cached_username
+    from smolforge.runfolder import RunFolder
+
+    run = RunFolder(run_dir).require()
+    data = run.read_config_data()
+    flags = {"author_name": author_name, "model_description": model_description, "model_name": model_name,
+             "license": license, "license_name": license_name, "license_link": license_link,
+             "tags": list(tag) if tag else None,
+             "usage_examples": [_text_or_file(u, "--usage-example") for u in usage_example] if usage_example
+             else None,
+             "limitations": _text_or_file(limitations, "--limitations"),
+             "citation": _text_or_file(citation, "--citation"),
+             "template": str(template) if template else None}
+    given = {k: v for k, v in flags.items() if v is not None}
+    card_section = {**(data.get("card") or {}), **given}
+    if repo_id:
+        data.setdefault("publish", {})["repo_id"] = repo_id
+    cfg = validate({**data, "card": card_section}, "the card options")
+    inputs = CardInputs.from_section(cfg.card, cfg.publish.repo_id)
+    path = write_card(run, cfg, inputs, username=cached_username(), output=output, force=force)
+    if output is None and (given or repo_id):  # remember what the user typed for later card/publish runs
+        from smolforge.config import dump_dict
+
+        run.write_config(dump_dict(cfg))
+    _console().print(f"Model card written: {path}")
+
+
+def main() -> None:
+    """Console-script entry point: run the app and map errors to messages and exit codes."""
+    import click
+    from typer.main import get_command
+
+    command = get_command(app)
+    try:
+        command.main(args=sys.argv[1:], prog_name="smolforge", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        _err("aborted.")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted.")
+        sys.exit(130)
+    except Exception as e:
+        from smolforge.credentials import redact
+        from smolforge.errors import SmolforgeError
+
+        if isinstance(e, SmolforgeError):
+            _err(redact(str(e)))
+            sys.exit(e.exit_code)
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""User-facing errors: one paragraph that names the field or file and the fix.
+
+The CLI turns any `SmolforgeError` into that paragraph on stderr and exit code 2, without a
+traceback. Code raises these for bad input; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SmolforgeError(Exception):
+    """Bad input or environment the user can fix; `str(err)` is the whole message."""
+
+    exit_code = 2
+
+
+class ConfigError(SmolforgeError):
+    """One or more config problems, all collected before anything runs."""
+
+    def __init__(self, source: str, problems: list[str], hint: str | None = None):
+        self.source = source
+        self.problems = problems
+        n = len(problems)
+        lines = [f"{source} has {n} problem{'s' if n != 1 else ''}:"]
+        lines += [f"  - {p}" for p in problems]
+        lines.append(hint or "Fix the value in the YAML file, or override it with --set section.key=value.")
+        super().__init__("\n".join(lines))
+
+
+class DataError(SmolforgeError):
+    """The dataset cannot be read or its columns do not match a known format."""
+
+
+class PublishError(SmolforgeError):
+    """The push to the Hub failed; local files are intact."""
+
+    exit_code = 1

@@ -1,0 +1,81 @@
+"""Turn `auto` settings into concrete ones for the machine at hand.
+
+Decisions come from measurements (benchmarks/throughput.py, STACK_NOTES): fp32 on CPU (bf16 is
+~5x slower there), bf16 on GPUs that support it; padding-free batches with per-document
+attention for SFT, because on length-spread chat data plain padding wastes most tokens.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import asdict, dataclass
+
+from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+
+
+@dataclass
+class Runtime:
+    device: str  # cpu | cuda
+    precision: str  # fp32 | bf16 | fp16
+    batching: str  # padded | grouped | padding_free | packed
+    attn_implementation: str
+    activation_checkpointing: bool
+    world_size: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _cuda() -> tuple[bool, bool]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, False
+    return True, torch.cuda.is_bf16_supported()
+
+
+def resolve(cfg: SmolforgeConfig) -> Runtime:
+    t = cfg.training
+    has_cuda, bf16_ok = _cuda()
+    device = "cuda" if has_cuda else "cpu"
+
+    if t.precision == "auto":
+        precision = "bf16" if bf16_ok else ("fp16" if has_cuda else "fp32")
+    else:
+        precision = t.precision
+    if device == "cpu" and precision == "fp16":
+        raise SmolforgeError("training.precision: fp16 needs a CUDA GPU and none was found. "
+                             "Use --set training.precision=fp32 (or auto) on CPU.")
+
+    batching = t.batching
+    if batching == "auto":
+        # DPO in TRL 1.16 has no padding-free path (it is disabled upstream): pad its pairs.
+        batching = "padded" if t.method == "dpo" else "padding_free"
+    if t.method == "dpo" and batching in ("padding_free", "packed"):
+        raise SmolforgeError(f"training.batching: {batching!r} is not available for DPO in TRL 1.16. "
+                             "Use --set training.batching=padded (or auto).")
+
+    attn = cfg.model.attn_implementation
+    if attn == "auto":
+        if batching in ("padding_free", "packed"):
+            flash = has_cuda and importlib.util.find_spec("flash_attn") is not None
+            attn = "flash_attention_2" if flash else "varlen_sdpa"
+        else:
+            attn = "sdpa"
+    if batching in ("padding_free", "packed") and attn in ("sdpa", "eager"):
+        raise SmolforgeError(
+            f"model.attn_implementation: {attn!r} would let attention cross document boundaries in "
+            f"{batching!r} batches. Use auto, varlen_sdpa or flash_attention_2, or --set training.batching=padded."
+        )
+    if attn == "flash_attention_2" and not (has_cuda and importlib.util.find_spec("flash_attn")):
+        raise SmolforgeError("model.attn_implementation: flash_attention_2 needs a CUDA GPU and the flash-attn "
+                             "package. Use auto (per-document SDPA) instead.")
+
+    ckpt = t.activation_checkpointing
+    if ckpt == "auto":
+        ckpt = device == "cuda"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return Runtime(device=device, precision=precision, batching=batching, attn_implementation=attn,
+                   activation_checkpointing=bool(ckpt), world_size=world)
