@@ -119,8 +119,7 @@ def run(
         cfg = cfg.model_copy(update={"output_dir": str(config)})
     else:
         cfg = load_config(config, preset, sets)
-    opts = RunOptions(yes=yes, resume=resume, argv=sys.argv[1:], token_file=str(token_file) if token_file else None,
-                      config_source=str(config.resolve()) if config and not is_run_dir else None)
+    opts = RunOptions(yes=yes, resume=resume, argv=sys.argv[1:], token_file=str(token_file) if token_file else None)
 
     def confirm(rows) -> bool:
         from rich.table import Table

@@ -29,7 +29,6 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
 class RunOptions:
     yes: bool = False
     resume: bool = False
-    config_source: str | None = None
     argv: list[str] = field(default_factory=list)
     token_file: str | None = None
 
@@ -67,18 +66,29 @@ def run_folder_for(cfg: SmolforgeConfig) -> RunFolder:
     return RunFolder(Path("runs") / str(cfg.experiment_name))
 
 
-def find_resumable(cfg: SmolforgeConfig, config_source: str | None) -> RunFolder | None:
-    """The run to resume for a config: its explicit folder, else the newest run started from the same file."""
+def _comparable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("experiment_name", "output_dir")}
+
+
+def find_resumable(cfg: SmolforgeConfig) -> RunFolder | None:
+    """The run to resume for a config: its explicit folder, else the newest run of the same config."""
     if cfg.output_dir or cfg.experiment_name:
         run = run_folder_for(cfg)
         return run if run.config_path.exists() else None
     root = Path("runs")
-    if not root.is_dir() or not config_source:
+    if not root.is_dir():
         return None
+    wanted = _comparable(dump_dict(cfg))
     candidates = []
     for d in root.iterdir():
         run = RunFolder(d)
-        if run.read_state().get("config_source") == config_source and run.config_path.exists():
+        if not run.config_path.exists() or not run.checkpoints_dir.is_dir():
+            continue
+        try:
+            same = _comparable(run.read_config_data()) == wanted
+        except Exception:  # an unreadable folder is simply not a candidate
+            same = False
+        if same:
             candidates.append((d.stat().st_mtime, run))
     return max(candidates, key=lambda c: c[0])[1] if candidates else None
 
@@ -169,7 +179,7 @@ def _record_command(argv: list[str]) -> str | None:
 def prepare_run(cfg: SmolforgeConfig, opts: RunOptions) -> tuple[SmolforgeConfig, RunFolder, str | None]:
     """Resolve the run folder (new, or the one to resume) and the checkpoint to resume from."""
     if opts.resume:
-        run = find_resumable(cfg, opts.config_source)
+        run = find_resumable(cfg)
         if run is None:
             raise SmolforgeError("--resume: no earlier run of this config was found. Pass the run folder itself "
                                  "(smolforge run runs/<experiment> --resume), or start a new run without --resume.")
@@ -205,7 +215,6 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     if resume_from is None:
         run.root.mkdir(parents=True, exist_ok=True)
         run.write_config(dump_dict(cfg))
-        run.update_state(config_source=opts.config_source)
     handler = logs.attach_file(run.logs_dir)
     try:
         logs.log.info("run folder %s%s", run.root, f" (resuming from {resume_from})" if resume_from else "")

@@ -82,11 +82,6 @@ class RunFolder:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
-    @property
-    def state_path(self) -> Path:
-        """smolforge's own bookkeeping (hash of the card it wrote, last push), not published."""
-        return self.root / ".smolforge-state.json"
-
     # ---- config
     def write_config(self, data: dict[str, Any]) -> None:
         header = "# Resolved smolforge config: exactly what this run trained with (secrets redacted).\n"
@@ -123,18 +118,6 @@ class RunFolder:
         results.update(sections)
         self.write_results(results)
         return results
-
-    # ---- private state
-    def read_state(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def update_state(self, **values: Any) -> None:
-        state = self.read_state()
-        state.update(values)
-        atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
 
     def require(self) -> RunFolder:
         if not self.root.is_dir():

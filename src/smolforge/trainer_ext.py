@@ -23,6 +23,9 @@ class TokenAccounting:
     are what tokens/s and padding waste in results.json are computed from.
     """
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """smolforge writes the real card from results.json; TRL's auto-card would land in checkpoints/."""
+
     def _sf_init_counts(self) -> None:
         self.sf_counts = {"processed": 0, "real": 0, "supervised": 0}
 
@@ -169,8 +172,8 @@ class ProgressLog(TrainerCallback):
             return
         if "loss" in logs:
             self.last_loss = float(logs["loss"])
-        shown = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}
-        line = f"step {state.global_step}/{state.max_steps} " + " ".join(f"{k}={v}" for k, v in shown.items())
+        # full precision (repr): the log is the independent record results.json is checked against
+        line = f"step {state.global_step}/{state.max_steps} " + " ".join(f"{k}={v!r}" for k, v in logs.items())
         log.info(line)
         if self.progress is None and self.console is not None and ("loss" in logs or "eval_loss" in logs):
             done = state.global_step - self.step0

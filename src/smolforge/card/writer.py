@@ -1,7 +1,7 @@
 """Write model/README.md for a run, refusing to overwrite a card edited by hand.
 
-smolforge records the SHA-256 of every card it writes in the run's state file; if the file on
-disk no longer matches, someone edited it, and only `--force` replaces it.
+smolforge records the SHA-256 of every card it writes in results.json (`card.sha256`); if the file
+on disk no longer matches, someone edited it, and only `--force` replaces it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from smolforge.runfolder import RunFolder, atomic_write_text
 def hand_edited(run: RunFolder, target: Path) -> bool:
     if not target.exists():
         return False
-    written = run.read_state().get("card_sha256")
+    written = (run.read_results().get("card") or {}).get("sha256")
     current = sha256(target.read_text(encoding="utf-8"))
     return written is None or current != written
 
@@ -42,5 +42,5 @@ def write_card(run: RunFolder, cfg: SmolforgeConfig, inputs: CardInputs, *, user
     text = str(card)
     atomic_write_text(target, text)
     if is_run_card:
-        run.update_state(card_sha256=sha256(text))
+        run.update_results(card={"sha256": sha256(text), "path": "model/README.md"})
     return target

@@ -1,0 +1,79 @@
+"""Shared test set-up: an isolated, offline environment and the real `smolforge` entry point.
+
+Every test runs with HF_HOME, the smolforge cache and TRACKIO_DIR in temporary folders, no HF
+token, and the Hub marked offline, so nothing can touch the network or the developer's files.
+Tiny models are built once per session (they are cached by spec in SMOLFORGE_CACHE).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# A tiny SmolLM3 small enough that a few dozen real training steps take seconds.
+FAST_TINY = [
+    "--set", "model.tiny.hidden_size=64", "--set", "model.tiny.intermediate_size=128",
+    "--set", "model.tiny.num_layers=2", "--set", "model.tiny.num_heads=2",
+    "--set", "model.tiny.num_kv_heads=1", "--set", "model.tiny.vocab_size=512",
+]
+SHORT_RUN = [
+    "--set", "training.max_steps=24", "--set", "training.eval_steps=8", "--set", "training.save_steps=12",
+    "--set", "training.logging_steps=4", "--set", "training.learning_rate=3e-3",
+]
+SMOLFORGE = str(Path(sys.executable).with_name("smolforge"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("env")
+    saved = dict(os.environ)
+    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "WANDB_API_KEY"):
+        os.environ.pop(key, None)
+    os.environ.update({
+        "HF_HOME": str(root / "hf"),
+        "SMOLFORGE_CACHE": str(root / "smolforge-cache"),
+        "TRACKIO_DIR": str(root / "trackio"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TORCHAO_FORCE_SKIP_LOADING_SO_FILES": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "COLUMNS": "120",
+    })
+    yield root
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def run_cli(*args: str, cwd: Path | str, env: dict | None = None, check: bool = True,
+            timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `smolforge` console script, as a user would."""
+    proc = subprocess.run([SMOLFORGE, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"smolforge {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One real tiny SFT run through the CLI, shared by tests that only read its run folder."""
+    work = tmp_path_factory.mktemp("tiny-run")
+    run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "shared", *FAST_TINY, *SHORT_RUN, cwd=work)
+    return work / "runs" / "shared"
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the shared run folder (without checkpoints) for tests that modify it."""
+    import shutil
+
+    dest = tmp_path / "run"
+    shutil.copytree(tiny_run, dest, ignore=shutil.ignore_patterns("checkpoints"))
+    return dest
