@@ -77,3 +77,24 @@ def run_copy(tiny_run, tmp_path) -> Path:
     dest = tmp_path / "run"
     shutil.copytree(tiny_run, dest, ignore=shutil.ignore_patterns("checkpoints"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def quantized_tiny_run(tiny_run, tmp_path_factory) -> Path:
+    """A copy of the shared run after `smolforge quantize --method int8 --method int4` (read-only)."""
+    import shutil
+
+    dest = tmp_path_factory.mktemp("quantized-run") / "run"
+    shutil.copytree(tiny_run, dest, ignore=shutil.ignore_patterns("checkpoints"))
+    run_cli("quantize", str(dest), "--method", "int8", "--method", "int4", cwd=dest.parent)
+    return dest
+
+
+@pytest.fixture
+def quantized_copy(quantized_tiny_run, tmp_path) -> Path:
+    """A private copy of the quantized run for tests that modify it (publish records, cards)."""
+    import shutil
+
+    dest = tmp_path / "run"
+    shutil.copytree(quantized_tiny_run, dest)
+    return dest

@@ -95,7 +95,7 @@ def run(
     token_file: Annotated[Path | None, typer.Option(help="File holding an HF token (else HF_TOKEN or the "
                                                          "login cache).")] = None,
 ) -> None:
-    """Run the whole pipeline: train -> evaluate -> card (-> quantize -> publish)."""
+    """Run the whole pipeline: train -> evaluate (-> quantize) -> card (-> publish)."""
     from smolforge.configfile import load_config
     from smolforge.pipeline import RunOptions, execute
 
@@ -288,6 +288,107 @@ def card(
 
         run.write_config(dump_dict(cfg))
     _console().print(f"Model card written: {path}")
+
+
+@app.command()
+def quantize(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")],
+    method: Annotated[list[str] | None, typer.Option("--method", help="int8 (CPU or GPU) or int4 (CUDA only); "
+                                                     "repeatable. Default: the config's `quantize` list, else "
+                                                     "int8.")] = None,
+) -> None:
+    """Make quantized variants (torchao) of a finished run, measure them, and update the card."""
+    from smolforge.pipeline import set_quiet_env
+    from smolforge.runfolder import RunFolder
+
+    run = RunFolder(run_dir).require()
+    cfg = run.read_config()
+    methods = list(method or cfg.quantize or ["int8"])
+    from smolforge.quantize import plan
+
+    for m in methods:
+        plan(m, "cpu")  # unknown names fail here, before anything is loaded
+    set_quiet_env(cfg)
+    from smolforge import logs
+    from smolforge.credentials import cached_username
+    from smolforge.pipeline import refresh_card
+    from smolforge.quantize import quantize_run
+
+    console = _console()
+    handler = logs.attach_file(run.logs_dir, "quantize.log")
+    try:
+        quantize_run(run, cfg, methods, console)
+        refresh_card(run, cfg, console, cached_username())
+    finally:
+        logs.detach(handler)
+
+
+@app.command()
+def publish(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")],
+    repo_id: Annotated[str | None, typer.Option(help="Hub repo user/name (default: publish.repo_id).")] = None,
+    private: Annotated[bool | None, typer.Option("--private/--public", help="Visibility of a new repo (default: "
+                                                                           "publish.private, which is private).")]
+    = None,
+    endpoint: Annotated[str | None, typer.Option(help="Hub URL (default: publish.endpoint, HF_ENDPOINT, "
+                                                      "https://huggingface.co).")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="File holding an HF token (else HF_TOKEN or the "
+                                                         "login cache).")] = None,
+    quantized_as: Annotated[str | None, typer.Option(help="subfolders (int8/ in the repo) or repos "
+                                                          "(<repo>-int8). Default: publish.quantized_as.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a README.md that was edited on the Hub.")] = False,
+    merge_metadata: Annotated[bool, typer.Option("--merge-metadata", help="Keep a README.md edited on the Hub; "
+                                                 "merge this run's metadata into it.")] = False,
+    retries: Annotated[int, typer.Option(min=0, help="Retries (with backoff) of a failed Hub call.")] = 4,
+    export: Annotated[Path | None, typer.Option(help="Write the folder that would be pushed here instead "
+                                                     "(offline; no token needed).")] = None,
+    token: Annotated[str | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Push a run to the Hugging Face Hub in one commit (or --export the same folder offline)."""
+    from smolforge.errors import SmolforgeError
+
+    if token is not None:
+        raise SmolforgeError("--token: tokens are not accepted on the command line (every process on the machine "
+                             "can read it). Set HF_TOKEN, run `hf auth login`, or pass --token-file FILE.")
+    if force and merge_metadata:
+        raise SmolforgeError("--force and --merge-metadata exclude each other: --force replaces the card on the "
+                             "Hub, --merge-metadata keeps it and merges metadata. Choose one.")
+    if quantized_as is not None and quantized_as not in ("subfolders", "repos"):
+        raise SmolforgeError(f"--quantized-as: {quantized_as!r} is not allowed. Use subfolders or repos.")
+    from smolforge.pipeline import set_quiet_env
+    from smolforge.runfolder import RunFolder
+
+    run = RunFolder(run_dir).require()
+    cfg = run.read_config()
+    set_quiet_env()
+    from smolforge.credentials import cached_username
+
+    console = _console()
+    layout = quantized_as or cfg.publish.quantized_as
+    if export is not None:
+        from smolforge.publish import check_repo_id
+        from smolforge.publish import export as export_folder
+
+        rid = repo_id or cfg.publish.repo_id
+        if rid:
+            check_repo_id(rid)
+        export_folder(run, cfg, export, rid, layout, username=cached_username(), console=console)
+        return
+    from smolforge import logs
+    from smolforge.hubclient import resolve_endpoint
+    from smolforge.publish import PublishRequest, check_repo_id
+    from smolforge.publish import publish as push
+
+    req = PublishRequest(repo_id=check_repo_id(repo_id or cfg.publish.repo_id),
+                         private=cfg.publish.private if private is None else private, private_given=private is not None,
+                         endpoint=resolve_endpoint(endpoint, cfg.publish.endpoint), quantized_as=layout, force=force,
+                         merge_metadata=merge_metadata, retries=retries,
+                         token_file=str(token_file) if token_file else None)
+    handler = logs.attach_file(run.logs_dir, "publish.log")
+    try:
+        push(run, cfg, req, console, username=cached_username())
+    finally:
+        logs.detach(handler)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`smolforge run`: configure -> train -> evaluate -> card (-> quantize -> publish), in one run folder.
+"""`smolforge run`: configure -> train -> evaluate -> quantize -> card -> publish, in one run folder.
 
 The order is chosen so that everything a user can get wrong fails before the model is loaded:
 config (validated on load), card license, run-folder clash, dataset format. Training then runs
@@ -188,6 +188,7 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions) -> tuple[SmolforgeConfig
         if ckpt is None:
             raise SmolforgeError(f"--resume: {run.root} has no checkpoint to resume from (checkpoints/ is empty). "
                                  "Start the run again without --resume.")
+        check_publish_inputs(cfg, opts.token_file)
         return cfg, run, ckpt
     if cfg.experiment_name is None:
         cfg = cfg.model_copy(update={"experiment_name": default_experiment_name(cfg)})
@@ -196,6 +197,7 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions) -> tuple[SmolforgeConfig
         raise SmolforgeError(f"The run folder {run.root} already holds a run. Choose another name with "
                              "--experiment-name (or --output-dir), continue it with --resume, or remove it.")
     check_card_inputs(cfg)
+    check_publish_inputs(cfg, opts.token_file)
     return cfg, run, None
 
 
@@ -236,16 +238,69 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         if command:
             results["command"] = command
         run.write_results(results)
-        finish_stages(cfg, run, console, username=cached_username())
+        finish_stages(cfg, run, console, username=cached_username(), token_file=opts.token_file)
     finally:
         logs.detach(handler)
     return run
 
 
-def finish_stages(cfg: SmolforgeConfig, run: RunFolder, console, username: str | None) -> None:
-    """After training: loss plot and card (quantize and publish hook in here)."""
+def finish_stages(cfg: SmolforgeConfig, run: RunFolder, console, username: str | None,
+                  token_file: str | None = None) -> None:
+    """After training: quantize (so the card can show the variants), the card, then publish when configured."""
     from smolforge.card.writer import write_card
 
+    if cfg.quantize:
+        from smolforge.quantize import quantize_run
+
+        quantize_run(run, cfg, list(cfg.quantize), console)
     card = write_card(run, cfg, CardInputs.from_section(cfg.card, cfg.publish.repo_id), username=username,
                       force=True)
     console.print(f"Model card: {card}")
+    if cfg.publish.repo_id:
+        publish_after_run(cfg, run, console, username, token_file)
+
+
+def refresh_card(run: RunFolder, cfg: SmolforgeConfig, console, username: str | None) -> None:
+    """Rewrite the card after a stage added facts to results.json, unless it was edited by hand."""
+    from smolforge.card.writer import hand_edited, write_card
+
+    if hand_edited(run, run.card_path):
+        console.print(f"{run.card_path} was edited by hand, so it was not rewritten; include the new results with "
+                      f"`smolforge card {shlex.quote(str(run.root))} --force` (this replaces your edits).")
+        return
+    card = write_card(run, cfg, CardInputs.from_section(cfg.card, cfg.publish.repo_id), username=username,
+                      force=True)
+    console.print(f"Model card updated: {card}")
+
+
+def check_publish_inputs(cfg: SmolforgeConfig, token_file: str | None) -> None:
+    """With publish.repo_id set, a missing token or a bad endpoint fails before training, not after it."""
+    if not cfg.publish.repo_id:
+        return
+    from smolforge.credentials import find_token
+    from smolforge.hubclient import resolve_endpoint
+
+    resolve_endpoint(None, cfg.publish.endpoint)
+    token, _ = find_token(token_file)
+    if not token:
+        raise SmolforgeError(f"publish.repo_id is {cfg.publish.repo_id!r}, but no Hugging Face token was found to "
+                             "publish with. Set HF_TOKEN, run `hf auth login`, or pass --token-file FILE; or drop "
+                             "publish.repo_id and publish later with `smolforge publish RUN_DIR --repo-id ...`.")
+
+
+def publish_after_run(cfg: SmolforgeConfig, run: RunFolder, console, username: str | None,
+                      token_file: str | None) -> None:
+    """Publish at the end of `smolforge run`. An unreachable Hub does not fail the run: it says how to publish later."""
+    from smolforge.hubclient import HubUnreachable, resolve_endpoint
+    from smolforge.publish import PublishRequest, publish
+
+    req = PublishRequest(repo_id=str(cfg.publish.repo_id), private=cfg.publish.private,
+                         endpoint=resolve_endpoint(None, cfg.publish.endpoint),
+                         quantized_as=cfg.publish.quantized_as, token_file=token_file)
+    try:
+        publish(run, cfg, req, console, username=username)
+    except HubUnreachable as e:
+        console.print(f"Not published: {e}", markup=False, highlight=False)
+    except SmolforgeError as e:
+        e.args = (f"Training finished and {run.root} is complete, but publishing failed. {e}",)
+        raise

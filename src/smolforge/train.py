@@ -217,14 +217,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from trl import DPOConfig, SFTConfig
-
-    from smolforge.trainer_ext import (
-        ProgressLog,
-        StopOnSignal,
-        make_dpo_trainer_class,
-        make_sft_trainer_class,
-    )
+    from smolforge.trainer_ext import ProgressLog, StopOnSignal
 
     rt = resolve(cfg)
     t = cfg.training
@@ -241,26 +234,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     common = _common_args(cfg, rt, run, data.eval is not None, total_steps)
     peft_config = _lora_config(cfg) if t.finetune == "lora" else None
 
-    if t.method == "sft":
-        padding_free = rt.batching == "padding_free"
-        args = SFTConfig(
-            **common,
-            max_length=None if padding_free else t.max_length,
-            packing=rt.batching == "packed",
-            padding_free=padding_free,
-            assistant_only_loss=loss["assistant_only_loss"],
-            completion_only_loss=loss["completion_only_loss"] or None if data.kind == "prompt_completion" else None,
-            dataset_num_proc=None,
-        )
-        trainer_cls = make_sft_trainer_class()
-        trainer_cls.sf_truncate_to = t.max_length if padding_free else None
-        trainer = trainer_cls(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                              processing_class=tokenizer, peft_config=peft_config)
-    else:
-        args = DPOConfig(**common, max_length=t.max_length, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
-        trainer_cls = make_dpo_trainer_class()
-        trainer = trainer_cls(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                              processing_class=tokenizer, peft_config=peft_config)
+    trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config)
 
     from transformers.trainer_callback import PrinterCallback
 
@@ -292,6 +266,34 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     save_model(trainer, tokenizer, cfg, run, rt)
     return _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, train_wall,
                     params_total, trainable, loss["loss_on"], started, resume_from)
+
+
+def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data: PreparedData, common: dict,
+                 loss: dict, peft_config=None, ref_model=None):
+    """The TRL trainer training uses; evaluate.py builds the same one to measure quantized variants."""
+    from trl import DPOConfig, SFTConfig
+
+    from smolforge.trainer_ext import make_dpo_trainer_class, make_sft_trainer_class
+
+    t = cfg.training
+    if t.method == "sft":
+        padding_free = rt.batching == "padding_free"
+        args = SFTConfig(
+            **common,
+            max_length=None if padding_free else t.max_length,
+            packing=rt.batching == "packed",
+            padding_free=padding_free,
+            assistant_only_loss=loss["assistant_only_loss"],
+            completion_only_loss=loss["completion_only_loss"] or None if data.kind == "prompt_completion" else None,
+            dataset_num_proc=None,
+        )
+        trainer_cls = make_sft_trainer_class()
+        trainer_cls.sf_truncate_to = t.max_length if padding_free else None
+        return trainer_cls(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+                           processing_class=tokenizer, peft_config=peft_config)
+    args = DPOConfig(**common, max_length=t.max_length, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
+    return make_dpo_trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=data.train,
+                                    eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
 
 
 def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder, rt: Runtime) -> None:

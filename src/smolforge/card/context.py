@@ -8,6 +8,7 @@ number: a metric that was not measured is None here and absent from the card.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -114,6 +115,30 @@ def _sizes(size_bytes: int | None) -> str | None:
     return None
 
 
+def _quantized_rows(quantized: dict[str, dict], repo_name: str | None, quantized_as: str) -> list[dict[str, Any]]:
+    """One row per variant that exists, with where it lives on the Hub (a subfolder or its own repo)."""
+    rows = []
+    for name, v in quantized.items():
+        ref_size = (v.get("reference") or {}).get("size_bytes")
+        row = {**v, "name": name, "size": _sizes(v.get("size_bytes")),
+               "size_ratio": v["size_bytes"] / ref_size if v.get("size_bytes") and ref_size else None,
+               "repo_id": f"{repo_name}-{name}" if repo_name and quantized_as == "repos" else None}
+        rows.append(row)
+    return rows
+
+
+def _quantized_reference(quantized: dict[str, dict]) -> dict[str, Any] | None:
+    """The full-precision model the variants were measured against (same eval, same size accounting)."""
+    for v in quantized.values():
+        ref = v.get("reference")
+        if isinstance(ref, dict) and ref.get("size_bytes"):
+            out = {**ref, "size": _sizes(ref["size_bytes"])}
+            if ref.get("eval_loss") is not None and ref["eval_loss"] < 700:
+                out["perplexity"] = math.exp(ref["eval_loss"])
+            return out
+    return None
+
+
 def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], inputs: CardInputs,
                   username: str | None = None) -> dict[str, Any]:
     """All template variables for this run. Raises SmolforgeError when the license cannot be known."""
@@ -210,7 +235,8 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "parameters": results.get("parameters") or {},
         "loss_on": results.get("loss_on"),
         "tracking": tracking,
-        "quantized": [{"method": k, "size": _sizes(v.get("size_bytes")), **v} for k, v in quantized.items()],
+        "quantized": _quantized_rows(quantized, repo_name, cfg.publish.quantized_as),
+        "quantized_reference": _quantized_reference(quantized),
         "quantized_skipped": quantized_skipped,
         "versions": results.get("versions") or {},
         "loss_plot": LOSS_PLOT if (run.model_dir / LOSS_PLOT).exists() else None,

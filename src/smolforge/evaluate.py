@@ -1,0 +1,106 @@
+"""Eval loss of a saved model on a run's eval split, measured exactly as training measured it.
+
+Same data preparation (`data.prepare` + the length filters), the tokenizer and chat template
+saved with the run, the same TRL trainer class and arguments (batch size, batching, attention,
+loss masking), and `Trainer.evaluate()`, with a new trainer per model so TRL's own model patches
+apply. The full-precision model goes through it first; its number must equal the eval loss
+training recorded, which is what makes the variants' numbers comparable to it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+from smolforge.config import SmolforgeConfig
+from smolforge.runfolder import RunFolder
+
+log = logging.getLogger("smolforge.evaluate")
+
+
+class Evaluator:
+    """Builds the eval data once; `eval_loss(folder)` loads a model folder and evaluates it."""
+
+    def __init__(self, cfg: SmolforgeConfig, run: RunFolder, rt):
+        from smolforge.data import apply_length_filters, prepare
+        from smolforge.train import load_tokenizer
+
+        self.cfg, self.run, self.rt = cfg, run, rt
+        data = prepare(cfg.data, cfg.training.method)
+        self.available = data.eval is not None
+        self._ref = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="smolforge-eval-")
+        if not self.available:
+            return
+        self.tokenizer = load_tokenizer(cfg, str(run.model_dir), needs_markers=data.kind != "text")
+        apply_length_filters(data, self.tokenizer, cfg.data, cfg.training.max_length)
+        # The trainer insists on a train set and tokenises it; evaluation never reads it, so one batch will do.
+        n = min(len(data.train), cfg.training.batch_size)
+        self.data = replace(data, train=data.train.select(range(n)))
+
+    def _load(self, folder: Path):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self.rt.attn_implementation == "varlen_sdpa":
+            from smolforge.attention import register
+
+            register()
+        quantized = (folder / "config.json").exists() and "quantization_config" in (folder / "config.json").read_text()
+        if quantized:
+            dtype = "auto"
+        else:
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.rt.precision, torch.float32) \
+                if self.rt.device == "cuda" else torch.float32
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map=self.rt.device,
+                                                    attn_implementation=self.rt.attn_implementation)
+
+    def _ref_model(self):
+        """DPO's reference model in training was the base model: evaluate against the same one."""
+        if self.cfg.training.method != "dpo":
+            return None
+        if self._ref is None:
+            from smolforge.train import load_model, model_source
+
+            self._ref = load_model(self.cfg, model_source(self.cfg), self.rt)
+        return self._ref
+
+    def _build(self, model):
+        from smolforge.train import _common_args, _loss_flags, make_trainer
+
+        common = _common_args(self.cfg, self.rt, self.run, True, 1)
+        common.update(output_dir=self._tmp.name, report_to=[], save_strategy="no", eval_strategy="no",
+                      eval_steps=None, logging_strategy="no", run_name=None)
+        loss = _loss_flags(self.cfg, self.data.kind) if self.cfg.training.method == "sft" else {}
+        trainer = make_trainer(self.cfg, self.rt, model, self.tokenizer, self.data, common, loss,
+                               ref_model=self._ref_model())
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        return trainer
+
+    def eval_loss(self, folder: Path) -> float:
+        """Mean eval loss of the model saved in `folder` (the trainer's own evaluate())."""
+        from unittest import mock
+
+        model = self._load(folder)
+        # transformers' Trainer refuses, at construction, a quantized model without trainable adapters: a
+        # guard for training. Evaluation only runs forward passes, so that one check is lifted while the trainer
+        # for a quantized variant is built; everything else (TRL's patches, data, arguments) is the same.
+        guard = mock.patch("transformers.trainer.validate_quantization_for_training") \
+            if getattr(model, "is_quantized", False) else nullcontext()
+        with guard:
+            trainer = self._build(model)
+        loss = float(trainer.evaluate()["eval_loss"])
+        log.info("eval loss of %s: %.6f", folder, loss)
+        del trainer, model
+        gc.collect()
+        return loss
+
+    def close(self) -> None:
+        self._ref = None
+        self._tmp.cleanup()

@@ -1,0 +1,253 @@
+"""Quantized variants of a run's model with torchao, each measured: size on disk and eval loss.
+
+Every variant is written to `quantized/<method>/` as a stand-alone folder (weights in
+safetensors, config with its `quantization_config`, tokenizer, chat template), so
+`AutoModelForCausalLM.from_pretrained(folder)` loads it with torchao installed. Its eval loss
+is measured on the run's own eval split with the same data preparation, trainer class and
+batching as training (`evaluate.py`), and the full-precision model is re-evaluated the same way
+as a check on the method: that number must equal the eval loss training recorded.
+
+What works where (torchao 0.18): int8 weight-only (`Int8WeightOnlyConfig`) on CPU and CUDA;
+packed int4 (`Int4WeightOnlyConfig`, tinygemm tile packing) only on CUDA. torchao's CPU int4
+option stores int8 values and saves nothing, so on CPU int4 is skipped and the card says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+from smolforge.runfolder import RunFolder
+
+log = logging.getLogger("smolforge.quantize")
+
+METHODS = ("int8", "int4")
+INT4_CPU_SKIP = ("torchao's packed int4 (Int4WeightOnlyConfig) needs a CUDA GPU and none was found; torchao's "
+                 "CPU int4 option (IntxWeightOnlyConfig) stores int8 values and would save nothing")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def weights_bytes(folder: Path) -> int:
+    """Bytes of the weight files (*.safetensors, *.bin) in a model folder: what a download of the weights costs."""
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file in a folder (weights, config, tokenizer, chat template)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def weights_dtype(folder: Path) -> str:
+    """The dtype holding most bytes in a folder's safetensors files (read from their JSON headers)."""
+    import json
+    import struct
+
+    by_dtype: dict[str, int] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        with f.open("rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for key, meta in header.items():
+            if key != "__metadata__":
+                start, end = meta["data_offsets"]
+                by_dtype[meta["dtype"]] = by_dtype.get(meta["dtype"], 0) + end - start
+    names = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "I8": "int8", "U8": "uint8"}
+    top = max(by_dtype, key=by_dtype.get) if by_dtype else "unknown"
+    return names.get(top, top.lower())
+
+
+def _int4_group_size(model) -> int | None:
+    """Largest torchao int4 group size that divides the in-features of every linear layer."""
+    import torch
+
+    widths = {m.in_features for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    return next((g for g in (128, 64, 32) if widths and all(w % g == 0 for w in widths)), None)
+
+
+def plan(method: str, device: str) -> str | None:
+    """None when `method` can be produced on `device`, else why not (recorded as `skipped`)."""
+    if method not in METHODS:
+        raise SmolforgeError(f"--method: unknown quantization {method!r}. Choose int8 or int4.")
+    if method == "int4" and device != "cuda":
+        return INT4_CPU_SKIP
+    return None
+
+
+def _torchao_config(method: str, model=None):
+    """(torchao config, description of what it stores) for a method."""
+    from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
+
+    if method == "int8":
+        return Int8WeightOnlyConfig(), ("torchao Int8WeightOnlyConfig",
+                                        "int8 weights with one scale per output row, for every nn.Linear")
+    group = _int4_group_size(model) if model is not None else 128
+    if group is None:
+        raise SmolforgeError("int4: no int4 group size (128, 64 or 32) divides the layer widths of this model.")
+    return (Int4WeightOnlyConfig(group_size=group, int4_packing_format="tile_packed_to_4d"),
+            ("torchao Int4WeightOnlyConfig", f"int4 weights packed for tinygemm, one scale/zero per {group} "
+                                             "inputs, for every nn.Linear"))
+
+
+def _place_atomically(tmp: Path, dest: Path) -> None:
+    """Replace `dest` by the finished folder `tmp`; a reader never sees half a variant."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def full_precision_source(run: RunFolder, cfg: SmolforgeConfig, workdir: Path, rt) -> Path:
+    """A folder with full weights: model/ itself, or base + LoRA adapter merged into `workdir`."""
+    if (run.model_dir / "config.json").exists():
+        return run.model_dir
+    if not (run.model_dir / "adapter_config.json").exists():
+        raise SmolforgeError(f"{run.model_dir} holds no model (no config.json or adapter_config.json). "
+                             "Finish the run with `smolforge run` first.")
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from smolforge.train import load_model, model_source
+
+    base = load_model(cfg, model_source(cfg), rt)
+    merged = PeftModel.from_pretrained(base, str(run.model_dir)).merge_and_unload()
+    tok = AutoTokenizer.from_pretrained(str(run.model_dir))
+    if getattr(merged, "generation_config", None) is not None:
+        merged.generation_config.pad_token_id = tok.pad_token_id
+        merged.generation_config.eos_token_id = tok.eos_token_id
+    merged.config._attn_implementation = "sdpa"
+    out = workdir / "merged"
+    merged.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    log.info("merged the LoRA adapter into full weights for quantization: %s", out)
+    return out
+
+
+def _load_dtype(rt):
+    import torch
+
+    return torch.bfloat16 if rt.device == "cuda" and rt.precision == "bf16" else torch.float32
+
+
+def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, str]:
+    """Quantize the weights in `source` with torchao and save a stand-alone folder at `dest_tmp`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TorchAoConfig
+
+    if method == "int4":
+        with torch.device("meta"):  # layer widths only, for the group size: no memory
+            probe = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(source)))
+        ao_config, (name, scheme) = _torchao_config(method, probe)
+        del probe
+        dtype = torch.bfloat16  # tinygemm packs bf16 weights
+    else:
+        ao_config, (name, scheme) = _torchao_config(method)
+        dtype = _load_dtype(rt)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(source), dtype=dtype, device_map=rt.device, quantization_config=TorchAoConfig(quant_type=ao_config))
+    model.config._attn_implementation = "sdpa"  # smolforge's training-only attention never ships
+    model.save_pretrained(str(dest_tmp), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(dest_tmp))
+    del model
+    return {"method": name, "scheme": scheme, "compute_dtype": str(dtype).replace("torch.", "")}
+
+
+def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], console=None) -> dict[str, Any]:
+    """Produce, measure and record each requested variant; returns results.json's `quantized` section."""
+    for m in methods:
+        plan(m, "cpu")  # validates the names before anything is loaded
+    if not (run.model_dir / "config.json").exists() and not (run.model_dir / "adapter_config.json").exists():
+        raise SmolforgeError(f"{run.model_dir} holds no model to quantize. Finish the run with `smolforge run` "
+                             "first (or resume it with --resume).")
+    # torchao registers enums with torch's pytree at import, which logs a deprecation warning per enum: noise.
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    from smolforge.evaluate import Evaluator
+    from smolforge.runtime import resolve
+
+    rt = resolve(cfg)
+    section: dict[str, Any] = dict(run.read_results().get("quantized") or {})
+    todo = [m for m in dict.fromkeys(methods)]
+    skipped = {m: why for m in todo if (why := plan(m, rt.device))}
+    for m, why in skipped.items():
+        section[m] = {"skipped": why}
+        _say(console, f"{m}: skipped: {why}.")
+    todo = [m for m in todo if m not in skipped]
+    if not todo:
+        run.update_results(quantized=section)
+        return section
+
+    run.quantized_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=run.quantized_dir) as work:
+        work = Path(work)
+        source = full_precision_source(run, cfg, work, rt)
+        evaluator = Evaluator(cfg, run, rt)
+        try:
+            _produce(run, todo, source, evaluator, rt, work, section, console)
+        finally:
+            evaluator.close()
+    run.update_results(quantized=section)
+    return section
+
+
+def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work: Path, section: dict[str, Any],
+             console) -> None:
+    import torchao
+
+    reference = {"path": "model", "dtype": weights_dtype(source), "size_bytes": weights_bytes(source)}
+    if source != run.model_dir:
+        reference["note"] = "base model with the LoRA adapter merged in"
+    if evaluator.available:
+        _say(console, "Evaluating the full-precision model (the reference for the variants)...")
+        reference["eval_loss"] = evaluator.eval_loss(source)
+    for m in todo:
+        _say(console, f"Quantizing to {m} with torchao...")
+        tmp = work / m
+        try:
+            info = build_variant(m, source, tmp, rt)
+        except (RuntimeError, NotImplementedError, ImportError, AssertionError) as e:
+            # torchao raises these when a kernel is missing for this device: record why, keep going
+            why = f"torchao could not quantize this model to {m} on {rt.device}: {str(e).splitlines()[0]}"
+            section[m] = {"skipped": why}
+            _say(console, f"{m}: skipped: {why}.")
+            continue
+        entry: dict[str, Any] = {
+            "path": f"quantized/{m}", "subfolder": m, **info,
+            "size_bytes": weights_bytes(tmp), "folder_bytes": folder_bytes(tmp),
+            "size_counts": "bytes of the weight files (*.safetensors) in the folder",
+            "reference": reference, "device": rt.device, "torchao": torchao.__version__,
+            "quantized_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if evaluator.available:
+            loss = evaluator.eval_loss(tmp)  # reloaded from disk: proves the folder loads stand-alone
+            entry["eval_loss"] = loss
+            if loss < 700:
+                entry["perplexity"] = math.exp(loss)
+        _place_atomically(tmp, run.root / entry["path"])
+        section[m] = entry
+        _say(console, _summary_line(m, entry))
+
+
+def _summary_line(method: str, e: dict[str, Any]) -> str:
+    ref = e["reference"]
+    size = f"{e['size_bytes'] / 1e6:.2f} MB weights ({e['size_bytes'] / ref['size_bytes']:.0%} of " \
+           f"{ref['size_bytes'] / 1e6:.2f} MB {ref['dtype']})"
+    loss = ""
+    if "eval_loss" in e and "eval_loss" in ref:
+        loss = f", eval loss {e['eval_loss']:.4f} (full precision {ref['eval_loss']:.4f})"
+    return f"{method}: {e['path']}: {size}{loss}"
+
+
+def _say(console, text: str) -> None:
+    log.info(text)
+    if console is not None:
+        console.print(text, markup=False, highlight=False)
