@@ -100,8 +100,11 @@ def _files_under(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def stage(run: RunFolder, card_text: str, dest: Path, quantized_as: str) -> list[str]:
-    """Lay out the repo's files in `dest` (which must be empty); returns their paths in the repo."""
+def stage(run: RunFolder, cfg: SmolforgeConfig, card_text: str, dest: Path, quantized_as: str) -> list[str]:
+    """Lay out the repo's files in `dest` (which must be empty); returns their paths in the repo.
+
+    config.yaml is the run's config with this publish's settings (what the run folder will hold after a
+    successful push); results.json is the run's, both redacted once more with every token this process saw."""
     results = run.read_results()
     if not (run.model_dir.is_dir() and any(run.model_dir.glob("*.safetensors"))):
         raise SmolforgeError(f"{run.model_dir} has no weights (*.safetensors) to publish. Finish the run first "
@@ -111,9 +114,9 @@ def stage(run: RunFolder, card_text: str, dest: Path, quantized_as: str) -> list
         if f.relative_to(run.model_dir).as_posix() != "README.md":
             _link_or_copy(f, dest / f.relative_to(run.model_dir))
     (dest / "README.md").write_text(card_text, encoding="utf-8")
-    for f in (run.results_path, run.config_path):  # redacted again: tokens seen in this process are masked too
-        if f.exists():
-            (dest / f.name).write_text(redact(f.read_text(encoding="utf-8")), encoding="utf-8")
+    (dest / "config.yaml").write_text(RunFolder.config_text(dump_dict(cfg)), encoding="utf-8")
+    if run.results_path.exists():
+        (dest / "results.json").write_text(redact(run.results_path.read_text(encoding="utf-8")), encoding="utf-8")
     if quantized_as == "subfolders":
         for name, entry in variants(run, results).items():
             src = run.root / entry["path"]
@@ -366,7 +369,7 @@ def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=N
         card_text, info = pusher.resolve_card(req.repo_id, card_text, previous.get("readme_sha256")
                                               if same_repo else None, tmp)
         folder = Path(tmp) / "repo"
-        files = stage(run, card_text, folder, req.quantized_as)
+        files = stage(run, cfg, card_text, folder, req.quantized_as)
         loss = results.get("eval_loss")
         message = f"smolforge: {experiment}" + (f" (eval loss {loss:.4f})" if loss is not None else "")
         section.update(pusher.push(req.repo_id, folder, card_text, info, message))
@@ -401,7 +404,7 @@ def export(run: RunFolder, cfg: SmolforgeConfig, dest: Path, repo_id: str | None
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".smolforge-export-", dir=parent) as tmp:
         staged = Path(tmp) / "repo"
-        stage(run, card_text, staged, quantized_as)
+        stage(run, cfg, card_text, staged, quantized_as)
         built = [(staged, dest)]
         if quantized_as == "repos":
             for name, entry in variants(run, run.read_results()).items():

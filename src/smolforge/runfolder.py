@@ -83,10 +83,13 @@ class RunFolder:
         return self.root / "logs"
 
     # ---- config
-    def write_config(self, data: dict[str, Any]) -> None:
+    @staticmethod
+    def config_text(data: dict[str, Any]) -> str:
         header = "# Resolved smolforge config: exactly what this run trained with (secrets redacted).\n"
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-        atomic_write_text(self.config_path, header + redact(text))
+        return header + redact(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        atomic_write_text(self.config_path, self.config_text(data))
 
     def read_config_data(self) -> dict[str, Any]:
         if not self.config_path.exists():
