@@ -300,7 +300,7 @@ def publish_after_run(cfg: SmolforgeConfig, run: RunFolder, console, username: s
     try:
         publish(run, cfg, req, console, username=username)
     except HubUnreachable as e:
-        console.print(f"Not published: {e}", markup=False, highlight=False)
+        console.print(f"Not published: {e}", markup=False, highlight=False, soft_wrap=True)
     except SmolforgeError as e:
         e.args = (f"Training finished and {run.root} is complete, but publishing failed. {e}",)
         raise

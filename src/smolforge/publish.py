@@ -428,7 +428,7 @@ def _sayer(console):
     def say(text: str) -> None:
         log.info(redact(text))
         if console is not None:
-            console.print(redact(text), markup=False, highlight=False)
+            console.print(redact(text), markup=False, highlight=False, soft_wrap=True)
     return say
 
 
