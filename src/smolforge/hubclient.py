@@ -137,4 +137,8 @@ class Retrier:
             return SmolforgeError(f"{what}: the token from {self.token_source} has no write access there (403 "
                                   f"Forbidden: {short(e)}). Use a token with write access to that namespace, or a "
                                   f"repo id in your own namespace (--repo-id you/name). {retry}")
+        if status_of(e) == 412:
+            return PublishError(f"{what}: the repo changed on the Hub while smolforge was publishing ({short(e)}), "
+                                "so nothing was overwritten. Run the command again; it checks the new state first: "
+                                f"{self.command}")
         return PublishError(f"{what} failed: {short(e)}. {retry}")

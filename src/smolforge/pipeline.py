@@ -7,6 +7,7 @@ in this process, or under torchrun when `training.nproc > 1`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -40,6 +41,9 @@ def set_quiet_env(cfg: SmolforgeConfig | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # torchao (imported by trl, peft and the quantize stage) registers enums with torch's pytree, which logs a
+    # deprecation warning per enum on the console: noise for a user, nothing to act on.
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     if cfg is not None and not _needs_hub(cfg):  # nothing to fetch: never let a library try the network
         for key, value in OFFLINE_ENV.items():
             os.environ.setdefault(key, value)

@@ -295,7 +295,8 @@ class RepoPusher:
             f"silently. To keep the Hub's text and merge only this run's metadata into it: {cmd} --merge-metadata. "
             f"To replace it with this run's card: {cmd} --force.")
 
-    def push(self, repo_id: str, folder: Path, card_text: str, info, message: str) -> dict[str, Any]:
+    def push(self, repo_id: str, folder: Path, card_text: str, info, message: str,
+             description: str) -> dict[str, Any]:
         validate_card(card_text, self.req.endpoint, f"for {repo_id}", publish_command(self.run, self.req))
         self.retrier(f"Creating {repo_id}",
                      lambda: self.api.create_repo(repo_id, private=self.req.private, exist_ok=True))
@@ -312,8 +313,7 @@ class RepoPusher:
         parent = info.sha if info is not None and info.sha else None
         commit = self.retrier(f"Uploading to {repo_id}", lambda: self.api.upload_folder(
             repo_id=repo_id, folder_path=str(folder), commit_message=message, parent_commit=parent,
-            commit_description="Pushed by smolforge: model, card, results.json, config.yaml"
-                               + (", quantized variants" if any(p.is_dir() for p in folder.iterdir()) else "") + "."))
+            commit_description=description))
         return {"repo_id": repo_id, "url": f"{self.req.endpoint}/{repo_id}", "commit": commit.oid,
                 "commit_url": commit.commit_url, "readme_sha256": sha256(card_text), "private": private,
                 "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -347,32 +347,39 @@ def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=N
     card_text, card_is_new = prepare_card(run, cfg, req, username, say)
     results = run.read_results()
     previous = results.get("publish") or {}
-    same_repo = previous.get("repo_id") == req.repo_id and previous.get("url", "").startswith(req.endpoint)
+    same_repo = previous.get("repo_id") == req.repo_id and previous.get("endpoint") == req.endpoint
     pusher = RepoPusher(api, retrier, run, req, say)
     section: dict[str, Any] = {"endpoint": req.endpoint, "quantized_as": req.quantized_as}
     experiment = cfg.experiment_name or run.root.name
     with tempfile.TemporaryDirectory(prefix="smolforge-publish-") as tmp:
+        # Every repo's README.md is checked before anything is pushed, so a refusal leaves all repos untouched.
+        separate = []
         if req.quantized_as == "repos":
-            pushed_variants = {}
             for name, entry in variants(run, results).items():
                 vrepo = f"{req.repo_id}-{name}"
                 last = ((previous.get("quantized_repos") or {}).get(name) or {}).get("readme_sha256") \
                     if same_repo else None
-                vcard = variant_card(run, cfg, name, entry, req.repo_id, vrepo, username)
-                vcard, info = pusher.resolve_card(vrepo, vcard, last, tmp)
+                vcard, vinfo = pusher.resolve_card(vrepo, variant_card(run, cfg, name, entry, req.repo_id, vrepo,
+                                                                       username), last, tmp)
                 folder = Path(tmp) / f"variant-{name}"
                 for f in _files_under(run.root / entry["path"]):
                     _link_or_copy(f, folder / f.relative_to(run.root / entry["path"]))
-                pushed_variants[name] = pusher.push(vrepo, folder, vcard, info,
-                                                    f"smolforge: {name} variant of {req.repo_id}")
-            section["quantized_repos"] = pushed_variants
+                separate.append((name, vrepo, folder, vcard, vinfo))
         card_text, info = pusher.resolve_card(req.repo_id, card_text, previous.get("readme_sha256")
                                               if same_repo else None, tmp)
+        if separate:
+            section["quantized_repos"] = {
+                name: pusher.push(vrepo, folder, vcard, vinfo, f"smolforge: {name} variant of {req.repo_id}",
+                                  f"{name} weights quantized with torchao, tokenizer, card. Pushed by smolforge.")
+                for name, vrepo, folder, vcard, vinfo in separate}
         folder = Path(tmp) / "repo"
         files = stage(run, cfg, card_text, folder, req.quantized_as)
         loss = results.get("eval_loss")
         message = f"smolforge: {experiment}" + (f" (eval loss {loss:.4f})" if loss is not None else "")
-        section.update(pusher.push(req.repo_id, folder, card_text, info, message))
+        description = "Model, card, results.json, config.yaml" + \
+            (", quantized variants" if req.quantized_as == "subfolders" and variants(run, results) else "") + \
+            ". Pushed by smolforge."
+        section.update(pusher.push(req.repo_id, folder, card_text, info, message, description))
         section["files"] = files
     # Only a successful push changes the run folder: the card as pushed, its hash, the publish record, the config.
     if card_is_new:
