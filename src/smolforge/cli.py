@@ -417,7 +417,10 @@ def main() -> None:
         if isinstance(e, SmolforgeError):
             _err(redact(str(e)))
             sys.exit(e.exit_code)
-        raise
+        import traceback  # a bug: keep the traceback, but never with a secret in it
+
+        sys.stderr.write(redact(traceback.format_exc()))
+        sys.exit(1)
     sys.exit(0)
 
 
