@@ -290,6 +290,19 @@ def card(
     _console().print(f"Model card written: {path}")
 
 
+@app.command()
+def dashboard(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")],
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: trackio's, 7860).")] = None,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = True,
+) -> None:
+    """Open the trackio dashboard of a run (local metrics, or its Space)."""
+    from smolforge.runfolder import RunFolder
+    from smolforge.tracking import show_dashboard
+
+    show_dashboard(RunFolder(run_dir).require(), port, browser, _console())
+
+
 def main() -> None:
     """Console-script entry point: run the app and map errors to messages and exit codes."""
     import click
