@@ -209,10 +209,8 @@ class _WhoAmI(BaseHTTPRequestHandler):
     """The one Hub endpoint the wizard and huggingface_hub.login call: /api/whoami-v2."""
 
     token = "hf_" + "Wizard" * 6
-    calls: list[str] = []
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        self.calls.append(self.path)
         if self.path != "/api/whoami-v2" or self.headers.get("authorization") != f"Bearer {self.token}":
             self.send_response(401)
             self.end_headers()
@@ -288,3 +286,15 @@ def test_run_without_config_offers_the_wizard_in_a_terminal(tmp_path):
     # outside a terminal nothing is offered: the same error, at once
     proc = run_cli("run", cwd=tmp_path, check=False, input="")
     assert proc.returncode == 2 and "needs a config" in proc.stderr
+
+
+def test_choosing_dpo_offers_the_dpo_preset(tmp_path):
+    child, screen = spawn(tmp_path, "--output", "cfg.yaml")
+    for question in ["Hugging Face token:", "Base model:", "Preset:"]:
+        answer(child, question, ENTER)
+    answer(child, "Training method:", DOWN, ENTER)  # DPO on top of the SFT preset
+    answer(child, "Which weights train:", ENTER)
+    answer(child, "The smollm3-dpo preset is made for DPO full", "y")
+    child.expect(pat("Dataset:") + r".*HuggingFaceH4/ultrafeedback_binarized")  # the DPO preset's data
+    child.send(CTRL_C)
+    assert finish(child) == 130 and list(tmp_path.iterdir()) == []

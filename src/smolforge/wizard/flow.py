@@ -126,7 +126,8 @@ def step_model(console, flags: InitFlags) -> Draft:
 
 # ---------------------------------------------------------------- 3. trainer
 
-def step_trainer(console, draft: Draft) -> None:
+def step_trainer(console, draft: Draft, flags: InitFlags) -> Draft:
+    """Method and weights; offers the preset made for that pair when there is one for this model."""
     _step(console, 3, "Trainer", "what the model learns from, and which weights change")
     method = prompts.select("Training method:", [
         ("SFT: supervised fine-tuning on conversations or prompt/answer pairs", "sft"),
@@ -137,6 +138,27 @@ def step_trainer(console, draft: Draft) -> None:
         default=draft.get("training.finetune"))
     draft.set("training.method", method)
     draft.set("training.finetune", finetune)
+    if (method, finetune) != (draft.preset_data["training"]["method"], draft.preset_data["training"]["finetune"]):
+        better = _preset_with(draft.get("model.name_or_path"), method, finetune)
+        if better and prompts.confirm(f"The {better} preset is made for {method.upper()} {finetune} (its data and "
+                                      f"learning rate). Switch to it?", default=True):
+            switched = Draft.build(better, flags, model=draft.get("model.name_or_path"))
+            switched.hub = draft.hub
+            switched.set("training.method", method)
+            switched.set("training.finetune", finetune)
+            return switched
+    return draft
+
+
+def _preset_with(model: str, method: str, finetune: str) -> str | None:
+    from smolforge import presets
+
+    for name in presets.names():
+        p = preset_dump(name)
+        if p["model"]["name_or_path"] == model and (p["training"]["method"], p["training"]["finetune"]) == \
+                (method, finetune):
+            return name
+    return None
 
 
 # ---------------------------------------------------------------- 4. dataset
@@ -411,7 +433,7 @@ def run_wizard(console, flags: InitFlags, output: Path) -> Outcome:
     access = step_hub(console)
     draft = step_model(console, flags)
     draft.hub = access
-    step_trainer(console, draft)
+    draft = step_trainer(console, draft, flags)
     step_dataset(console, draft, access.online)
     step_training(console, draft)
     step_naming(console, draft)
