@@ -208,7 +208,7 @@ class Draft:
             return self.get("publish.repo_id")
         if not self.hub.username:
             return None
-        return f"{self.hub.username}/{slugify(self.default_experiment_name())}"[:193]
+        return f"{self.hub.username}/{slugify(self.default_experiment_name())[:96].rstrip('-.')}"
 
     def default_license(self) -> str | None:
         from smolforge.card.licenses import base_model_license
