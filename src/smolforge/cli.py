@@ -352,6 +352,9 @@ def demo(
         info = demo_mod.publish_space(folder, space, private=private, token=token, endpoint=cfg.publish.endpoint)
         run.update_results(demo=info)
         console.print(f"Space published ({'private' if private else 'public'}): {info['url']}")
+        if not (run.read_results().get("publish") or {}).get("repo_id") and not model_id:
+            console.print(f"Note: the run has not been published yet; the Space loads {model} once it is pushed "
+                          f"(`smolforge publish {run_dir}`).")
         console.print(f"The Space loads {model}; if that repo is private, add an HF_TOKEN secret (read access) "
                       "in the Space's settings.")
     if serve:

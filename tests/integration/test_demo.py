@@ -268,6 +268,10 @@ def test_thinking_is_split_into_a_collapsible_bubble(app_module):
     (pending,) = app_module.render("<think>still going", final=False)
     assert pending.metadata["status"] == "pending"
     assert app_module.render("Plain answer ", final=True) == "Plain answer"
+    # A template that opens <think> in the prompt: the reply only closes it (counts only with thinking on).
+    thought, answer = app_module.render("weighing\n</think>\nDone.", final=True, thinking=True)
+    assert thought.content == "weighing" and answer.content == "Done."
+    assert app_module.render("odd </think> text", final=True, thinking=False) == "odd </think> text"
     assert app_module.render(" \n", final=True) == app_module.EMPTY_REPLY
 
 

@@ -139,21 +139,25 @@ def to_messages(message: Any, history: list[Any], system_prompt: str) -> list[di
     return messages
 
 
-def split_thinking(text: str) -> tuple[str | None, str, bool]:
-    """(thought or None, answer, whether the thought is finished) from a reply that may open with <think>."""
+def split_thinking(text: str, thinking: bool = True) -> tuple[str | None, str, bool]:
+    """(thought or None, answer, whether the thought is finished).
+
+    A reply that opens with <think> carries a thought (SmolLM3); with thinking on, so does one that only
+    closes it, for templates that open the block in the prompt themselves."""
     stripped = text.lstrip()
-    if not stripped.startswith(THINK_OPEN):
+    opened = stripped.startswith(THINK_OPEN)
+    if not opened and not (thinking and THINK_CLOSE in stripped):
         return None, text.strip(), True
-    body = stripped[len(THINK_OPEN):]
+    body = stripped[len(THINK_OPEN):] if opened else stripped
     if THINK_CLOSE not in body:
         return body.strip(), "", False
     thought, answer = body.split(THINK_CLOSE, 1)
     return thought.strip(), answer.strip(), True
 
 
-def render(text: str, final: bool) -> str | list[gr.ChatMessage]:
+def render(text: str, final: bool, thinking: bool = True) -> str | list[gr.ChatMessage]:
     """The reply as gradio shows it: the thought in a collapsible "Thinking" bubble, then the answer."""
-    thought, answer, done = split_thinking(text)
+    thought, answer, done = split_thinking(text, thinking)
     if thought is None:
         return answer or (EMPTY_REPLY if final else "")
     shown = [gr.ChatMessage(role="assistant", content=thought or "(empty)",
@@ -170,8 +174,8 @@ def make_respond(chat: ChatModel):
         text = ""
         for text in chat.stream(messages, bool(thinking), float(temperature), float(top_p), int(max_new_tokens),
                                 seed):
-            yield render(text, final=False)
-        yield render(text, final=True)
+            yield render(text, final=False, thinking=bool(thinking))
+        yield render(text, final=True, thinking=bool(thinking))
 
     return respond
 
@@ -207,7 +211,8 @@ def build_demo(chat: ChatModel) -> gr.ChatInterface:
         description=description or None,
         flagging_mode="never",
         analytics_enabled=False,
-        concurrency_limit=1,
+        concurrency_limit=1,  # one generation at a time: the seed is global torch state
+        api_name="chat",
     )
 
 
