@@ -407,6 +407,78 @@ def dashboard(
     show_dashboard(RunFolder(run_dir).require(), port, browser, _console())
 
 
+@app.command()
+def demo(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")],
+    output: Annotated[Path | None, typer.Option(help="Folder for the app (default: <run folder>-demo beside "
+                                                     "the run).")] = None,
+    model_id: Annotated[str | None, typer.Option(help="Hub repo the app loads (default: the repo the run was "
+                                                      "published to).")] = None,
+    title: Annotated[str | None, typer.Option(help="Page title (default: the card's model name).")] = None,
+    description: Annotated[str | None, typer.Option(help="Text under the title, or @file.")] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="Default system prompt, or @file (default: "
+                                                           "data.system_prompt).")] = None,
+    thinking: Annotated[bool | None, typer.Option("--thinking/--no-thinking", help="Default of the think "
+                                                  "switch, for templates with enable_thinking (SmolLM3).")] = None,
+    example: Annotated[list[str] | None, typer.Option("--example", help="An example prompt (repeatable).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Default temperature, 0 = greedy (0.6).")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Default top-p (0.95).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Default reply length limit (512).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Default sampling seed, -1 = random.")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Run the app on 127.0.0.1 with the run's local model "
+                                                        "(Ctrl-C stops it).")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 7860,
+    space: Annotated[str | None, typer.Option(help="Publish the app as this Hub Space (user/name).")] = None,
+    private: Annotated[bool, typer.Option("--private/--public", help="Visibility of the Space.")] = True,
+    token_file: Annotated[Path | None, typer.Option(help="File holding an HF token for --space (else HF_TOKEN "
+                                                         "or the login cache).")] = None,
+) -> None:
+    """Generate a Gradio chat app for a run's model; --serve runs it locally, --space publishes it."""
+    from smolforge import demo as demo_mod
+    from smolforge.runfolder import RunFolder
+
+    run = RunFolder(run_dir).require()
+    cfg = run.read_config()
+    model_dir = demo_mod.require_model(run)
+    demo_mod.check_repo_id(space, "--space")
+    model = demo_mod.check_repo_id(model_id, "--model-id") or demo_mod.published_model_id(run, cfg)
+    token = None
+    if space:
+        from smolforge.credentials import find_token
+        from smolforge.errors import SmolforgeError
+
+        if not model:
+            raise SmolforgeError(f"--space needs the Hub repo the Space loads the model from, and {run_dir} has "
+                                 f"none: publish the model first (`smolforge publish {run_dir} --repo-id "
+                                 "user/name`) or pass --model-id user/name.")
+        token, _ = find_token(token_file)
+        if not token:
+            raise SmolforgeError("--space needs a Hugging Face token with write access: set HF_TOKEN, run "
+                                 "`hf auth login`, or pass --token-file FILE.")
+    if serve:
+        demo_mod.check_port(port)
+    settings = demo_mod.settings_for(
+        run, cfg, model_id=model, title=title, description=_text_or_file(description, "--description"),
+        system_prompt=_text_or_file(system_prompt, "--system-prompt"), thinking=thinking,
+        examples=list(example) if example else None, temperature=temperature, top_p=top_p,
+        max_new_tokens=max_new_tokens, seed=seed)
+    folder = demo_mod.write_app(settings, output or demo_mod.default_output(run.root))
+    console = _console()
+    console.print(f"Demo app written: {folder}")
+    if space:
+        info = demo_mod.publish_space(folder, space, private=private, token=token, endpoint=cfg.publish.endpoint)
+        run.update_results(demo=info)
+        console.print(f"Space published ({'private' if private else 'public'}): {info['url']}")
+        if not (run.read_results().get("publish") or {}).get("repo_id") and not model_id:
+            console.print(f"Note: the run has not been published yet; the Space loads {model} once it is pushed "
+                          f"(`smolforge publish {run_dir}`).")
+        console.print(f"The Space loads {model}; if that repo is private, add an HF_TOKEN secret (read access) "
+                      "in the Space's settings.")
+    if serve:
+        console.print(f"Serving on http://127.0.0.1:{port} (Ctrl-C stops it) with the local model {model_dir}")
+        demo_mod.serve(folder, model_dir, port)
+
+
 def main() -> None:
     """Console-script entry point: run the app and map errors to messages and exit codes."""
     import click
