@@ -5,14 +5,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smolforge-installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean browser-deps
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,demo]"
 	@if $(BIN)/python -m pip list 2>/dev/null | grep -i nvidia; then \
 		echo "error: a CUDA package was installed; torch must stay the 2.13.0 CPU build" >&2; exit 1; fi
 	touch $(STAMP)
@@ -20,8 +20,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/smolforge run --preset tiny --yes
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# Headless Chromium + its WebDriver for the demo app's browser test (Debian packages; CI runs as root).
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+		  chromium chromium-driver; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -97,11 +97,15 @@ def run(
 ) -> None:
     """Run the whole pipeline: train -> evaluate (-> quantize) -> card (-> publish)."""
     from smolforge.configfile import load_config
-    from smolforge.pipeline import RunOptions, execute
+    from smolforge.pipeline import RunOptions
 
     console = _console()
+    argv = sys.argv[1:]
     if config is None and preset is None and not resume:
-        raise _no_config_error()
+        config = _offer_wizard(console)  # in a terminal: set one up now; else the error naming the options
+        if config is None:
+            return
+        yes, argv = True, ["run", str(config), *argv[1:], "--yes"]  # confirmed in the wizard's summary
     is_run_dir = config is not None and config.is_dir()
     if is_run_dir and not resume:
         from smolforge.errors import SmolforgeError
@@ -119,7 +123,15 @@ def run(
         cfg = cfg.model_copy(update={"output_dir": str(config)})
     else:
         cfg = load_config(config, preset, sets)
-    opts = RunOptions(yes=yes, resume=resume, argv=sys.argv[1:], token_file=str(token_file) if token_file else None)
+    _execute(console, cfg, RunOptions(yes=yes, resume=resume, argv=argv,
+                                      token_file=str(token_file) if token_file else None))
+
+
+def _execute(console, cfg, opts) -> None:
+    """Show the run summary, confirm (unless --yes), train, and print the results."""
+    from smolforge.pipeline import execute
+
+    yes = opts.yes
 
     def confirm(rows) -> bool:
         from rich.table import Table
@@ -139,6 +151,33 @@ def run(
 
     run_folder = execute(cfg, opts, console, confirm)
     _print_run_summary(console, run_folder)
+
+
+def _offer_wizard(console) -> Path | None:
+    """`smolforge run` with no config: in a terminal, offer `smolforge init`; the path it wrote, or None."""
+    if not interactive():
+        raise _no_config_error()
+    from smolforge.wizard import prompts
+
+    try:
+        start = prompts.confirm("No config given. Set one up now with the wizard (smolforge init)?", default=True)
+    except KeyboardInterrupt:
+        start = False
+    if not start:
+        raise _no_config_error()
+    outcome = _init_wizard(console, Path("smolforge.yaml"))
+    if not outcome.start_run:
+        return None
+    if outcome.token:
+        os.environ["HF_TOKEN"] = outcome.token  # for this process's run only: env, never argv
+    return outcome.path
+
+
+def _init_wizard(console, output: Path, flags=None, yes: bool = False, force: bool = False):
+    from smolforge.wizard.draft import InitFlags
+    from smolforge.wizard.main import init as run_init
+
+    return run_init(flags or InitFlags(), output, yes=yes, force=force, terminal=interactive(), console=console)
 
 
 def _no_config_error():
@@ -224,6 +263,71 @@ def doctor(
     console.print(table)
 
 
+@app.command()
+def init(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The YAML file to write.")] = Path("smolforge.yaml"),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Ask nothing: write the preset's defaults plus the flags "
+                                                          "given (required outside a terminal).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    preset: Annotated[str | None, typer.Option(help="Preset to start from (see `smolforge presets`).")] = None,
+    base_model: Annotated[str | None, typer.Option(help="Hub model id, a local folder, or `tiny`.")] = None,
+    method: Annotated[Literal["sft", "dpo"] | None, typer.Option(help="Training method.")] = None,
+    finetune: Annotated[Literal["full", "lora"] | None, typer.Option(help="Full fine-tune or LoRA.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Hub dataset id, local file/folder, or `builtin`.")] = None,
+    dataset_config: Annotated[str | None, typer.Option(help="Hub dataset config (subset).")] = None,
+    max_samples: Annotated[int | None, typer.Option(help="Train on at most this many samples.")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the data.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of epochs).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per device per step.")] = None,
+    gradient_accumulation_steps: Annotated[int | None, typer.Option(help="Steps accumulated per update.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Max tokens per sequence.")] = None,
+    experiment_name: Annotated[str | None, typer.Option(help="Default <model>-<method>-<timestamp>.")] = None,
+    repo_id: Annotated[str | None, typer.Option(help="Hub repo to publish to (user/name).")] = None,
+    private: Annotated[bool | None, typer.Option("--private/--public", help="Visibility of the published repo "
+                                                                             "(default private).")] = None,
+    tracking: Annotated[Literal["trackio", "space", "none"] | None, typer.Option(
+        help="Monitoring: local trackio (default), a private trackio Space, or none.")] = None,
+    trackio_space: Annotated[str | None, typer.Option(help="The trackio Space id (user/name).")] = None,
+    author_name: Annotated[str | None, typer.Option(help="Author for the card (default: your HF username).")] = None,
+    model_description: Annotated[str | None, typer.Option(help="Card description (default: a sentence from "
+                                                                "model, method and dataset), or @FILE.")] = None,
+    license: Annotated[str | None, typer.Option(help="Hub license id (default: the base model's).")] = None,
+    license_name: Annotated[str | None, typer.Option(help="Name of a custom license (with --license other).")] = None,
+    license_link: Annotated[str | None, typer.Option(help="URL or LICENSE file of a custom license.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A card tag (repeatable).")] = None,
+    usage_example: Annotated[list[str] | None, typer.Option("--usage-example", help="Usage text or @FILE "
+                                                                                   "(repeatable).")] = None,
+    limitations: Annotated[str | None, typer.Option(help="Limitations text or @FILE.")] = None,
+    quantize: Annotated[list[str] | None, typer.Option(help="Quantized variant to produce: int8 or int4 "
+                                                             "(repeatable).")] = None,
+    demo_space: Annotated[str | None, typer.Option(help="Publish a demo app to this Space (user/name).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Set up a run: asks step by step, shows a summary, and writes one YAML file (`smolforge run FILE`)."""
+    from smolforge.wizard.draft import InitFlags
+
+    flags = InitFlags(
+        preset=preset, base_model=base_model, method=method, finetune=finetune, dataset=dataset,
+        dataset_config=dataset_config, max_samples=max_samples, epochs=epochs, max_steps=max_steps,
+        batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps, learning_rate=learning_rate,
+        max_length=max_length, experiment_name=experiment_name, repo_id=repo_id, private=private, tracking=tracking,
+        trackio_space=trackio_space, author_name=author_name,
+        model_description=_text_or_file(model_description, "--model-description"), license=license,
+        license_name=license_name, license_link=license_link, tags=list(tag) if tag else None,
+        usage_examples=list(usage_example) if usage_example else None, limitations=limitations,
+        quantize=list(quantize) if quantize else None, demo_space=demo_space, sets=list(set_ or []))
+    console = _console()
+    outcome = _init_wizard(console, output, flags, yes=yes, force=force)
+    if outcome.start_run:
+        from smolforge.configfile import load_config
+        from smolforge.pipeline import RunOptions
+
+        if outcome.token:
+            os.environ["HF_TOKEN"] = outcome.token  # for this process's run only: env, never argv
+        _execute(console, load_config(outcome.path), RunOptions(yes=True, argv=["run", str(outcome.path), "--yes"]))
+
+
 def _text_or_file(value: str | None, flag: str) -> str | None:
     """`@path` reads the text from a file; `@@text` is the literal `@text`."""
     if value is None or not value.startswith("@"):
@@ -288,6 +392,91 @@ def card(
 
         run.write_config(dump_dict(cfg))
     _console().print(f"Model card written: {path}")
+
+
+@app.command()
+def dashboard(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")],
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: trackio's, 7860).")] = None,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = True,
+) -> None:
+    """Open the trackio dashboard of a run (local metrics, or its Space)."""
+    from smolforge.runfolder import RunFolder
+    from smolforge.tracking import show_dashboard
+
+    show_dashboard(RunFolder(run_dir).require(), port, browser, _console())
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")],
+    output: Annotated[Path | None, typer.Option(help="Folder for the app (default: <run folder>-demo beside "
+                                                     "the run).")] = None,
+    model_id: Annotated[str | None, typer.Option(help="Hub repo the app loads (default: the repo the run was "
+                                                      "published to).")] = None,
+    title: Annotated[str | None, typer.Option(help="Page title (default: the card's model name).")] = None,
+    description: Annotated[str | None, typer.Option(help="Text under the title, or @file.")] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="Default system prompt, or @file (default: "
+                                                           "data.system_prompt).")] = None,
+    thinking: Annotated[bool | None, typer.Option("--thinking/--no-thinking", help="Default of the think "
+                                                  "switch, for templates with enable_thinking (SmolLM3).")] = None,
+    example: Annotated[list[str] | None, typer.Option("--example", help="An example prompt (repeatable).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Default temperature, 0 = greedy (0.6).")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Default top-p (0.95).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Default reply length limit (512).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Default sampling seed, -1 = random.")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Run the app on 127.0.0.1 with the run's local model "
+                                                        "(Ctrl-C stops it).")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 7860,
+    space: Annotated[str | None, typer.Option(help="Publish the app as this Hub Space (user/name).")] = None,
+    private: Annotated[bool, typer.Option("--private/--public", help="Visibility of the Space.")] = True,
+    token_file: Annotated[Path | None, typer.Option(help="File holding an HF token for --space (else HF_TOKEN "
+                                                         "or the login cache).")] = None,
+) -> None:
+    """Generate a Gradio chat app for a run's model; --serve runs it locally, --space publishes it."""
+    from smolforge import demo as demo_mod
+    from smolforge.runfolder import RunFolder
+
+    run = RunFolder(run_dir).require()
+    cfg = run.read_config()
+    model_dir = demo_mod.require_model(run)
+    demo_mod.check_repo_id(space, "--space")
+    model = demo_mod.check_repo_id(model_id, "--model-id") or demo_mod.published_model_id(run, cfg)
+    token = None
+    if space:
+        from smolforge.credentials import find_token
+        from smolforge.errors import SmolforgeError
+
+        if not model:
+            raise SmolforgeError(f"--space needs the Hub repo the Space loads the model from, and {run_dir} has "
+                                 f"none: publish the model first (`smolforge publish {run_dir} --repo-id "
+                                 "user/name`) or pass --model-id user/name.")
+        token, _ = find_token(token_file)
+        if not token:
+            raise SmolforgeError("--space needs a Hugging Face token with write access: set HF_TOKEN, run "
+                                 "`hf auth login`, or pass --token-file FILE.")
+    if serve:
+        demo_mod.check_port(port)
+    settings = demo_mod.settings_for(
+        run, cfg, model_id=model, title=title, description=_text_or_file(description, "--description"),
+        system_prompt=_text_or_file(system_prompt, "--system-prompt"), thinking=thinking,
+        examples=list(example) if example else None, temperature=temperature, top_p=top_p,
+        max_new_tokens=max_new_tokens, seed=seed)
+    folder = demo_mod.write_app(settings, output or demo_mod.default_output(run.root))
+    console = _console()
+    console.print(f"Demo app written: {folder}")
+    if space:
+        info = demo_mod.publish_space(folder, space, private=private, token=token, endpoint=cfg.publish.endpoint)
+        run.update_results(demo=info)
+        console.print(f"Space published ({'private' if private else 'public'}): {info['url']}")
+        if not (run.read_results().get("publish") or {}).get("repo_id") and not model_id:
+            console.print(f"Note: the run has not been published yet; the Space loads {model} once it is pushed "
+                          f"(`smolforge publish {run_dir}`).")
+        console.print(f"The Space loads {model}; if that repo is private, add an HF_TOKEN secret (read access) "
+                      "in the Space's settings.")
+    if serve:
+        console.print(f"Serving on http://127.0.0.1:{port} (Ctrl-C stops it) with the local model {model_dir}")
+        demo_mod.serve(folder, model_dir, port)
 
 
 @app.command()

@@ -154,6 +154,23 @@ class CardSection(Section):
     citation: str | None = None
     template: str | None = None  # path to a Jinja2 or old-style ({{#if}}) template
 
+    @field_validator("*")
+    @classmethod
+    def _utf8(cls, v: Any) -> Any:
+        return _encodable(v)
+
+
+def _encodable(value: Any) -> Any:
+    """Text must be writable as UTF-8 (argv can smuggle in lone surrogates from invalid bytes)."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("contains bytes that are not valid UTF-8 text; retype it or fix the file "
+                                 "encoding") from None
+    return value
+
 
 class PublishSection(Section):
     repo_id: str | None = None

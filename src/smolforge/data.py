@@ -423,6 +423,8 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
         "train_size": len(train),
         "eval_size": len(eval_ds) if eval_ds is not None else 0,
         "eval_source": eval_desc,
+        "eval_split_name": eval_name if eval_name is not None else (
+            f"{cfg.split} (held-out {cfg.eval_ratio:.0%})" if eval_ds is not None else None),
         "eval_rows_dropped": sum(eval_reasons.values()),
         "seed": cfg.seed,
         "system_prompt": cfg.system_prompt,

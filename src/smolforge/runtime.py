@@ -79,3 +79,30 @@ def resolve(cfg: SmolforgeConfig) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return Runtime(device=device, precision=precision, batching=batching, attn_implementation=attn,
                    activation_checkpointing=bool(ckpt), world_size=world)
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in glibc's heap instead of returning it to the OS after every step.
+
+    Training allocates and frees the same large activation buffers each step; with glibc's
+    defaults each one is a fresh mmap whose pages fault in again (STACK_NOTES measured ~21% of CPU
+    time in page faults). Raising the mmap/trim thresholds and the top pad reuses them instead.
+    Numerically a no-op. Only on Linux/glibc; SMOLFORGE_MALLOC_TUNE=0 turns it off.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if os.environ.get("SMOLFORGE_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mib = 1024 * 1024
+    ok = mallopt(m_mmap_threshold, 32 * mib)  # glibc's maximum on 64-bit
+    ok &= mallopt(m_trim_threshold, 512 * mib)
+    ok &= mallopt(m_top_pad, 64 * mib)
+    return bool(ok)

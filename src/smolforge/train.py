@@ -13,11 +13,12 @@ import resource
 import sys
 import time
 import weakref
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from smolforge import hardware
+from smolforge import hardware, tracking
 from smolforge.config import SmolforgeConfig
 from smolforge.data import PreparedData, apply_length_filters
 from smolforge.errors import SmolforgeError
@@ -175,31 +176,6 @@ def _loss_flags(cfg: SmolforgeConfig, kind: str) -> dict:
             "loss_on": loss_on}
 
 
-def _setup_tracking_env(cfg: SmolforgeConfig) -> None:
-    import os
-
-    if cfg.tracking.backend == "trackio" and cfg.tracking.dir:
-        os.environ["TRACKIO_DIR"] = str(Path(cfg.tracking.dir).expanduser().resolve())
-
-
-def _tracking_info(cfg: SmolforgeConfig) -> dict[str, Any] | None:
-    tr = cfg.tracking
-    if tr.backend == "none":
-        return None
-    info: dict[str, Any] = {"backend": tr.backend, "project": tr.project or cfg.experiment_name,
-                            "run_name": cfg.experiment_name}
-    if tr.backend == "trackio":
-        from trackio.utils import TRACKIO_DIR
-
-        info["dir"] = str(TRACKIO_DIR)
-        if tr.space_id:
-            info["space_id"] = tr.space_id
-            info["url"] = f"https://huggingface.co/spaces/{tr.space_id}"
-        if tr.dataset_repo:
-            info["dataset_repo"] = tr.dataset_repo
-    return info
-
-
 def _peak_memory(rt: Runtime) -> dict[str, float]:
     out = {"cpu_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if rt.device == "cuda":
@@ -209,19 +185,30 @@ def _peak_memory(rt: Runtime) -> dict[str, float]:
     return out
 
 
-def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None,
-          resume_from: str | None = None) -> dict[str, Any]:
-    """Run the trainer; save model/; return the training section of results.json (rank 0)."""
-    _setup_tracking_env(cfg)
+@dataclass
+class Built:
+    """A ready-to-train trainer and the facts results.json needs about it."""
+
+    trainer: Any
+    tokenizer: Any
+    runtime: Runtime
+    loss_on: str
+    params_total: int
+
+
+def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData) -> Built:
+    """Tokenizer, length filters, model and the TRL trainer exactly as `smolforge run` trains them.
+
+    Also used by benchmarks/throughput.py, so the benchmark measures the real default path.
+    """
+    tracking.setup_env(cfg)
     import torch
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from smolforge.trainer_ext import ProgressLog, StopOnSignal
 
     rt = resolve(cfg)
     t = cfg.training
-    started = datetime.now(timezone.utc)
     source = model_source(cfg)
     loss = _loss_flags(cfg, data.kind) if t.method == "sft" else {"loss_on": "completion"}
     tokenizer = load_tokenizer(cfg, source, needs_markers=data.kind != "text")
@@ -235,37 +222,10 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     peft_config = _lora_config(cfg) if t.finetune == "lora" else None
 
     trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config)
-
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # smolforge's ProgressLog prints and logs instead
-    stopper = StopOnSignal()
-    trainer.add_callback(stopper)
-    trainer.add_callback(ProgressLog(weakref.ref(trainer), console if trainer.is_world_process_zero() else None))
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    log.info("runtime: %s", rt.as_dict())
-
-    stopper.install()
-    try:
-        t0 = time.perf_counter()
-        train_output = trainer.train(resume_from_checkpoint=resume_from)
-        train_wall = time.perf_counter() - t0
-    finally:
-        stopper.uninstall()
-    if stopper.received is not None:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        raise Interrupted(stopper.received, trainer.state.global_step, get_last_checkpoint(str(run.checkpoints_dir)))
-
-    train_log = dict(trainer.state.log_history[-1])  # the trainer's final summary (train_loss, runtime...)
-    final_eval = trainer.evaluate() if data.eval is not None else None
-    counts = trainer.sf_total_counts()
-    if not trainer.is_world_process_zero():
-        return {}
-
-    save_model(trainer, tokenizer, cfg, run, rt)
-    return _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, train_wall,
-                    params_total, trainable, loss["loss_on"], started, resume_from)
+    return Built(trainer, tokenizer, rt, loss["loss_on"], params_total)
 
 
 def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data: PreparedData, common: dict,
@@ -294,6 +254,58 @@ def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data: Prep
     args = DPOConfig(**common, max_length=t.max_length, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
     return make_dpo_trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=data.train,
                                     eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
+
+
+def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None,
+          resume_from: str | None = None) -> dict[str, Any]:
+    """Run the trainer; save model/; return the training section of results.json (rank 0)."""
+    from smolforge.trainer_ext import ProgressLog, StopOnSignal
+
+    started = datetime.now(timezone.utc)
+    built = build_trainer(cfg, run, data)
+    trainer, tokenizer, rt = built.trainer, built.tokenizer, built.runtime
+    params_total = built.params_total
+    loss = {"loss_on": built.loss_on}
+
+    stopper = StopOnSignal()
+    trainer.add_callback(stopper)
+    if cfg.tracking.backend == "trackio":
+        trainer.add_callback(tracking.config_callback(cfg))
+    trainer.add_callback(ProgressLog(weakref.ref(trainer), console if trainer.is_world_process_zero() else None))
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    log.info("runtime: %s", rt.as_dict())
+
+    stopper.install()
+    try:
+        t0 = time.perf_counter()
+        train_output = trainer.train(resume_from_checkpoint=resume_from)
+        train_wall = time.perf_counter() - t0
+    finally:
+        stopper.uninstall()
+    if stopper.received is not None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        raise Interrupted(stopper.received, trainer.state.global_step, get_last_checkpoint(str(run.checkpoints_dir)))
+
+    train_log = dict(trainer.state.log_history[-1])  # the trainer's final summary (train_loss, runtime...)
+    final_eval = _final_eval(trainer) if data.eval is not None else None
+    counts = trainer.sf_total_counts()
+    if not trainer.is_world_process_zero():
+        return {}
+
+    save_model(trainer, tokenizer, cfg, run, rt)
+    return _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, train_wall,
+                    params_total, trainable, loss["loss_on"], started, resume_from)
+
+
+def _final_eval(trainer) -> dict[str, Any]:
+    """The evaluation of the final weights: the trainer's own end-of-training eval when it ran at
+    the last step (no second pass, and no second tracking session), else a fresh evaluate()."""
+    step = trainer.state.global_step
+    last = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if last is not None and last.get("step") == step:
+        return dict(last)
+    return trainer.evaluate()
 
 
 def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder, rt: Runtime) -> None:
@@ -366,9 +378,9 @@ def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts
         results["eval_split"] = data.stats.get("eval_source")
         if eval_loss < 700:  # exp() overflows beyond ~709: an unmeasurable perplexity is left out
             results["perplexity"] = math.exp(eval_loss)
-    tracking = _tracking_info(cfg)
-    if tracking:
-        results["tracking"] = tracking
+    tracked = tracking.info(cfg)
+    if tracked:
+        results["tracking"] = tracked
     argv = " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name == "smolforge" else None
     if argv:
         results["command"] = f"smolforge {argv}"

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "torchao")
+HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "torchao", "gradio")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["presets"], ["run", "--help"], ["card", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["presets"], ["run", "--help"], ["card", "--help"],
+                                  ["demo", "--help"]])
 def test_command_imports_no_heavy_library(argv):
     code = (
         "import sys\n"

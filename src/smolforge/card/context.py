@@ -78,9 +78,11 @@ def _hub_id(name: str) -> bool:
 
 def resolve_license(cfg: SmolforgeConfig, inputs: CardInputs) -> tuple[str, str | None, str | None, str]:
     """(license, license_name, license_link, where it came from) or a message saying how to set it."""
-    if inputs.license:
-        lid = validate_license(inputs.license, inputs.license_name, inputs.license_link)
-        return lid, inputs.license_name, inputs.license_link, "user"
+    for source in (inputs, cfg.card):
+        if source.license:
+            lid = validate_license(source.license, source.license_name, source.license_link)
+            name, link = (source.license_name or "").strip() or None, (source.license_link or "").strip() or None
+            return lid, name, link, "user"
     if cfg.model.license:
         return validate_license(cfg.model.license, field="model.license"), None, None, "config"
     base = base_model_license(cfg.model.name_or_path)
@@ -167,7 +169,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
     quantized_skipped = {k: v["skipped"] for k, v in (results.get("quantized") or {}).items()
                          if isinstance(v, dict) and v.get("skipped")}
     tracking = results.get("tracking") or {}
-    tags = list(dict.fromkeys([*(inputs.tags or []), "smolforge", t.method, "trl",
+    tags = list(dict.fromkeys([*(t for t in inputs.tags or [] if t.strip()), "smolforge", t.method, "trl",
                                *(["lora"] if t.finetune == "lora" else []), "text-generation"]))
     eval_loss, perplexity = results.get("eval_loss"), results.get("perplexity")
     train_loss = results.get("final_train_loss", results.get("train_loss"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,41 @@ from smolforge.card.context import CardInputs, bibtex, build_context
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
+
+
+@lru_cache(maxsize=1)
+def _card_classes():
+    """ModelCard/ModelCardData whose YAML dump round-trips every string exactly.
+
+    huggingface_hub dumps with PyYAML's `allow_unicode=True`, which writes U+0085 (NEL) raw in a
+    single-quoted scalar, where YAML reads it back as a line break folded to a space: an author
+    or tag holding NEL would not round-trip. Strings with NEL/LS/PS are dumped double-quoted,
+    where PyYAML escapes them; everything else is exactly huggingface_hub's output.
+    """
+    import yaml
+    from huggingface_hub import ModelCard, ModelCardData
+
+    class HeaderDumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper, value: str):
+        style = '"' if any(c in value for c in "\x85\u2028\u2029") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    HeaderDumper.add_representer(str, represent_str)
+
+    class CardData(ModelCardData):
+        def to_yaml(self, line_break=None, original_order=None) -> str:
+            if original_order:
+                super().to_yaml(line_break=line_break, original_order=original_order)  # applies the order
+            return yaml.dump(self.to_dict(), Dumper=HeaderDumper, sort_keys=False, allow_unicode=True,
+                             line_break=line_break).strip()
+
+    class Card(ModelCard):
+        card_data_class = CardData
+
+    return Card, CardData
+
 
 FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n---[ \t]*(\r?\n|\Z)", re.S)
 WRAPPER = "---\n{{ card_data }}\n---\n\n{{ body }}"
@@ -38,19 +74,19 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-def _environment():
+def _environment(newline: str = "\n"):
     from jinja2.sandbox import SandboxedEnvironment
 
     # Unknown top-level names are rejected before rendering (see render_body); a missing attribute of a
     # known value (a metric this run did not measure) is a plain, falsy Undefined that renders empty.
-    return SandboxedEnvironment(finalize=_finalize, autoescape=False,
+    return SandboxedEnvironment(finalize=_finalize, autoescape=False, newline_sequence=newline,
                                 keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
 
 
 def read_template(path: str | Path) -> str:
     p = Path(path).expanduser()
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_bytes().decode("utf-8")  # keep CRLF: read_text would turn it into LF
     except OSError as e:
         raise SmolforgeError(f"--template: cannot read {p} ({e.strerror}). Give a Markdown template file.") from None
     except UnicodeDecodeError:
@@ -66,7 +102,7 @@ def render_body(template: str, context: dict[str, Any], source: str = "the card 
     literals: list[str] = []
     if legacy.looks_legacy(template):
         template, literals = legacy.to_jinja(template)
-    env = _environment()
+    env = _environment(line_ending(template))
     try:
         ast = env.parse(template)
     except TemplateSyntaxError as e:
@@ -88,12 +124,21 @@ def render_body(template: str, context: dict[str, Any], source: str = "the card 
     except SecurityError as e:
         raise SmolforgeError(f"{source}: the template tried an unsafe operation ({e}); templates may only "
                              "read variables.") from None
+    except Exception as e:  # a template error at render time (bad operand types, ...) is the user's to fix
+        raise SmolforgeError(f"{source}: rendering failed ({type(e).__name__}: {e}). Fix the expression in "
+                             "the template.") from None
+
+
+def line_ending(text: str) -> str:
+    """CRLF when the template uses it, so a Windows-edited template renders a CRLF card."""
+    return "\r\n" if "\r\n" in text else "\n"
 
 
 def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None = None):
     """Hub metadata, built only through ModelCardData / EvalResult so it is valid by construction."""
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import EvalResult
 
+    _, ModelCardData = _card_classes()
     eval_results = None
     if ctx.get("validation_loss") is not None and ctx.get("eval_split"):
         dataset_type = ctx.get("dataset_hub_id") or ctx["dataset_name"]
@@ -113,7 +158,7 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
     if ctx.get("author_name"):
         extra["author"] = ctx["author_name"]
     return ModelCardData(
-        model_name=ctx["model_name"],
+        model_name=ctx["model_name"] if eval_results else None,  # only model-index uses it
         base_model=ctx.get("base_model_id"),
         datasets=[ctx["dataset_hub_id"]] if ctx.get("dataset_hub_id") else None,
         language=ctx.get("language") or None,
@@ -131,8 +176,7 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
 def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], inputs: CardInputs,
                 username: str | None = None, template_path: str | Path | None = None):
     """The whole card for a run, as a huggingface_hub.ModelCard (not yet written)."""
-    from huggingface_hub import ModelCard
-
+    ModelCard, _ = _card_classes()
     ctx = build_context(run, cfg, results, inputs, username=username)
     ctx["bibtex"] = bibtex(ctx)
     data = card_data(ctx, results)
@@ -140,7 +184,13 @@ def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], i
     path = template_path or inputs.template
     template = read_template(path) if path else default_template()
     body = render_body(template, ctx, source=f"Card template {path}" if path else "The default card template")
-    return ModelCard.from_template(data, template_str=WRAPPER, body=body.lstrip("\n"))
+    body = body.lstrip("\r\n")
+    nl = line_ending(template)
+    if nl == "\n":
+        return ModelCard.from_template(data, template_str=WRAPPER, body=body)
+    # jinja2.Template (inside from_template) would turn the wrapper's CRLF into LF: build the same
+    # content directly so a CRLF template gives a CRLF card, header included.
+    return ModelCard(f"---{nl}{data.to_yaml(line_break=nl)}{nl}---{nl}{nl}{body}")
 
 
 def sha256(text: str) -> str:

@@ -1,0 +1,277 @@
+"""The model card: golden files, every variable, absent-not-placeholder, user input, templates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from smolforge.card.context import SEED_VARIABLES, USER_VARIABLES, CardInputs, build_context
+from smolforge.card.render import render_body, render_card
+from smolforge.card.writer import write_card
+from smolforge.configfile import validate
+from smolforge.errors import SmolforgeError
+from smolforge.runfolder import RunFolder
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "card"
+UPDATE = os.environ.get("SMOLFORGE_UPDATE_GOLDEN") == "1"
+
+
+def make_run(tmp_path: Path, name: str) -> RunFolder:
+    root = tmp_path / name
+    shutil.copytree(FIXTURES / name, root, ignore=shutil.ignore_patterns("expected_*"))
+    (root / "model").mkdir()
+    for q in (RunFolder(root).read_results().get("quantized") or {}).values():
+        if q.get("path"):
+            (root / q["path"]).mkdir(parents=True)
+    return RunFolder(root)
+
+
+def cfg_of(run: RunFolder):
+    return validate(yaml.safe_load(run.config_path.read_text()), "fixture")
+
+
+def card_text(run: RunFolder, **inputs) -> str:
+    cfg = cfg_of(run)
+    base = CardInputs.from_section(cfg.card, cfg.publish.repo_id)
+    card = render_card(run, cfg, run.read_results(), base.merged(CardInputs(**inputs)))
+    return str(card)
+
+
+@pytest.mark.parametrize("name", ["full", "minimal"])
+def test_golden_card(tmp_path, name):
+    run = make_run(tmp_path, name)
+    path = write_card(run, cfg_of(run), CardInputs.from_section(cfg_of(run).card, cfg_of(run).publish.repo_id),
+                      force=True)
+    text = path.read_text(encoding="utf-8")
+    golden = FIXTURES / name / "expected_README.md"
+    if UPDATE:
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+
+
+def test_full_card_metadata_is_hub_shaped(tmp_path):
+    run = make_run(tmp_path, "full")
+    data = ModelCard(card_text(run)).data.to_dict()
+    assert data["base_model"] == "HuggingFaceTB/SmolLM3-3B"
+    assert data["base_model_relation"] == "finetune"
+    assert data["datasets"] == ["HuggingFaceTB/smoltalk"]
+    assert data["license"] == "apache-2.0"  # the base model's license, known offline
+    assert data["library_name"] == "transformers"
+    assert data["author"] == "Ada Lovelace"
+    assert data["tags"][:2] == ["chat", "english"] and {"smolforge", "sft", "trl"} <= set(data["tags"])
+    results = run.read_results()
+    ds = data["model-index"][0]["results"][0]["dataset"]
+    assert ds == {"name": "HuggingFaceTB/smoltalk", "type": "HuggingFaceTB/smoltalk", "config": "all",
+                  "split": "test"}
+    metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"loss": results["eval_loss"], "perplexity": results["perplexity"]}
+
+
+def test_every_seed_variable_and_enhancement_exists(tmp_path):
+    run = make_run(tmp_path, "full")
+    cfg = cfg_of(run)
+    ctx = build_context(run, cfg, run.read_results(), CardInputs.from_section(cfg.card, cfg.publish.repo_id))
+    assert set(SEED_VARIABLES + USER_VARIABLES) <= set(ctx)
+    assert ctx["repo_name"] == "ada/smollm3-smoltalk"
+    assert ctx["model_name_slug"] == "smollm3_sft_20261120_101500"
+    assert ctx["quantized_models"] is True
+    assert ctx["training_config_type"] == "smollm3-sft"
+    assert ctx["trainer_type"] == "SFT"
+    assert ctx["citation_year"] == 2026
+
+
+def test_missing_results_leave_sections_out(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    text = card_text(run)
+    data = ModelCard(text).data.to_dict()
+    assert "model-index" not in data  # no eval split: no metrics to claim
+    assert "author" not in data
+    assert "## Quantized variants" not in text
+    assert "## Training metrics" not in text
+    assert "Validation loss |" not in text and "Perplexity |" not in text
+    assert "This run had no evaluation split" in text
+    for placeholder in ("N/A", "None", "nan", "~", "Your Name", "TODO"):
+        assert placeholder not in text.split("## Framework versions")[0], placeholder
+    assert ModelCard(text).data.to_dict()["license"] == "apache-2.0"
+
+
+def test_quantized_flag_false_when_variant_folder_is_missing(tmp_path):
+    run = make_run(tmp_path, "full")
+    shutil.rmtree(run.root / "quantized")
+    cfg = cfg_of(run)
+    ctx = build_context(run, cfg, run.read_results(), CardInputs())
+    assert ctx["quantized_models"] is False and ctx["quantized"] == []
+    assert "## Quantized variants" not in card_text(run)
+
+
+def test_author_defaults_to_username_and_never_to_your_name(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    cfg = cfg_of(run)
+    assert build_context(run, cfg, run.read_results(), CardInputs())["author_name"] is None
+    ctx = build_context(run, cfg, run.read_results(), CardInputs(), username="octocat")
+    assert ctx["author_name"] == "octocat"
+    assert ctx["repo_name"] == "octocat/tiny-sft-20261120-090000"
+
+
+def test_unknown_base_license_fails_with_the_fix(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    data = yaml.safe_load(run.config_path.read_text())
+    data["card"]["license"] = None
+    with pytest.raises(SmolforgeError, match=r"card.license: the license of the base model 'tiny' is not known"):
+        build_context(run, validate(data, "x"), run.read_results(), CardInputs())
+
+
+@pytest.mark.parametrize("bad,msg", [("apache2", "Did you mean apache-2.0"), ("MIT-ish", "not a Hugging Face license")])
+def test_license_is_validated_offline(tmp_path, bad, msg):
+    run = make_run(tmp_path, "minimal")
+    with pytest.raises(SmolforgeError, match=msg):
+        card_text(run, license=bad)
+
+
+def test_custom_license_needs_name_and_link(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    with pytest.raises(SmolforgeError, match="license_name"):
+        card_text(run, license="other")
+    text = card_text(run, license="other", license_name="acme-license-1.0", license_link="https://acme.example/l")
+    data = ModelCard(text).data.to_dict()
+    assert (data["license"], data["license_name"], data["license_link"]) == (
+        "other", "acme-license-1.0", "https://acme.example/l")
+
+
+def test_card_rendering_is_offline(tmp_path, monkeypatch):
+    import socket
+
+    def no_network(*a, **k):
+        raise AssertionError("rendering tried to open a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    run = make_run(tmp_path, "full")
+    assert "## Results" in card_text(run)
+
+
+# ------------------------------------------------------------------ old-style templates
+
+CTX = {"author_name": "Ada", "model_name": "m", "tags": ["a", "b"], "quantized_models": False,
+       "perplexity": None, "license": "mit", "nested": {"x": 1}}
+
+
+def render(template: str, **extra) -> str:
+    return render_body(template, {**CTX, **extra})
+
+
+def test_legacy_if_else():
+    assert render("{{#if author_name}}by {{author_name}}{{else}}anonymous{{/if}}") == "by Ada"
+    assert render("{{#if perplexity}}ppl {{perplexity}}{{else}}no ppl{{/if}}") == "no ppl"
+
+
+def test_legacy_nesting_to_any_depth():
+    t = ("{{#if author_name}}A{{#if license}}L{{#unless quantized_models}}U{{#if perplexity}}P{{else}}p{{/if}}"
+         "{{/unless}}{{else}}l{{/if}}{{else}}a{{/if}}")
+    assert render(t) == "ALUp"
+
+
+def test_legacy_unless():
+    assert render("{{#unless quantized_models}}no variants{{/unless}}") == "no variants"
+    assert render("{{#unless author_name}}x{{else}}has author{{/unless}}") == "has author"
+
+
+def test_legacy_each_with_this_and_index():
+    assert render("{{#each tags}}[{{@index}}:{{this}}]{{/each}}") == "[0:a][1:b]"
+    assert render("{{#each tags}}{{#if @first}}first {{/if}}{{this}}{{/each}}") == "first ab"
+
+
+def test_legacy_triple_braces_are_raw():
+    assert render("{{{author_name}}} & {{{model_name}}}", author_name="<b>Ada</b>") == "<b>Ada</b> & m"
+
+
+def test_legacy_default_filter():
+    assert render("{{perplexity|default:'not measured'}}") == "not measured"
+    assert render("{{author_name|default:'someone'}}") == "Ada"
+    assert render('{{ perplexity | default: "n/m" }}') == "n/m"
+
+
+def test_values_are_never_re_expanded():
+    out = render("{{#if author_name}}{{author_name}}{{/if}} {{{model_name}}}", author_name="{{license}} {% x %}",
+                 model_name="{{#if author_name}}boom{{/if}}")
+    assert out == "{{license}} {% x %} {{#if author_name}}boom{{/if}}"
+
+
+def test_template_text_is_never_jinja_code_in_legacy_mode():
+    out = render("{{#if author_name}}{% for x in range(3) %}X{% endfor %}{% raw %} ok{{/if}}")
+    assert out == "{% for x in range(3) %}X{% endfor %}{% raw %} ok"
+
+
+def test_legacy_unknown_variable_lists_closest_names():
+    with pytest.raises(SmolforgeError, match=r"unknown variables: autor_name \(did you mean author_name"):
+        render("{{#if autor_name}}x{{/if}}")
+
+
+@pytest.mark.parametrize("template,msg", [
+    ("{{#if author_name}}x", "never closed"),
+    ("x{{/if}}", "closes a block that was never opened"),
+    ("{{#if author_name}}{{#each tags}}{{/if}}{{/each}}", "closes {{#each}} opened on line 1"),
+    ("{{else}}", "must sit inside"),
+    ("{{#if author_name}}{{this}}{{/if}}", "only valid inside {{#each"),
+    ("{{#if author_name}}{{author_name + 1}}{{/if}}", "unsupported tag"),
+    ("{{ author_name + 1 }}", "rendering failed"),
+    ("{% if %}", "Fix the template syntax"),
+])
+def test_legacy_syntax_errors(template, msg):
+    with pytest.raises(SmolforgeError, match=msg):
+        render(template)
+
+
+def test_front_matter_of_a_user_template_is_replaced_by_validated_metadata(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    tpl = tmp_path / "t.md"
+    tpl.write_text("---\n{{#if author_name}}author: {{author_name}}{{/if}}\nlicense: mit\n---\n# {{model_name}}\n")
+    text = card_text(run, template=str(tpl), author_name="x\nlicense: gpl-3.0")
+    data = ModelCard(text).data.to_dict()
+    assert data["license"] == "apache-2.0" and data["author"] == "x\nlicense: gpl-3.0"
+    assert text.rstrip().endswith("# tiny-sft-20261120-090000")
+
+
+def test_crlf_template(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    tpl = tmp_path / "crlf.md"
+    tpl.write_bytes(b"# {{model_name}}\r\n{{#if author_name}}by {{author_name}}\r\n{{else}}anon\r\n{{/if}}")
+    text = card_text(run, template=str(tpl), author_name="Ada")
+    assert text.startswith("---\r\n") and "\r\nauthor: Ada\r\n---\r\n" in text
+    assert text.endswith("# tiny-sft-20261120-090000\r\nby Ada\r\n")
+    assert "\n" not in text.replace("\r\n", "")  # no stray LF
+    assert ModelCard(text).data.to_dict()["license"] == "apache-2.0"
+
+
+# ------------------------------------------------------------------ Jinja templates and the sandbox
+
+def test_jinja_user_template():
+    assert render("{% for t in tags %}{{ t|upper }}{% endfor %}") == "AB"
+
+
+@pytest.mark.parametrize("template", [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ nested.__class__.__subclasses__() }}",
+    "{{ model_name.__init__.__globals__ }}",
+])
+def test_sandbox_blocks_unsafe_access(template):
+    out_or_error = None
+    try:
+        out_or_error = render(template)
+    except SmolforgeError as e:
+        out_or_error = str(e)
+    assert "class" not in out_or_error.lower().replace("__class__", "") or "unsafe" in out_or_error
+    assert "subclasses" not in out_or_error.replace("__subclasses__", "")
+
+
+def test_user_text_is_never_executed_as_a_template(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    text = card_text(run, model_description="{{ 7*7 }} {% for x in range(3) %}X{% endfor %}",
+                     limitations="{{#if license}}leak{{/if}}")
+    assert "{{ 7*7 }} {% for x in range(3) %}X{% endfor %}" in text
+    assert "{{#if license}}leak{{/if}}" in text
+    assert "49" not in text.split("## Framework")[0].replace("149", "")
