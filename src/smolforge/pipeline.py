@@ -125,7 +125,10 @@ def launch_workers(run: RunFolder, nproc: int, distributed: str, resume_from: st
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                *worker]
-    proc = subprocess.run(cmd, env=dict(os.environ))
+    env = dict(os.environ)  # the token, if any, travels here: never in argv
+    if "OMP_NUM_THREADS" not in env:  # N processes share the cores instead of each taking all of them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    proc = subprocess.run(cmd, env=env)
     if proc.returncode in (130, 143, -2, -15):
         raise SmolforgeError(f"Training was interrupted. Resume with: smolforge run {shlex.quote(str(run.root))} "
                              "--resume")
