@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ class RunOptions:
     resume: bool = False
     argv: list[str] = field(default_factory=list)
     token_file: str | None = None
+    ask_license: Callable[[], str] | None = None  # interactive runs only
 
 
 def set_quiet_env(cfg: SmolforgeConfig | None = None) -> None:
@@ -104,13 +106,18 @@ def last_checkpoint(run: RunFolder) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def check_card_inputs(cfg: SmolforgeConfig) -> None:
-    """Fail before training when the card could not be written (e.g. no license known)."""
-    from smolforge.card.licenses import validate_license
+def check_card_inputs(cfg: SmolforgeConfig, ask_license=None) -> SmolforgeConfig:
+    """Fail before training when the card could not be written; ask for an unknown license when we can."""
+    from smolforge.card.context import LicenseUnknownError
 
-    if cfg.card.license:
-        validate_license(cfg.card.license, cfg.card.license_name, cfg.card.license_link)
-    resolve_license(cfg, CardInputs.from_section(cfg.card))
+    try:
+        resolve_license(cfg, CardInputs.from_section(cfg.card))
+    except LicenseUnknownError:
+        if ask_license is None:
+            raise
+        cfg = cfg.model_copy(update={"card": cfg.card.model_copy(update={"license": ask_license()})})
+        resolve_license(cfg, CardInputs.from_section(cfg.card))
+    return cfg
 
 
 def launch_workers(run: RunFolder, nproc: int, distributed: str, resume_from: str | None) -> None:
@@ -198,7 +205,7 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions) -> tuple[SmolforgeConfig
     if run.results_path.exists() or run.model_dir.exists() or run.checkpoints_dir.exists():
         raise SmolforgeError(f"The run folder {run.root} already holds a run. Choose another name with "
                              "--experiment-name (or --output-dir), continue it with --resume, or remove it.")
-    check_card_inputs(cfg)
+    cfg = check_card_inputs(cfg, opts.ask_license)
     return cfg, run, None
 
 
