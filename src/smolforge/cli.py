@@ -123,8 +123,25 @@ def run(
         cfg = cfg.model_copy(update={"output_dir": str(config)})
     else:
         cfg = load_config(config, preset, sets)
-    _execute(console, cfg, RunOptions(yes=yes, resume=resume, argv=argv,
+    ask = None if yes or not interactive() else _ask_license
+    _execute(console, cfg, RunOptions(yes=yes, resume=resume, argv=argv, ask_license=ask,
                                       token_file=str(token_file) if token_file else None))
+
+
+def _ask_license() -> str:
+    """Ask for the card's license (validated against the Hub's list) when the base model's is unknown."""
+    import questionary
+
+    from smolforge.card.licenses import hub_licenses
+
+    known = [x for x in hub_licenses() if x != "other"]  # a custom license needs --set card.license_name/link
+    answer = questionary.autocomplete(
+        "The base model's license is not known offline. License for the model card (Hub id):",
+        choices=known, validate=lambda v: v in known or "Type a Hub license id, e.g. apache-2.0 or mit",
+    ).ask()
+    if answer is None:
+        raise KeyboardInterrupt
+    return answer
 
 
 def _execute(console, cfg, opts) -> None:

@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ class RunOptions:
     resume: bool = False
     argv: list[str] = field(default_factory=list)
     token_file: str | None = None
+    ask_license: Callable[[], str] | None = None  # interactive runs only
 
 
 def set_quiet_env(cfg: SmolforgeConfig | None = None) -> None:
@@ -108,13 +110,18 @@ def last_checkpoint(run: RunFolder) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def check_card_inputs(cfg: SmolforgeConfig) -> None:
-    """Fail before training when the card could not be written (e.g. no license known)."""
-    from smolforge.card.licenses import validate_license
+def check_card_inputs(cfg: SmolforgeConfig, ask_license=None) -> SmolforgeConfig:
+    """Fail before training when the card could not be written; ask for an unknown license when we can."""
+    from smolforge.card.context import LicenseUnknownError
 
-    if cfg.card.license:
-        validate_license(cfg.card.license, cfg.card.license_name, cfg.card.license_link)
-    resolve_license(cfg, CardInputs.from_section(cfg.card))
+    try:
+        resolve_license(cfg, CardInputs.from_section(cfg.card))
+    except LicenseUnknownError:
+        if ask_license is None:
+            raise
+        cfg = cfg.model_copy(update={"card": cfg.card.model_copy(update={"license": ask_license()})})
+        resolve_license(cfg, CardInputs.from_section(cfg.card))
+    return cfg
 
 
 def launch_workers(run: RunFolder, nproc: int, distributed: str, resume_from: str | None) -> None:
@@ -129,7 +136,10 @@ def launch_workers(run: RunFolder, nproc: int, distributed: str, resume_from: st
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                *worker]
-    proc = subprocess.run(cmd, env=dict(os.environ))
+    env = dict(os.environ)  # the token, if any, travels here: never in argv
+    if "OMP_NUM_THREADS" not in env:  # N processes share the cores instead of each taking all of them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    proc = subprocess.run(cmd, env=env)
     if proc.returncode in (130, 143, -2, -15):
         raise SmolforgeError(f"Training was interrupted. Resume with: smolforge run {shlex.quote(str(run.root))} "
                              "--resume")
@@ -200,7 +210,7 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions) -> tuple[SmolforgeConfig
     if run.results_path.exists() or run.model_dir.exists() or run.checkpoints_dir.exists():
         raise SmolforgeError(f"The run folder {run.root} already holds a run. Choose another name with "
                              "--experiment-name (or --output-dir), continue it with --resume, or remove it.")
-    check_card_inputs(cfg)
+    cfg = check_card_inputs(cfg, opts.ask_license)
     check_publish_inputs(cfg, opts.token_file)
     return cfg, run, None
 

@@ -77,6 +77,13 @@ def resolve(cfg: SmolforgeConfig) -> Runtime:
     if ckpt == "auto":
         ckpt = device == "cuda"
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if t.distributed == "fsdp" and world > 1:
+        ckpt = False  # the accelerate FSDP config checkpoints activations itself (fsdp_activation_checkpointing)
+    if cfg.tracking.backend in ("wandb", "tensorboard"):
+        module = {"wandb": "wandb", "tensorboard": "tensorboard"}[cfg.tracking.backend]
+        if importlib.util.find_spec(module) is None:
+            raise SmolforgeError(f"tracking.backend: {cfg.tracking.backend!r} needs the {module} package, which is "
+                                 f"not installed. Install it (pip install {module}) or use trackio (the default).")
     return Runtime(device=device, precision=precision, batching=batching, attn_implementation=attn,
                    activation_checkpointing=bool(ckpt), world_size=world)
 

@@ -156,9 +156,6 @@ def _common_args(cfg: SmolforgeConfig, rt: Runtime, run: RunFolder, has_eval: bo
                     hub_private_repo=True, trackio_static_space_id=False)
     if rt.batching == "grouped":
         args["train_sampling_strategy"] = "group_by_length"
-    if t.distributed == "fsdp" and rt.world_size > 1:
-        args["fsdp"] = "full_shard auto_wrap"
-        args["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "activation_checkpointing": False}
     return args
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import FAST_TINY, SMOLFORGE, run_cli
 
-LONG = ["--set", "training.max_steps=400", "--set", "training.save_steps=10", "--set", "training.logging_steps=5",
+LONG = ["--set", "training.max_steps=120", "--set", "training.save_steps=10", "--set", "training.logging_steps=5",
         "--set", "training.eval_steps=1000", "--set", "data.eval_ratio=0.02"]
 
 
@@ -45,15 +45,15 @@ def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, si
     assert "Traceback" not in out
     ckpts = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").iterdir())
     stopped_at = ckpts[-1]
-    assert 25 <= stopped_at < 400
+    assert 25 <= stopped_at < 120
     assert not (run / "results.json").exists() and not (run / "model").exists()
 
     run_cli("run", str(run), "--resume", "--yes", cwd=tmp_path)
     results = json.loads((run / "results.json").read_text())
-    assert results["global_steps"] == 400
+    assert results["global_steps"] == 120
     assert results["resumed_from"] == f"checkpoint-{stopped_at}"
-    state = json.loads((run / "checkpoints" / "checkpoint-400" / "trainer_state.json").read_text())
-    assert state["global_step"] == 400 and state["max_steps"] == 400
+    state = json.loads((run / "checkpoints" / "checkpoint-120" / "trainer_state.json").read_text())
+    assert state["global_step"] == 120 and state["max_steps"] == 120
     assert (run / "model" / "model.safetensors").exists()
 
 
@@ -71,7 +71,7 @@ def test_resume_finds_the_run_of_a_config_file(tmp_path):
     proc.communicate(timeout=120)
     assert proc.returncode == 130
     run_cli("run", str(cfg), "--resume", "--yes", *FAST_TINY, *LONG, cwd=tmp_path)
-    assert json.loads((run / "results.json").read_text())["global_steps"] == 400
+    assert json.loads((run / "results.json").read_text())["global_steps"] == 120
 
 
 def test_resume_without_checkpoint_says_why(tmp_path):
@@ -98,5 +98,7 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path
     r2 = json.loads((tmp_path / "runs" / "two" / "results.json").read_text())
     assert r2["runtime"]["world_size"] == 2
     assert r2["tokens"]["supervised"] == r1["tokens"]["supervised"]
-    assert r2["eval_loss"] == pytest.approx(r1["eval_loss"], rel=1e-4)
+    # evaluate() averages per-batch mean losses, and the eval batches differ (8 rows vs 2 ranks x 4 rows),
+    # so eval loss matches only approximately; the training losses above match step for step.
+    assert r2["eval_loss"] == pytest.approx(r1["eval_loss"], rel=1e-2)
     assert (tmp_path / "runs" / "two" / "logs" / "rank1.log").exists()

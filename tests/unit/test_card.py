@@ -275,3 +275,20 @@ def test_user_text_is_never_executed_as_a_template(tmp_path):
     assert "{{ 7*7 }} {% for x in range(3) %}X{% endfor %}" in text
     assert "{{#if license}}leak{{/if}}" in text
     assert "49" not in text.split("## Framework")[0].replace("149", "")
+
+
+def test_local_base_model_points_metadata_at_its_hub_ancestor(tmp_path):
+    run = make_run(tmp_path, "minimal")
+    sft = tmp_path / "sft-model"
+    sft.mkdir()
+    (sft / "README.md").write_text("---\nbase_model: HuggingFaceTB/SmolLM3-3B\nlicense: apache-2.0\n---\n# sft\n")
+    data = yaml.safe_load(run.config_path.read_text())
+    data["model"]["name_or_path"] = str(sft)
+    cfg = validate(data, "x")
+    card = render_card(run, cfg, run.read_results(), CardInputs.from_section(cfg.card))
+    meta = ModelCard(str(card)).data.to_dict()
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM3-3B" and meta["base_model_relation"] == "finetune"
+    assert f"{sft} (itself fine-tuned from HuggingFaceTB/SmolLM3-3B)" in str(card)
+    (sft / "README.md").write_text("# no metadata\n")
+    card = render_card(run, cfg, run.read_results(), CardInputs.from_section(cfg.card))
+    assert "base_model" not in ModelCard(str(card)).data.to_dict()  # a local path is never a base_model id

@@ -67,6 +67,10 @@ class CardInputs:
         return replace(self, **given)
 
 
+class LicenseUnknownError(SmolforgeError):
+    """No license was given and the base model's is not known offline: ask, or fail with the fix."""
+
+
 def slugify(text: str, sep: str = "-") -> str:
     s = re.sub(r"[^a-z0-9]+", sep, text.lower()).strip(sep)
     return s or "model"
@@ -88,11 +92,29 @@ def resolve_license(cfg: SmolforgeConfig, inputs: CardInputs) -> tuple[str, str 
     base = base_model_license(cfg.model.name_or_path)
     if base:
         return base, None, None, "base model"
-    raise SmolforgeError(
+    raise LicenseUnknownError(
         f"card.license: the license of the base model {cfg.model.name_or_path!r} is not known offline, and no "
         "license was given. Choose one: --license apache-2.0 (or any Hub id, or `other` with --set "
         "card.license_name=... --set card.license_link=...) or set card.license in the YAML."
     )
+
+
+def upstream_base_model(local: Path) -> str | None:
+    """The Hub base model recorded in a local model folder's card (a smolforge run's model/), if any."""
+    import yaml
+
+    readme = local / "README.md"
+    if not readme.is_file():
+        return None
+    m = re.match(r"^---\s*\n(.*?)\n---\s*\n", readme.read_text(encoding="utf-8", errors="replace"), re.S)
+    try:
+        data = yaml.safe_load(m.group(1)) if m else None
+    except yaml.YAMLError:
+        return None
+    base = data.get("base_model") if isinstance(data, dict) else None
+    if isinstance(base, list) and len(base) == 1:
+        base = base[0]
+    return base if isinstance(base, str) and _hub_id(base) else None
 
 
 def _fmt_lr(lr: float) -> str:
@@ -151,6 +173,12 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
     base_is_hub = not cfg.model.is_tiny and _hub_id(base_name)
     base_display = ("a tiny SmolLM3-architecture model built locally by smolforge" if cfg.model.is_tiny
                     else base_name)
+    base_hub_id = base_name if base_is_hub else None
+    if not base_is_hub and not cfg.model.is_tiny:
+        upstream = upstream_base_model(Path(base_name).expanduser())
+        if upstream:  # e.g. DPO on a local SFT run: the Hub ancestor is the local model's own base
+            base_hub_id = upstream
+            base_display = f"{base_name} (itself fine-tuned from {upstream})"
     experiment = cfg.experiment_name or results.get("experiment_name") or run.root.name
     repo_name = inputs.repo_id or cfg.publish.repo_id
     if not repo_name and username:
@@ -212,7 +240,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "license_link": license_link,
         "license_source": license_source,
         "language": inputs.language or cfg.card.language,
-        "base_model_id": base_name if base_is_hub else None,
+        "base_model_id": base_hub_id,
         "base_model_is_local": not cfg.model.is_tiny and not base_is_hub,
         "is_tiny": cfg.model.is_tiny,
         "is_adapter": adapter,
