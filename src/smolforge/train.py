@@ -162,15 +162,9 @@ def _common_args(cfg: SmolforgeConfig, rt: Runtime, run: RunFolder, has_eval: bo
 
 
 def _loss_flags(cfg: SmolforgeConfig, kind: str) -> dict:
-    loss_on = cfg.data.loss_on
-    if loss_on == "auto":
-        loss_on = {"conversational": "assistant", "prompt_completion": "completion"}.get(kind, "all")
-    if loss_on == "assistant" and kind != "conversational":
-        raise SmolforgeError(f"data.loss_on: 'assistant' applies to conversations, but the data is {kind!r}. "
-                             "Use completion (prompt/completion data) or all.")
-    if loss_on == "completion" and kind != "prompt_completion":
-        raise SmolforgeError(f"data.loss_on: 'completion' applies to prompt/completion data, but the data is "
-                             f"{kind!r}. Use assistant (conversations) or all.")
+    from smolforge.data import resolve_loss_on
+
+    loss_on = resolve_loss_on(cfg.data.loss_on, kind)
     return {"assistant_only_loss": loss_on == "assistant", "completion_only_loss": loss_on == "completion",
             "loss_on": loss_on}
 
@@ -249,7 +243,8 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
             packing=rt.batching == "packed",
             padding_free=padding_free,
             assistant_only_loss=loss["assistant_only_loss"],
-            completion_only_loss=loss["completion_only_loss"] or None if data.kind == "prompt_completion" else None,
+            # False (not None) for loss_on=all: TRL's None means "completion only" on prompt/completion data
+            completion_only_loss=loss["completion_only_loss"] if data.kind == "prompt_completion" else None,
             dataset_num_proc=None,
         )
         trainer_cls = make_sft_trainer_class()
@@ -362,7 +357,9 @@ def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts
         results["eval_loss"] = eval_loss
         results["eval_log"] = dict(final_eval)
         results["eval_split"] = data.stats.get("eval_source")
-        if eval_loss < 700:  # exp() overflows beyond ~709: an unmeasurable perplexity is left out
+        # perplexity is exp(token cross-entropy): it means nothing for DPO's preference loss.
+        # exp() overflows beyond ~709: an unmeasurable perplexity is left out.
+        if cfg.training.method == "sft" and eval_loss < 700:
             results["perplexity"] = math.exp(eval_loss)
     tracking = _tracking_info(cfg)
     if tracking:
