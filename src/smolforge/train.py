@@ -162,10 +162,16 @@ def _common_args(cfg: SmolforgeConfig, rt: Runtime, run: RunFolder, has_eval: bo
 
 
 def _loss_flags(cfg: SmolforgeConfig, kind: str) -> dict:
+    """SFTConfig's loss-mask flags for data.loss_on (plus `loss_on` itself, resolved).
+
+    completion_only_loss is False, not None, for loss_on=all: TRL reads None as "completion
+    only" on prompt/completion data, which silently dropped the prompt tokens from the loss.
+    """
     from smolforge.data import resolve_loss_on
 
     loss_on = resolve_loss_on(cfg.data.loss_on, kind)
-    return {"assistant_only_loss": loss_on == "assistant", "completion_only_loss": loss_on == "completion",
+    return {"assistant_only_loss": loss_on == "assistant",
+            "completion_only_loss": loss_on == "completion" if kind == "prompt_completion" else None,
             "loss_on": loss_on}
 
 
@@ -243,8 +249,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
             packing=rt.batching == "packed",
             padding_free=padding_free,
             assistant_only_loss=loss["assistant_only_loss"],
-            # False (not None) for loss_on=all: TRL's None means "completion only" on prompt/completion data
-            completion_only_loss=loss["completion_only_loss"] if data.kind == "prompt_completion" else None,
+            completion_only_loss=loss["completion_only_loss"],
             dataset_num_proc=None,
         )
         trainer_cls = make_sft_trainer_class()
