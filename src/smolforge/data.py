@@ -108,8 +108,12 @@ def display_name(cfg: DataSection) -> str:
     return cfg.name
 
 
-def _local_files(path: Path) -> dict[str, list[str]]:
-    """Files of a local source grouped by split (folder files named train*/validation*/test*)."""
+def _local_files(path: Path, named: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Files of a local source grouped by split.
+
+    In a folder, a file whose name (without extension) is one of `named` (data.split, data.eval_split)
+    is that split, e.g. train_prefs.jsonl; other files go by prefix: train*, validation*, test*, ...
+    """
     if path.is_file():
         if path.suffix.lower() not in LOCAL_SUFFIXES:
             raise DataError(f"data.name: {path} has an unsupported extension {path.suffix!r}. "
@@ -126,7 +130,8 @@ def _local_files(path: Path) -> dict[str, list[str]]:
     splits: dict[str, list[str]] = {}
     for p in files:
         stem = p.stem.lower()
-        split = next((s for s in ("train", *EVAL_SPLIT_NAMES) if stem.startswith(s)), "train")
+        split = next((n for n in named if n.lower() == stem), None) \
+            or next((s for s in ("train", *EVAL_SPLIT_NAMES) if stem.startswith(s)), "train")
         splits.setdefault(split, []).append(str(p))
     return splits
 
@@ -141,7 +146,7 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
         if not path.exists():
             raise DataError(f"data.name: {cfg.name} does not exist. Give an existing file or folder, "
                             "`builtin`, or a Hub dataset id like `HuggingFaceTB/smoltalk`.")
-        files = _local_files(path)
+        files = _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n))
         builder = LOCAL_SUFFIXES[Path(next(iter(files.values()))[0]).suffix.lower()]
         try:
             dd = datasets.load_dataset(builder, data_files=files)

@@ -111,6 +111,17 @@ def test_a_folder_of_files_is_one_dataset_and_its_validation_file_is_the_eval_sp
     assert [r["messages"] for r in data.eval] == [r["messages"] for r in rows[25:]]
 
 
+def test_folder_files_named_like_the_configured_splits(tmp_path):
+    rows = [{"prompt": USER, "chosen": ASSISTANT, "rejected": "Paris."}]
+    write_rows(tmp_path / "d" / "train_prefs.jsonl", rows * 6)
+    write_rows(tmp_path / "d" / "test_prefs.jsonl", rows * 2)
+    data = prepare(DataSection(name=str(tmp_path / "d"), split="train_prefs", eval_split="test_prefs"), "dpo")
+    assert (len(data.train), len(data.eval), data.stats["eval_split_name"]) == (6, 2, "test_prefs")
+    # without those names the files go by prefix: train_prefs -> train, test_prefs -> test
+    data = prepare(DataSection(name=str(tmp_path / "d")), "dpo")
+    assert (len(data.train), len(data.eval), data.stats["eval_split_name"]) == (6, 2, "test")
+
+
 # ---------------------------------------------------------------- explicit format and field mapping
 
 def test_explicit_format_with_a_field_mapping(tmp_path):
