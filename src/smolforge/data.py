@@ -466,17 +466,19 @@ def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Cou
     through Python lists; each row's drop reason travels in a column and is counted exactly.
     """
     features = _features(det.kind)
-    empty = {name: None for name in features}
+    columns = list(ds.column_names)
 
-    def normalise(row: dict) -> dict:
-        out, why = normalize_row(row, det, cfg)
-        if out is None:
-            return {**empty, DROP: why}
-        if det.kind != "text":
-            out["chat_template_kwargs"] = reasoning_kwargs(out, cfg.reasoning)
-        return {**out, DROP: ""}
+    def normalise(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {name: [] for name in features}
+        for values in zip(*(batch[c] for c in columns), strict=True):
+            row, why = normalize_row(dict(zip(columns, values, strict=True)), det, cfg)
+            if row is not None and det.kind != "text":
+                row["chat_template_kwargs"] = reasoning_kwargs(row, cfg.reasoning)
+            for name in features:
+                out[name].append(why if name == DROP else (row or {}).get(name))
+        return out
 
-    mapped = ds.map(normalise, remove_columns=ds.column_names, features=features, num_proc=None,
+    mapped = ds.map(normalise, batched=True, remove_columns=columns, features=features, num_proc=None,
                     desc="Normalising rows")
     drops = list(mapped[DROP])
     reasons = Counter(r for r in drops if r)

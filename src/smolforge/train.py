@@ -104,6 +104,24 @@ def _lora_config(cfg: SmolforgeConfig):
                       task_type="CAUSAL_LM")
 
 
+def check_lora_targets(model, target_modules: list[str] | str) -> None:
+    """Every name in training.lora.target_modules must match a linear layer.
+
+    PEFT only fails when *no* name matches, so a typo in one of several names would silently
+    train fewer layers than configured.
+    """
+    import torch
+
+    if isinstance(target_modules, str):  # "all-linear"
+        return
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    unknown = [t for t in target_modules if t.rsplit(".", 1)[-1] not in linear]
+    if unknown:
+        raise SmolforgeError(f"training.lora.target_modules: {', '.join(repr(t) for t in unknown)} matches no linear "
+                             f"layer of the model. Its linear layers are: {', '.join(sorted(linear))}. "
+                             "Use those names, or all-linear.")
+
+
 def planned_steps(cfg: SmolforgeConfig, train_rows: int, world: int) -> int:
     t = cfg.training
     if t.max_steps > 0:
@@ -234,6 +252,8 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     tokenizer = load_tokenizer(cfg, source, needs_markers=data.kind != "text")
     apply_length_filters(data, tokenizer, cfg.data, t.max_length)
     model = load_model(cfg, source, rt)
+    if t.finetune == "lora":
+        check_lora_targets(model, t.lora.target_modules)
     params_total = sum(p.numel() for p in model.parameters())
     torch.manual_seed(t.seed)
 

@@ -56,7 +56,7 @@ def weights(path: Path) -> dict:
 def assert_loss_went_down(run: Path, factor: float) -> tuple[float, float]:
     losses = logged(run)
     first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
-    print(f"\n{run.name}: loss {losses[0]:.4f} -> {losses[-1]:.4f} (first two {first:.4f}, last two {last:.4f})")
+    print(f"\n{run.parent.name}: loss {losses[0]:.4f} -> {losses[-1]:.4f} (first two {first:.4f}, last two {last:.4f})")
     assert all(math.isfinite(x) for x in losses)
     assert last < factor * first, losses
     return first, last
@@ -157,14 +157,17 @@ def test_results_and_card_report_the_dataset_numbers(sft_chat):
 
 # ---------------------------------------------------------------- DPO
 
+def _dpo_run(sft_chat: Path, out: Path, *sets: str) -> Path:
+    short = [p for p in preference_rows() if len(p["chosen"]) < 60 and len(p["rejected"]) < 60][:40]
+    data = write_rows(out.parent / "pairs.jsonl", short)
+    return run_pipeline(out, f"model.name_or_path={sft_chat / 'model'}", "training.method=dpo",
+                        f"data.name={data}", "data.eval_ratio=0.2", "training.max_steps=24",
+                        "training.learning_rate=5e-4", "training.dpo.beta=0.1", *sets)
+
+
 @pytest.fixture(scope="module")
 def dpo_run(sft_chat, tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("dpo")
-    short = [p for p in preference_rows() if len(p["chosen"]) < 60 and len(p["rejected"]) < 60][:40]
-    data = write_rows(d / "pairs.jsonl", short)
-    return run_pipeline(d / "run", f"model.name_or_path={sft_chat / 'model'}", "training.method=dpo",
-                        f"data.name={data}", "data.eval_ratio=0.2", "training.max_steps=24",
-                        "training.learning_rate=5e-4", "training.dpo.beta=0.1")
+    return _dpo_run(sft_chat, tmp_path_factory.mktemp("dpo") / "run")
 
 
 def test_dpo_learns_the_preferences_and_changes_the_weights(dpo_run, sft_chat):
@@ -255,3 +258,38 @@ def test_lora_merge_writes_full_weights_equal_to_base_plus_adapter(lora_merged, 
         assert torch.allclose(merged(**batch).logits, reference(**batch).logits, atol=1e-5)
     card = (lora_merged / "model" / "README.md").read_text()
     assert "library_name: transformers" in card and "merged into full weights" in card
+
+
+def test_dpo_with_lora_uses_the_base_as_reference_and_saves_an_adapter(sft_chat, tmp_path):
+    """With LoRA, TRL's reference model is the base with the adapter switched off (no second copy)."""
+    run = _dpo_run(sft_chat, tmp_path / "run", "training.finetune=lora", "training.learning_rate=5e-3",
+                   "training.lora.target_modules=[q_proj, v_proj, up_proj, down_proj]")
+    r = results(run)
+    assert (r["method"], r["finetune"]) == ("dpo", "lora")
+    assert logged(run)[0] == pytest.approx(math.log(2), abs=1e-3)  # a zero-initialised adapter == the reference
+    assert_loss_went_down(run, 0.9)
+    assert logged(run, "rewards/accuracies")[-1] > 0.6
+    files = {p.name for p in (run / "model").iterdir()}
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    config = json.loads((run / "model" / "adapter_config.json").read_text())
+    assert sorted(config["target_modules"]) == ["down_proj", "q_proj", "up_proj", "v_proj"]
+    assert {k.split(".")[-3] for k in weights(run / "model" / "adapter_model.safetensors")} == {
+        "q_proj", "v_proj", "up_proj", "down_proj"}
+
+
+def test_a_lora_target_module_that_matches_no_layer_is_an_error():
+    """PEFT accepts a list where only some names match; smolforge refuses the typo."""
+    from smolforge.config import TinySpec
+    from smolforge.errors import SmolforgeError
+    from smolforge.tiny import build_model, build_tokenizer
+    from smolforge.train import check_lora_targets
+
+    model = build_model(TinySpec(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
+                                 vocab_size=512), build_tokenizer(512))
+    check_lora_targets(model, ["q_proj", "model.layers.0.mlp.down_proj"])
+    check_lora_targets(model, "all-linear")
+    with pytest.raises(SmolforgeError) as e:
+        check_lora_targets(model, ["q_prj", "v_proj", "dense"])
+    assert str(e.value) == (
+        "training.lora.target_modules: 'q_prj', 'dense' matches no linear layer of the model. Its linear layers "
+        "are: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj. Use those names, or all-linear.")
