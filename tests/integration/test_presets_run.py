@@ -66,3 +66,21 @@ def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
     assert {weights, "README.md", "tokenizer.json", "chat_template.jinja"} <= files
     card = (run / "model" / "README.md").read_text()
     assert f"| **Training config** | `{name}` |" in card
+    assert_weights_moved(run, t.finetune == "lora" and not t.lora.merge)
+
+
+def assert_weights_moved(run: Path, adapter: bool) -> None:
+    """Two real optimizer steps changed the weights (LoRA: B starts at zero; full: every tensor moved)."""
+    from safetensors.torch import load_file
+
+    from smolforge.configfile import validate
+    from smolforge.tiny import ensure_tiny
+
+    if adapter:
+        tensors = load_file(run / "model" / "adapter_model.safetensors")
+        assert [k for k, v in tensors.items() if "lora_B" in k and not v.any()] == []
+        return
+    cfg = validate(yaml.safe_load((run / "config.yaml").read_text()), "config.yaml")
+    before, after = load_file(ensure_tiny(cfg.model.tiny) / "model.safetensors"), load_file(run / "model" /
+                                                                                            "model.safetensors")
+    assert [k for k in before if (before[k] == after[k]).all()] == []

@@ -182,7 +182,9 @@ def test_dpo_learns_the_preferences_and_changes_the_weights(dpo_run, sft_chat):
     assert [k for k in before if not (before[k] == after[k]).all()]
     # the DPO loss is not a token cross-entropy: no perplexity is derived from it
     assert "perplexity" not in r and math.isfinite(r["eval_loss"])
-    assert r["tokens"]["supervised"] > 0 and r["tokens"]["padding_fraction"] > 0  # padded chosen+rejected pairs
+    # smolforge's token accounting agrees with TRL's own count of the (chosen + rejected) tokens it trained on
+    assert r["tokens"]["real"] == logged(dpo_run, "num_tokens")[-1]
+    assert 0 < r["tokens"]["supervised"] < r["tokens"]["real"] < r["tokens"]["processed"]  # prompts; padding
     card = (dpo_run / "model" / "README.md").read_text()
     assert "| Method | DPO (beta 0.1, sigmoid loss) |" in card and "Perplexity" not in card
     assert f"| Validation DPO loss | {r['eval_loss']:.4f} |" in card
