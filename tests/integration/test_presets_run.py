@@ -1,4 +1,5 @@
-"""Every preset trains: 2 real steps through the `smolforge` CLI, with the model overridden to the tiny
+"""Every preset trains: 2 real steps through the `smolforge` CLI's main() (in-process, so torch and TRL
+are imported once for all presets), with the model overridden to the tiny
 SmolLM3 and the data to local fixture files whose split names match the preset's (`train`/`test`,
 `train_prefs`/`test_prefs` for DPO). Everything else (method, LoRA, batch, accumulation, lr,
 schedule, max length, checkpointing) is the preset's own.
@@ -14,7 +15,7 @@ import yaml
 
 from smolforge import presets
 from smolforge.configfile import load_config
-from tests.conftest import FAST_TINY, run_cli
+from tests.conftest import FAST_TINY, run_main
 from tests.datafiles import chats, preference_rows, write_rows
 
 pytestmark = pytest.mark.slow
@@ -37,9 +38,10 @@ def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
     preset = load_config(preset=name)
     t = preset.training
     data = fixtures["dpo" if t.method == "dpo" else "sft"]
-    run_cli("run", "--preset", name, "--yes", "--experiment-name", "p", "--set", "model.name_or_path=tiny",
-            *FAST_TINY, "--set", f"data.name={data}", "--set", "training.max_steps=2",
-            "--set", "tracking.backend=none", "--license", "apache-2.0", cwd=tmp_path)
+    code = run_main("run", "--preset", name, "--yes", "--experiment-name", "p", "--set", "model.name_or_path=tiny",
+                    *FAST_TINY, "--set", f"data.name={data}", "--set", "training.max_steps=2",
+                    "--set", "tracking.backend=none", "--license", "apache-2.0", cwd=tmp_path)
+    assert code == 0
     run = tmp_path / "runs" / "p"
     results = json.loads((run / "results.json").read_text())
     assert results["global_steps"] == 2
