@@ -98,3 +98,27 @@ def quantized_copy(quantized_tiny_run, tmp_path) -> Path:
     dest = tmp_path / "run"
     shutil.copytree(quantized_tiny_run, dest)
     return dest
+
+
+def run_main(*args: str, cwd: Path | str) -> int:
+    """Run the CLI's real `main()` in this process (libraries are imported once for many runs).
+
+    Used where a test needs many full runs; tests of the console script itself use run_cli.
+    """
+    import contextlib
+
+    from smolforge.cli import main
+
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = ["smolforge", *args]
+    try:
+        os.chdir(cwd)
+        with contextlib.suppress(SystemExit):
+            try:
+                main()
+            except SystemExit as e:
+                return int(e.code or 0)
+        return 0
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)

@@ -15,6 +15,7 @@ Format detection runs on the column names before any model is loaded.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -91,7 +92,9 @@ class PreparedData:
 # ---------------------------------------------------------------- sources
 
 def is_local_source(name: str) -> bool:
-    return name == "builtin" or Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+    """`builtin`, an existing path, or anything that looks like one (so a typo is not sent to the Hub)."""
+    return (name == "builtin" or Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+            or Path(name).suffix.lower() in LOCAL_SUFFIXES)
 
 
 def is_hub_dataset_id(name: str) -> bool:
@@ -105,8 +108,12 @@ def display_name(cfg: DataSection) -> str:
     return cfg.name
 
 
-def _local_files(path: Path) -> dict[str, list[str]]:
-    """Files of a local source grouped by split (folder files named train*/validation*/test*)."""
+def _local_files(path: Path, named: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Files of a local source grouped by split.
+
+    In a folder, a file whose name (without extension) is one of `named` (data.split, data.eval_split)
+    is that split, e.g. train_prefs.jsonl; other files go by prefix: train*, validation*, test*, ...
+    """
     if path.is_file():
         if path.suffix.lower() not in LOCAL_SUFFIXES:
             raise DataError(f"data.name: {path} has an unsupported extension {path.suffix!r}. "
@@ -123,7 +130,8 @@ def _local_files(path: Path) -> dict[str, list[str]]:
     splits: dict[str, list[str]] = {}
     for p in files:
         stem = p.stem.lower()
-        split = next((s for s in ("train", *EVAL_SPLIT_NAMES) if stem.startswith(s)), "train")
+        split = next((n for n in named if n.lower() == stem), None) \
+            or next((s for s in ("train", *EVAL_SPLIT_NAMES) if stem.startswith(s)), "train")
         splits.setdefault(split, []).append(str(p))
     return splits
 
@@ -138,7 +146,7 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
         if not path.exists():
             raise DataError(f"data.name: {cfg.name} does not exist. Give an existing file or folder, "
                             "`builtin`, or a Hub dataset id like `HuggingFaceTB/smoltalk`.")
-        files = _local_files(path)
+        files = _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n))
         builder = LOCAL_SUFFIXES[Path(next(iter(files.values()))[0]).suffix.lower()]
         try:
             dd = datasets.load_dataset(builder, data_files=files)
@@ -148,14 +156,34 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
         return dict(dd)
     try:
         dd = datasets.load_dataset(cfg.name, cfg.config, revision=None)
-    except Exception as e:
-        raise DataError(
-            f"data.name: cannot load the Hub dataset {cfg.name!r}"
-            f"{f' (config {cfg.config!r})' if cfg.config else ''}: {str(e).splitlines()[0][:300]}. "
-            "Check the id and data.config, that you are online (or the dataset is cached), "
-            "or use a local file."
-        ) from None
+    except Exception as e:  # offline, unknown id, gated, bad config: one message each
+        raise DataError(hub_error_message(cfg, e)) from None
     return dict(dd)
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return any(os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE")
+               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def hub_error_message(cfg: DataSection, err: Exception) -> str:
+    """One paragraph for a Hub dataset that cannot be loaded, naming data.name and the fix."""
+    what = f"data.name: {cfg.name!r} is not a local file or folder, so it is read as a Hub dataset id"
+    local_fix = ("or set data.name to a local .jsonl/.json/.csv/.parquet file or folder "
+                 "(--set data.name=path/to/data.jsonl)")
+    text = str(err)
+    if _hub_offline() or "OfflineModeIsEnabled" in text:
+        return (f"{what}, but the Hub is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set) and the dataset "
+                f"is not in the local cache. Run once online (unset HF_HUB_OFFLINE) to download it, {local_fix}.")
+    first = (text.splitlines() or [type(err).__name__])[0][:300]
+    if type(err).__name__ in ("DatasetNotFoundError", "RepositoryNotFoundError", "GatedRepoError"):
+        return (f"{what}, but the Hub has no such dataset or it needs access ({first}). Check the id; for a "
+                f"private or gated dataset log in (hf auth login) or set HF_TOKEN, {local_fix}.")
+    config = f" with data.config {cfg.config!r}" if cfg.config else ""
+    return (f"{what}, but loading it{config} failed: {first}. Check the id and data.config, that you are "
+            f"online, {local_fix}.")
 
 
 # ---------------------------------------------------------------- detection
@@ -164,53 +192,104 @@ def _first_non_null(rows: list[dict], column: str) -> Any:
     return next((r.get(column) for r in rows if r.get(column) is not None), None)
 
 
+def _as_turns(value: Any) -> Any:
+    """A turn list stored as a JSON string (CSV files cannot hold lists) becomes the list."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, list) and parsed and all(isinstance(t, dict) for t in parsed):
+            return parsed
+    return value
+
+
 def _turn_keys(value: Any) -> set[str]:
+    value = _as_turns(value)
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return set(value[0])
     return set()
 
 
-def detect_format(columns: list[str], sample: list[dict], cfg: DataSection) -> Detected:
-    """Choose the format from the columns (or check the explicit `data.format` + `data.fields`)."""
-    cols = set(columns)
-    if cfg.format != "auto":
-        fields = {**DEFAULT_FIELDS[cfg.format], **cfg.fields}
-        if cfg.format == "sharegpt" and "messages" not in cfg.fields:
-            fields["messages"] = next((c for c in MESSAGE_COLUMNS if c in cols), "conversations")
-        if cfg.format == "messages" and "messages" not in cfg.fields:
-            fields["messages"] = next((c for c in MESSAGE_COLUMNS if c in cols), "messages")
-        missing = [f"{role} -> '{fields[role]}'" for role in REQUIRED_ROLES[cfg.format] if fields[role] not in cols]
-        if missing:
-            raise DataError(
-                f"data.format is {cfg.format!r} but the dataset has no column for {', '.join(missing)}. "
-                f"Columns found: {', '.join(columns) or '(none)'}. Map them with data.fields, e.g. "
-                f"--set data.fields.{REQUIRED_ROLES[cfg.format][0]}=<column>."
-            )
-        return Detected(cfg.format, fields)
+def _roles(fmt: str) -> list[str]:
+    return list(DEFAULT_FIELDS[fmt])
 
-    f = dict(cfg.fields)
-    if "chosen" in cols and "rejected" in cols:
-        return Detected("preference", {**DEFAULT_FIELDS["preference"], **f})
-    msg_col = f.get("messages") or next((c for c in MESSAGE_COLUMNS if c in cols), None)
-    if msg_col and msg_col in cols:
-        keys = _turn_keys(_first_non_null(sample, msg_col))
-        fmt = "sharegpt" if {"from", "value"} <= keys else "messages"
-        return Detected(fmt, {"messages": msg_col})
-    if "prompt" in cols and "completion" in cols:
-        return Detected("prompt_completion", {**DEFAULT_FIELDS["prompt_completion"], **f})
-    if "instruction" in cols and "output" in cols:
-        return Detected("alpaca", {**DEFAULT_FIELDS["alpaca"], **f})
-    q = next((c for c in QUESTION_COLUMNS if c in cols), None)
-    a = next((c for c in ANSWER_COLUMNS if c in cols), None)
-    if q and a:
-        return Detected("question_answer", {"question": q, "answer": a, **f})
-    if "text" in cols:
-        return Detected("text", {"text": "text", **f})
-    raise DataError(
-        f"data: cannot tell the format of the dataset from its columns: {', '.join(columns) or '(none)'}. "
-        f"Accepted formats: {FORMAT_HELP}. Set data.format and map your columns with data.fields, e.g. "
-        "--set data.format=question_answer --set data.fields.question=<column> --set data.fields.answer=<column>."
-    )
+
+def _candidate_fields(fmt: str, cols: set[str], overrides: dict[str, str]) -> dict[str, str]:
+    """The column each role of `fmt` would read: the override, else the first known column name."""
+    fields = dict(DEFAULT_FIELDS[fmt])
+    if fmt in ("messages", "sharegpt"):
+        fields["messages"] = next((c for c in MESSAGE_COLUMNS if c in cols), fields["messages"])
+    if fmt == "question_answer":
+        fields["question"] = next((c for c in QUESTION_COLUMNS if c in cols), "question")
+        fields["answer"] = next((c for c in ANSWER_COLUMNS if c in cols), "answer")
+    fields.update(overrides)
+    return fields
+
+
+def _check_fields(fmt: str, fields: dict[str, str], overrides: dict[str, str], columns: list[str]) -> None:
+    unknown = [k for k in overrides if k not in DEFAULT_FIELDS[fmt]]
+    if unknown:
+        raise DataError(f"data.fields: {', '.join(repr(k) for k in unknown)} is not a field of format {fmt!r} "
+                        f"(its fields: {', '.join(_roles(fmt))}). Map each of those to a column, e.g. "
+                        f"--set data.fields.{_roles(fmt)[0]}=<column>.")
+    missing = [f"{role} -> '{fields[role]}'" for role in REQUIRED_ROLES[fmt] if fields[role] not in columns]
+    if missing:
+        raise DataError(
+            f"data.format is {fmt!r} but the dataset has no column for {', '.join(missing)}. "
+            f"Columns found: {', '.join(columns) or '(none)'}. Map them with data.fields, e.g. "
+            f"--set data.fields.{REQUIRED_ROLES[fmt][0]}=<column>."
+        )
+
+
+# Auto-detection order: the most specific column sets first.
+DETECT_ORDER = ("preference", "messages", "prompt_completion", "alpaca", "question_answer", "text")
+
+
+def detect_format(columns: list[str], sample: list[dict], cfg: DataSection) -> Detected:
+    """Choose the format from the columns (or check the explicit `data.format` + `data.fields`).
+
+    With `data.format: auto`, a `data.fields` mapping narrows the choice to the formats that
+    have those fields, so `fields: {question: q, answer: a}` works without naming the format.
+    """
+    cols, overrides = set(columns), dict(cfg.fields)
+    absent = [f"data.fields.{k} -> '{v}'" for k, v in overrides.items() if v not in cols]
+    if absent:
+        raise DataError(f"{', '.join(absent)}: the dataset has no such column. Columns found: "
+                        f"{', '.join(columns) or '(none)'}. Map the field to one of those.")
+    if cfg.format != "auto":
+        fields = _candidate_fields(cfg.format, cols, overrides)
+        _check_fields(cfg.format, fields, overrides, columns)
+        det = Detected(cfg.format, fields)
+    else:
+        det = None
+        for fmt in DETECT_ORDER:
+            if not set(overrides) <= set(DEFAULT_FIELDS[fmt]):
+                continue
+            fields = _candidate_fields(fmt, cols, overrides)
+            if all(fields[role] in cols for role in REQUIRED_ROLES[fmt]):
+                if fmt == "messages" and {"from", "value"} <= _turn_keys(_first_non_null(sample, fields["messages"])):
+                    fmt = "sharegpt"
+                det = Detected(fmt, fields)
+                break
+        if det is None:
+            mapped = (f" with data.fields {', '.join(f'{k}={v}' for k, v in overrides.items())}"
+                      if overrides else "")
+            raise DataError(
+                f"data: cannot tell the format of the dataset from its columns{mapped}: "
+                f"{', '.join(columns) or '(none)'}. Accepted formats: {FORMAT_HELP}. Set data.format and map your "
+                "columns with data.fields, e.g. --set data.format=question_answer "
+                "--set data.fields.question=<column> --set data.fields.answer=<column>."
+            )
+        _check_fields(det.format, det.fields, overrides, columns)
+    if det.format == "preference" and det.fields["prompt"] not in cols \
+            and not isinstance(_as_turns(_first_non_null(sample, det.fields["chosen"])), list):
+        raise DataError(
+            f"data: preference pairs given as plain text need a prompt column, and there is no "
+            f"'{det.fields['prompt']}'. Columns found: {', '.join(columns)}. Map it with "
+            "--set data.fields.prompt=<column>, or give chosen/rejected as whole conversations (lists of messages)."
+        )
+    return det
 
 
 # ---------------------------------------------------------------- normalisation
@@ -226,6 +305,7 @@ def _text(value: Any) -> str | None:
 
 
 def _norm_turns(turns: Any, sharegpt: bool) -> tuple[list[dict] | None, str]:
+    turns = _as_turns(turns)
     if not isinstance(turns, list) or not turns:
         return None, "empty or not a list of turns"
     out = []
@@ -281,7 +361,10 @@ def normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | No
     if fmt == "preference":
         return _normalize_preference(row, f, cfg)
     if fmt == "prompt_completion":
-        prompt, completion = _text(row.get(f["prompt"])), _text(row.get(f["completion"]))
+        prompt_raw, completion_raw = _as_turns(row.get(f["prompt"])), _as_turns(row.get(f["completion"]))
+        if isinstance(prompt_raw, list) or isinstance(completion_raw, list):  # already TRL's conversational form
+            return _normalize_chat_pair(prompt_raw, completion_raw, cfg)
+        prompt, completion = _text(prompt_raw), _text(completion_raw)
     elif fmt == "alpaca":
         instruction, extra = _text(row.get(f["instruction"])), _text(row.get(f.get("input", "input")))
         prompt = instruction if not extra or not extra.strip() else f"{instruction}\n\n{extra}"
@@ -296,24 +379,34 @@ def normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | No
     return {"prompt": p, "completion": [{"role": "assistant", "content": completion}]}, ""
 
 
+def _normalize_chat_pair(prompt_raw: Any, completion_raw: Any, cfg: DataSection) -> tuple[dict | None, str]:
+    prompt, _ = _norm_turns(prompt_raw, False)
+    completion, _ = _norm_turns(completion_raw, False)
+    if prompt is None or not any(m["role"] == "user" and m["content"].strip() for m in prompt):
+        return None, "empty prompt"
+    if completion is None or not any(m["role"] == "assistant" and m["content"].strip() for m in completion):
+        return None, "empty completion"
+    return {"prompt": _with_system(prompt, cfg.system_prompt), "completion": completion}, ""
+
+
 def _normalize_preference(row: dict, f: dict[str, str], cfg: DataSection) -> tuple[dict | None, str]:
-    chosen_raw, rejected_raw = row.get(f["chosen"]), row.get(f["rejected"])
-    prompt_raw = row.get(f.get("prompt", "prompt"))
-    as_chat = isinstance(chosen_raw, list)
-    if as_chat:
-        chosen, why = _norm_turns(chosen_raw, False)
-        rejected, why2 = _norm_turns(rejected_raw, False) if isinstance(rejected_raw, list) else (None, "bad")
+    """Preference pairs as text, as messages (TRL's prompt/chosen/rejected), or as whole chats."""
+    chosen_raw, rejected_raw = _as_turns(row.get(f["chosen"])), _as_turns(row.get(f["rejected"]))
+    prompt_raw = _as_turns(row.get(f["prompt"]))
+    if isinstance(chosen_raw, list) or isinstance(rejected_raw, list):
+        chosen, _ = _norm_turns(chosen_raw, False)
+        rejected, _ = _norm_turns(rejected_raw, False)
         if chosen is None or rejected is None:
             return None, "chosen/rejected are not valid turns"
         if not any(m["role"] == "assistant" for m in chosen) or not any(m["role"] == "assistant" for m in rejected):
             return None, "chosen/rejected have no assistant turn"
-        if isinstance(prompt_raw, list):
-            prompt, why = _norm_turns(prompt_raw, False)
-            if prompt is None:
-                return None, "prompt is not valid turns"
-        elif chosen[0]["role"] != "assistant":  # whole chats: split the shared prompt off
+        if chosen[0]["role"] != "assistant":  # whole chats (UltraFeedback style): split the shared prompt off
             prompt, chosen = _split_prompt(chosen)
             _, rejected = _split_prompt(rejected)
+        elif isinstance(prompt_raw, list):
+            prompt, _ = _norm_turns(prompt_raw, False)
+            if prompt is None:
+                return None, "prompt is not valid turns"
         else:
             text = _text(prompt_raw)
             if not text or not text.strip():
@@ -329,6 +422,8 @@ def _normalize_preference(row: dict, f: dict[str, str], cfg: DataSection) -> tup
         chosen, rejected = [{"role": "assistant", "content": c}], [{"role": "assistant", "content": r}]
     if not any(m["content"].strip() for m in chosen) or not any(m["content"].strip() for m in rejected):
         return None, "empty chosen or rejected"
+    if not any(m["role"] == "user" and m["content"].strip() for m in prompt):
+        return None, "empty prompt"
     return {"prompt": _with_system(prompt, cfg.system_prompt), "chosen": chosen, "rejected": rejected}, ""
 
 
@@ -348,20 +443,67 @@ def reasoning_kwargs(row: dict, mode: str) -> dict[str, bool]:
 
 # ---------------------------------------------------------------- preparation
 
-def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Counter]:
-    """Map a split to the TRL format; return the kept rows and drop reasons."""
-    import datasets
+DROP = "_smolforge_drop"  # the column that carries each row's drop reason ("" = kept) during normalisation
 
-    kept, reasons = [], Counter()
-    for row in ds:
-        out, why = normalize_row(row, det, cfg)
-        if out is None:
-            reasons[why] += 1
-            continue
-        if det.kind != "text":
-            out["chat_template_kwargs"] = reasoning_kwargs(out, cfg.reasoning)
-        kept.append(out)
-    return datasets.Dataset.from_list(kept) if kept else None, reasons
+
+def _features(kind: str) -> Any:
+    """Arrow schema of a normalised split, given up front so dropped rows (all None) cannot confuse inference."""
+    from datasets import Features, List, Value
+
+    turns = List({"role": Value("string"), "content": Value("string")})
+    columns = {"conversational": ["messages"], "prompt_completion": ["prompt", "completion"],
+               "preference": ["prompt", "chosen", "rejected"]}
+    if kind == "text":
+        return Features({"text": Value("string"), DROP: Value("string")})
+    return Features({**{c: turns for c in columns[kind]}, "chat_template_kwargs": {"enable_thinking": Value("bool")},
+                     DROP: Value("string")})
+
+
+def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Counter]:
+    """Map a split to the TRL format; return the kept rows (None if none) and the drop reasons.
+
+    Runs as one `Dataset.map` (Arrow, cached for Hub data), so a million-row split is not copied
+    through Python lists; each row's drop reason travels in a column and is counted exactly.
+    """
+    features = _features(det.kind)
+    columns = list(ds.column_names)
+
+    def normalise(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {name: [] for name in features}
+        for values in zip(*(batch[c] for c in columns), strict=True):
+            row, why = normalize_row(dict(zip(columns, values, strict=True)), det, cfg)
+            if row is not None and det.kind != "text":
+                row["chat_template_kwargs"] = reasoning_kwargs(row, cfg.reasoning)
+            for name in features:
+                out[name].append(why if name == DROP else (row or {}).get(name))
+        return out
+
+    mapped = ds.map(normalise, batched=True, remove_columns=columns, features=features, num_proc=None,
+                    desc="Normalising rows")
+    drops = list(mapped[DROP])
+    reasons = Counter(r for r in drops if r)
+    keep = [i for i, r in enumerate(drops) if not r]
+    if not keep:
+        return None, reasons
+    kept = mapped.remove_columns(DROP)
+    return (kept if len(keep) == len(drops) else kept.select(keep)), reasons
+
+
+def resolve_loss_on(loss_on: str, kind: str) -> str:
+    """Which tokens carry the loss: `auto` = assistant turns (chats), completions (prompt/completion), all (text)."""
+    if loss_on == "auto":
+        return {"conversational": "assistant", "prompt_completion": "completion"}.get(kind, "all")
+    if loss_on == "assistant" and kind != "conversational":
+        raise DataError(f"data.loss_on: 'assistant' applies to conversations, but the data is {kind!r}. "
+                        "Use --set data.loss_on=completion (prompt/completion data), all, or auto.")
+    if loss_on == "completion" and kind != "prompt_completion":
+        raise DataError(f"data.loss_on: 'completion' applies to prompt/completion data, but the data is "
+                        f"{kind!r}. Use --set data.loss_on=assistant (conversations), all, or auto.")
+    return loss_on
+
+
+def _fmt_reasons(reasons: Counter) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in reasons.most_common())
 
 
 def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
@@ -380,6 +522,8 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
     if method == "sft" and det.kind == "preference":
         raise DataError("training.method is 'sft' but the dataset holds preference pairs (chosen/rejected). "
                         "Use --set training.method=dpo, or an SFT dataset.")
+    if method == "sft":
+        resolve_loss_on(cfg.loss_on, det.kind)  # a mismatch fails here, before anything is written
 
     eval_name = cfg.eval_split
     if eval_name is not None and eval_name not in splits:
@@ -387,18 +531,23 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
                         f"{', '.join(splits)}. Set another, or leave it unset to split off data.eval_ratio.")
     if eval_name is None:
         eval_name = next((s for s in EVAL_SPLIT_NAMES if s in splits and s != cfg.split), None)
+    if eval_name == cfg.split:
+        raise DataError(f"data.eval_split: {eval_name!r} is also data.split, so the model would be evaluated on "
+                        "its training rows. Choose another split, or leave data.eval_split unset.")
 
     rows_read = len(train_raw)
     train, reasons = _normalize_split(train_raw, det, cfg)
     if train is None:
         raise DataError(f"data: every one of the {rows_read} rows of {display_name(cfg)} was dropped "
-                        f"({', '.join(f'{k}: {v}' for k, v in reasons.items())}). Check data.format and data.fields.")
-    if cfg.max_samples and cfg.max_samples < len(train):
+                        f"({_fmt_reasons(reasons)}). Check data.format and data.fields.")
+    sampled = bool(cfg.max_samples and cfg.max_samples < len(train))
+    if sampled:
         train = train.shuffle(seed=cfg.seed).select(range(cfg.max_samples))
 
-    eval_ds, eval_desc, eval_reasons = None, None, Counter()
+    eval_ds, eval_desc, eval_reasons, eval_read = None, None, Counter(), 0
     if eval_name is not None:
         eval_raw = splits[eval_name]
+        eval_read = len(eval_raw)
         eval_ds, eval_reasons = _normalize_split(eval_raw, det, cfg)
         eval_desc = f"the dataset's `{eval_name}` split"
         if eval_ds is not None and cfg.max_samples:
@@ -409,23 +558,26 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
         train, eval_ds = parts["train"], parts["test"]
         eval_desc = f"{cfg.eval_ratio:.0%} of `{cfg.split}` held out (seed {cfg.seed})"
 
+    local = is_local_source(cfg.name)
     stats = {
         "name": display_name(cfg),
-        "source": "builtin" if cfg.name == "builtin" else ("local" if is_local_source(cfg.name) else "hub"),
-        "config": cfg.config,
+        "source": "builtin" if cfg.name == "builtin" else ("local" if local else "hub"),
+        "config": None if local else cfg.config,
         "split": cfg.split,
         "format": det.format,
         "fields": det.fields,
         "rows_read": rows_read,
         "rows_dropped": sum(reasons.values()),
-        "drop_reasons": dict(reasons),
-        "max_samples": cfg.max_samples,
+        "drop_reasons": dict(reasons.most_common()),
+        "max_samples": cfg.max_samples if sampled else None,  # only when it actually sampled
         "train_size": len(train),
         "eval_size": len(eval_ds) if eval_ds is not None else 0,
         "eval_source": eval_desc,
         "eval_split_name": eval_name if eval_name is not None else (
             f"{cfg.split} (held-out {cfg.eval_ratio:.0%})" if eval_ds is not None else None),
+        "eval_rows_read": eval_read,
         "eval_rows_dropped": sum(eval_reasons.values()),
+        "eval_drop_reasons": dict(eval_reasons.most_common()),
         "seed": cfg.seed,
         "system_prompt": cfg.system_prompt,
         "reasoning": cfg.reasoning,
@@ -435,17 +587,23 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
 
 # ---------------------------------------------------------------- token lengths
 
+def _chat_length(msgs: list[dict], tokenizer: Any, kw: dict) -> int:
+    return len(tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True, **kw)["input_ids"])
+
+
 def token_length(row: dict, tokenizer: Any, kind: str) -> int:
+    """Tokens of the sequence TRL will train on (for DPO: the longer of chosen and rejected)."""
     kw = row.get("chat_template_kwargs") or {}
     if kind == "text":
-        return len(tokenizer(row["text"])["input_ids"])
+        text = row["text"]
+        eos = tokenizer.eos_token
+        return len(tokenizer(text + eos if eos and not text.endswith(eos) else text)["input_ids"])  # TRL adds EOS
     if kind == "conversational":
-        msgs = row["messages"]
-    elif kind == "prompt_completion":
-        msgs = row["prompt"] + row["completion"]
-    else:
-        msgs = row["prompt"] + row["chosen"]
-    return len(tokenizer.apply_chat_template(msgs, tokenize=True, **kw)["input_ids"])
+        return _chat_length(row["messages"], tokenizer, kw)
+    if kind == "prompt_completion":
+        return _chat_length(row["prompt"] + row["completion"], tokenizer, kw)
+    return max(_chat_length(row["prompt"] + row["chosen"], tokenizer, kw),
+               _chat_length(row["prompt"] + row["rejected"], tokenizer, kw))
 
 
 def length_stats(lengths: list[int]) -> dict[str, float | int]:
@@ -471,16 +629,14 @@ def apply_length_filters(data: PreparedData, tokenizer: Any, cfg: DataSection, m
                 if n >= cfg.min_tokens and (cfg.max_tokens is None or n <= cfg.max_tokens)]
         dropped = len(lengths) - len(keep)
         if dropped:
-            key = "rows_dropped" if split == "train" else "eval_rows_dropped"
-            data.stats[key] += dropped
-            if split == "train":
-                data.stats["drop_reasons"]["outside min/max tokens"] = dropped
-            ds = ds.select(keep)
+            prefix = "" if split == "train" else "eval_"
+            data.stats[f"{prefix}rows_dropped"] += dropped
+            data.stats[f"{prefix}drop_reasons"]["outside data.min_tokens/max_tokens"] = dropped
             lengths = [lengths[i] for i in keep]
-            setattr(data, split, ds if len(ds) else None)
+            setattr(data, split, ds.select(keep) if keep else None)
         data.stats[f"{split}_size"] = len(keep)
         data.stats[f"{split}_token_lengths"] = length_stats(lengths)
         data.stats[f"{split}_truncated_rows"] = sum(1 for n in lengths if n > max_length)
     if data.train is None:
-        raise DataError("data: no training rows are left after data.min_tokens / data.max_tokens. "
-                        "Widen the limits.")
+        raise DataError(f"data: no training rows are left after data.min_tokens ({cfg.min_tokens}) / "
+                        f"data.max_tokens ({cfg.max_tokens}). Widen the limits.")

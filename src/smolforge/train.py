@@ -105,6 +105,24 @@ def _lora_config(cfg: SmolforgeConfig):
                       task_type="CAUSAL_LM")
 
 
+def check_lora_targets(model, target_modules: list[str] | str) -> None:
+    """Every name in training.lora.target_modules must match a linear layer.
+
+    PEFT only fails when *no* name matches, so a typo in one of several names would silently
+    train fewer layers than configured.
+    """
+    import torch
+
+    if isinstance(target_modules, str):  # "all-linear"
+        return
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    unknown = [t for t in target_modules if t.rsplit(".", 1)[-1] not in linear]
+    if unknown:
+        raise SmolforgeError(f"training.lora.target_modules: {', '.join(repr(t) for t in unknown)} matches no linear "
+                             f"layer of the model. Its linear layers are: {', '.join(sorted(linear))}. "
+                             "Use those names, or all-linear.")
+
+
 def planned_steps(cfg: SmolforgeConfig, train_rows: int, world: int) -> int:
     t = cfg.training
     if t.max_steps > 0:
@@ -160,16 +178,16 @@ def _common_args(cfg: SmolforgeConfig, rt: Runtime, run: RunFolder, has_eval: bo
 
 
 def _loss_flags(cfg: SmolforgeConfig, kind: str) -> dict:
-    loss_on = cfg.data.loss_on
-    if loss_on == "auto":
-        loss_on = {"conversational": "assistant", "prompt_completion": "completion"}.get(kind, "all")
-    if loss_on == "assistant" and kind != "conversational":
-        raise SmolforgeError(f"data.loss_on: 'assistant' applies to conversations, but the data is {kind!r}. "
-                             "Use completion (prompt/completion data) or all.")
-    if loss_on == "completion" and kind != "prompt_completion":
-        raise SmolforgeError(f"data.loss_on: 'completion' applies to prompt/completion data, but the data is "
-                             f"{kind!r}. Use assistant (conversations) or all.")
-    return {"assistant_only_loss": loss_on == "assistant", "completion_only_loss": loss_on == "completion",
+    """SFTConfig's loss-mask flags for data.loss_on (plus `loss_on` itself, resolved).
+
+    completion_only_loss is False, not None, for loss_on=all: TRL reads None as "completion
+    only" on prompt/completion data, which silently dropped the prompt tokens from the loss.
+    """
+    from smolforge.data import resolve_loss_on
+
+    loss_on = resolve_loss_on(cfg.data.loss_on, kind)
+    return {"assistant_only_loss": loss_on == "assistant",
+            "completion_only_loss": loss_on == "completion" if kind == "prompt_completion" else None,
             "loss_on": loss_on}
 
 
@@ -211,6 +229,8 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData) -> B
     tokenizer = load_tokenizer(cfg, source, needs_markers=data.kind != "text")
     apply_length_filters(data, tokenizer, cfg.data, t.max_length)
     model = load_model(cfg, source, rt)
+    if t.finetune == "lora":
+        check_lora_targets(model, t.lora.target_modules)
     params_total = sum(p.numel() for p in model.parameters())
     torch.manual_seed(t.seed)
 
@@ -241,7 +261,7 @@ def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data: Prep
             packing=rt.batching == "packed",
             padding_free=padding_free,
             assistant_only_loss=loss["assistant_only_loss"],
-            completion_only_loss=loss["completion_only_loss"] or None if data.kind == "prompt_completion" else None,
+            completion_only_loss=loss["completion_only_loss"],
             dataset_num_proc=None,
         )
         trainer_cls = make_sft_trainer_class()
@@ -373,7 +393,9 @@ def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts
         results["eval_loss"] = eval_loss
         results["eval_log"] = dict(final_eval)
         results["eval_split"] = data.stats.get("eval_source")
-        if eval_loss < 700:  # exp() overflows beyond ~709: an unmeasurable perplexity is left out
+        # perplexity is exp(token cross-entropy): it means nothing for DPO's preference loss.
+        # exp() overflows beyond ~709: an unmeasurable perplexity is left out.
+        if cfg.training.method == "sft" and eval_loss < 700:
             results["perplexity"] = math.exp(eval_loss)
     tracked = tracking.info(cfg)
     if tracked:

@@ -163,6 +163,13 @@ def _quantized_reference(quantized: dict[str, dict]) -> dict[str, Any] | None:
     return None
 
 
+def _dpo_eval(results: dict[str, Any]) -> dict[str, float]:
+    """DPO's measured preference metrics from the final evaluation (absent when not measured)."""
+    log = results.get("eval_log") or {}
+    names = {"reward_accuracy": "eval_rewards/accuracies", "reward_margin": "eval_rewards/margins"}
+    return {k: float(log[v]) for k, v in names.items() if isinstance(log.get(v), (int, float))}
+
+
 def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], inputs: CardInputs,
                   username: str | None = None) -> dict[str, Any]:
     """All template variables for this run. Raises SmolforgeError when the license cannot be known."""
@@ -275,6 +282,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "reproduce_command": "smolforge run config.yaml",
         "command": results.get("command"),
         "trained": bool(results.get("global_steps")),
+        "dpo_eval": _dpo_eval(results) if t.method == "dpo" else {},
     }
     return ctx
 

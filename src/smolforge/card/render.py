@@ -147,7 +147,8 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
                       dataset_name=ctx["dataset_name"], dataset_split=split)
         if (results.get("dataset") or {}).get("config"):
             common["dataset_config"] = results["dataset"]["config"]
-        eval_results = [EvalResult(metric_type="loss", metric_name="Validation loss",
+        loss_name = "Validation DPO loss" if ctx.get("dpo") else "Validation loss"
+        eval_results = [EvalResult(metric_type="loss", metric_name=loss_name,
                                    metric_value=ctx["validation_loss"], **common)]
         if ctx.get("perplexity") is not None:
             eval_results.append(EvalResult(metric_type="perplexity", metric_name="Perplexity",

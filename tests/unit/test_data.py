@@ -1,0 +1,446 @@
+"""data.py: sources, format detection, normalisation to TRL formats, drops, sampling, splits, errors.
+
+Every fixture is written here, in the file type under test, and read through the real
+`datasets` loaders; nothing touches the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from smolforge.config import DataSection
+from smolforge.data import apply_length_filters, prepare, reasoning_kwargs, token_length
+from smolforge.errors import DataError
+from tests.datafiles import chats, write_rows
+
+USER, ASSISTANT = "What is the capital of Peru?", "The capital of Peru is Lima."
+CHAT = [{"role": "user", "content": USER}, {"role": "assistant", "content": ASSISTANT}]
+PROMPT = [{"role": "user", "content": USER}]
+COMPLETION = [{"role": "assistant", "content": ASSISTANT}]
+
+
+def _prep(path, method: str = "sft", **data):
+    return prepare(DataSection(name=str(path), eval_ratio=0.0, **data), method)
+
+
+def _rows(ds) -> list[dict]:
+    return [dict(r) for r in ds]
+
+
+def _no_think(row: dict) -> dict:
+    return {**row, "chat_template_kwargs": {"enable_thinking": False}}
+
+
+# ---------------------------------------------------------------- every format, every file type
+
+FORMATS = [
+    # (file name, raw rows, detected format, first normalised row)
+    ("messages.jsonl", [{"messages": CHAT}], "messages", {"messages": CHAT}),
+    ("messages.parquet", [{"messages": CHAT, "source": "x"}], "messages", {"messages": CHAT}),
+    ("messages.csv", [{"messages": CHAT}], "messages", {"messages": CHAT}),  # turns as a JSON string
+    ("conversations.json", [{"conversations": CHAT}], "messages", {"messages": CHAT}),
+    ("sharegpt.jsonl", [{"conversations": [{"from": "human", "value": USER}, {"from": "gpt", "value": ASSISTANT}]}],
+     "sharegpt", {"messages": CHAT}),
+    ("sharegpt.parquet", [{"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": USER},
+                                             {"from": "gpt", "value": ASSISTANT}]}],
+     "sharegpt", {"messages": [{"role": "system", "content": "Be brief."}, *CHAT]}),
+    ("pc.csv", [{"prompt": USER, "completion": ASSISTANT}], "prompt_completion",
+     {"prompt": PROMPT, "completion": COMPLETION}),
+    ("pc.jsonl", [{"prompt": PROMPT, "completion": COMPLETION}], "prompt_completion",
+     {"prompt": PROMPT, "completion": COMPLETION}),
+    ("alpaca.json", [{"instruction": "Name the capital.", "input": "Peru", "output": "Lima."}], "alpaca",
+     {"prompt": [{"role": "user", "content": "Name the capital.\n\nPeru"}],
+      "completion": [{"role": "assistant", "content": "Lima."}]}),
+    ("alpaca-no-input.csv", [{"instruction": USER, "input": "", "output": ASSISTANT}], "alpaca",
+     {"prompt": PROMPT, "completion": COMPLETION}),
+    ("qa.parquet", [{"question": USER, "answer": ASSISTANT}], "question_answer",
+     {"prompt": PROMPT, "completion": COMPLETION}),
+    ("qa-synonyms.jsonl", [{"query": USER, "response": ASSISTANT, "id": 3}], "question_answer",
+     {"prompt": PROMPT, "completion": COMPLETION}),
+    ("text.csv", [{"text": "Lima is the capital of Peru."}], "text", {"text": "Lima is the capital of Peru."}),
+    ("text.parquet", [{"text": "Lima is the capital of Peru.", "meta": 1}], "text",
+     {"text": "Lima is the capital of Peru."}),
+]
+
+
+@pytest.mark.parametrize(("name", "rows", "fmt", "expected"), FORMATS, ids=[f[0] for f in FORMATS])
+def test_each_format_is_detected_and_normalised(tmp_path, name, rows, fmt, expected):
+    data = _prep(write_rows(tmp_path / name, rows))
+    assert data.detected.format == fmt
+    got = _rows(data.train)
+    assert got == [expected if fmt == "text" else _no_think(expected)]
+    assert data.stats["rows_read"] == 1 and data.stats["rows_dropped"] == 0
+    assert data.stats["format"] == fmt and data.stats["source"] == "local"
+
+
+PREFERENCE = [
+    ("pref-text.jsonl", [{"prompt": USER, "chosen": ASSISTANT, "rejected": "Paris."}]),
+    ("pref-trl.parquet", [{"prompt": PROMPT, "chosen": COMPLETION,
+                           "rejected": [{"role": "assistant", "content": "Paris."}]}]),
+    # UltraFeedback style: a prompt string and whole chats; the shared prompt is split off the chats
+    ("pref-chats.jsonl", [{"prompt": USER, "chosen": CHAT,
+                           "rejected": [CHAT[0], {"role": "assistant", "content": "Paris."}]}]),
+    ("pref-chats-no-prompt.json", [{"chosen": CHAT,
+                                    "rejected": [CHAT[0], {"role": "assistant", "content": "Paris."}]}]),
+    ("pref-text.csv", [{"prompt": USER, "chosen": ASSISTANT, "rejected": "Paris."}]),
+]
+
+
+@pytest.mark.parametrize(("name", "rows"), PREFERENCE, ids=[p[0] for p in PREFERENCE])
+def test_preference_pairs_as_text_messages_or_whole_chats(tmp_path, name, rows):
+    data = _prep(write_rows(tmp_path / name, rows), method="dpo")
+    assert data.detected.format == "preference" and data.kind == "preference"
+    assert _rows(data.train) == [_no_think({"prompt": PROMPT, "chosen": COMPLETION,
+                                            "rejected": [{"role": "assistant", "content": "Paris."}]})]
+
+
+def test_a_folder_of_files_is_one_dataset_and_its_validation_file_is_the_eval_split(tmp_path):
+    rows = [{"messages": c["messages"]} for c in chats(30)]
+    write_rows(tmp_path / "d" / "train-000.jsonl", rows[:10])
+    write_rows(tmp_path / "d" / "train-001.jsonl", rows[10:25])
+    write_rows(tmp_path / "d" / "validation.jsonl", rows[25:])
+    data = prepare(DataSection(name=str(tmp_path / "d"), eval_ratio=0.5))  # the ratio is not used
+    assert (len(data.train), len(data.eval)) == (25, 5)
+    assert data.stats["eval_source"] == "the dataset's `validation` split"
+    assert data.stats["eval_split_name"] == "validation" and data.stats["eval_rows_read"] == 5
+    assert [r["messages"] for r in data.eval] == [r["messages"] for r in rows[25:]]
+
+
+def test_folder_files_named_like_the_configured_splits(tmp_path):
+    rows = [{"prompt": USER, "chosen": ASSISTANT, "rejected": "Paris."}]
+    write_rows(tmp_path / "d" / "train_prefs.jsonl", rows * 6)
+    write_rows(tmp_path / "d" / "test_prefs.jsonl", rows * 2)
+    data = prepare(DataSection(name=str(tmp_path / "d"), split="train_prefs", eval_split="test_prefs"), "dpo")
+    assert (len(data.train), len(data.eval), data.stats["eval_split_name"]) == (6, 2, "test_prefs")
+    # without those names the files go by prefix: train_prefs -> train, test_prefs -> test
+    data = prepare(DataSection(name=str(tmp_path / "d")), "dpo")
+    assert (len(data.train), len(data.eval), data.stats["eval_split_name"]) == (6, 2, "test")
+
+
+# ---------------------------------------------------------------- explicit format and field mapping
+
+def test_explicit_format_with_a_field_mapping(tmp_path):
+    path = write_rows(tmp_path / "qa.jsonl", [{"q": USER, "a": ASSISTANT, "question": "decoy", "answer": "decoy"}])
+    data = _prep(path, format="question_answer", fields={"question": "q", "answer": "a"})
+    assert data.detected.fields == {"question": "q", "answer": "a"}
+    assert _rows(data.train) == [_no_think({"prompt": PROMPT, "completion": COMPLETION})]
+
+
+def test_a_field_mapping_alone_picks_the_format_that_has_those_fields(tmp_path):
+    path = write_rows(tmp_path / "x.parquet", [{"ask": USER, "reply": ASSISTANT}])
+    data = _prep(path, fields={"prompt": "ask", "completion": "reply"})
+    assert data.detected.format == "prompt_completion"
+    assert _rows(data.train) == [_no_think({"prompt": PROMPT, "completion": COMPLETION})]
+
+
+def test_explicit_format_overrides_detection(tmp_path):
+    # `prompt`/`completion` columns would be detected as prompt/completion; the user says text
+    path = write_rows(tmp_path / "t.jsonl", [{"prompt": USER, "completion": ASSISTANT, "body": "Some text."}])
+    data = _prep(path, format="text", fields={"text": "body"})
+    assert _rows(data.train) == [{"text": "Some text."}]
+
+
+def test_sharegpt_mapping_to_a_custom_column(tmp_path):
+    path = write_rows(tmp_path / "s.jsonl", [{"dialogue": [{"from": "human", "value": USER},
+                                                           {"from": "gpt", "value": ASSISTANT}]}])
+    data = _prep(path, format="sharegpt", fields={"messages": "dialogue"})
+    assert _rows(data.train) == [_no_think({"messages": CHAT})]
+
+
+# ---------------------------------------------------------------- error paths (one paragraph each)
+
+def _one_paragraph(err: Exception) -> str:
+    text = str(err)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+def test_unknown_columns_list_the_columns_and_the_accepted_formats(tmp_path):
+    path = write_rows(tmp_path / "odd.jsonl", [{"foo": "a", "bar": "b"}])
+    with pytest.raises(DataError) as e:
+        _prep(path)
+    msg = _one_paragraph(e.value)
+    assert "columns: foo, bar" in msg
+    for fmt in ("messages", "sharegpt", "prompt_completion", "alpaca", "question_answer", "text", "preference"):
+        assert fmt in msg
+    assert "--set data.format=" in msg and "data.fields" in msg
+
+
+def test_unknown_columns_fail_before_any_model_is_loaded(tmp_path):
+    """The format check runs in `prepare`, which imports neither torch models nor TRL."""
+    path = write_rows(tmp_path / "odd.jsonl", [{"foo": "a"}])
+    code = (f"from smolforge.config import DataSection\nfrom smolforge.data import prepare\nimport sys\n"
+            f"try:\n    prepare(DataSection(name={str(path)!r}))\nexcept Exception as e:\n    print(type(e).__name__)\n"
+            "print(sorted(m for m in ('trl', 'transformers', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["DataError", "[]"]
+
+
+def test_explicit_format_missing_its_column(tmp_path):
+    path = write_rows(tmp_path / "a.jsonl", [{"instruction": "x", "answer": "y"}])
+    with pytest.raises(DataError) as e:
+        _prep(path, format="alpaca")
+    msg = _one_paragraph(e.value)
+    assert "data.format is 'alpaca'" in msg and "output -> 'output'" in msg
+    assert "Columns found: instruction, answer" in msg and "--set data.fields.instruction=<column>" in msg
+
+
+def test_a_field_that_the_format_does_not_have(tmp_path):
+    path = write_rows(tmp_path / "a.jsonl", [{"question": "x", "answer": "y"}])
+    with pytest.raises(DataError) as e:
+        _prep(path, format="question_answer", fields={"prompt": "question"})
+    msg = _one_paragraph(e.value)
+    assert "data.fields: 'prompt' is not a field of format 'question_answer'" in msg
+    assert "its fields: question, answer" in msg
+
+
+def test_a_field_mapped_to_a_missing_column(tmp_path):
+    path = write_rows(tmp_path / "a.jsonl", [{"question": "x", "answer": "y"}])
+    with pytest.raises(DataError) as e:
+        _prep(path, fields={"answer": "reply"})
+    msg = _one_paragraph(e.value)
+    assert "data.fields.answer -> 'reply': the dataset has no such column" in msg
+    assert "Columns found: question, answer" in msg
+
+
+def test_text_preference_pairs_without_a_prompt(tmp_path):
+    path = write_rows(tmp_path / "p.jsonl", [{"chosen": "good", "rejected": "bad"}])
+    with pytest.raises(DataError) as e:
+        _prep(path, method="dpo")
+    assert "need a prompt column" in _one_paragraph(e.value) and "data.fields.prompt" in str(e.value)
+
+
+def test_method_and_data_kind_must_match(tmp_path):
+    sft = write_rows(tmp_path / "sft.jsonl", [{"messages": CHAT}])
+    pref = write_rows(tmp_path / "pref.jsonl", [{"prompt": USER, "chosen": "a", "rejected": "b"}])
+    with pytest.raises(DataError, match="training.method is 'dpo'.*chosen.*rejected"):
+        _prep(sft, method="dpo")
+    with pytest.raises(DataError, match="training.method=dpo"):
+        _prep(pref, method="sft")
+
+
+@pytest.mark.parametrize(("rows", "loss_on", "fix"), [
+    ([{"text": "x y"}], "assistant", "data.loss_on=completion"),
+    ([{"messages": CHAT}], "completion", "data.loss_on=assistant"),
+])
+def test_loss_on_that_does_not_fit_the_data_fails_in_prepare(tmp_path, rows, loss_on, fix):
+    with pytest.raises(DataError) as e:
+        _prep(write_rows(tmp_path / "d.jsonl", rows), loss_on=loss_on)
+    assert f"data.loss_on: '{loss_on}'" in _one_paragraph(e.value) and fix in str(e.value)
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: p / "missing.jsonl", "does not exist"),
+    (lambda p: (p / "notes.txt").write_text("hi") and p / "notes.txt", "unsupported extension '.txt'"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "holds no .jsonl, .json, .csv, .parquet files"),
+    (lambda p: write_rows(p / "m" / "a.jsonl", [{"text": "x"}]) and write_rows(p / "m" / "b.csv", [{"text": "y"}])
+     and p / "m", "mixes file types"),
+    (lambda p: (p / "bad.jsonl").write_text('{"text": "ok"}\n{not json\n') and p / "bad.jsonl", "cannot read"),
+])
+def test_local_source_errors(tmp_path, make, expected):
+    with pytest.raises(DataError) as e:
+        _prep(make(tmp_path))
+    msg = _one_paragraph(e.value)
+    assert msg.startswith("data.name:") and expected in msg
+
+
+def test_split_errors(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}] * 3)
+    with pytest.raises(DataError, match=r"data.split: the dataset has no split 'dev'; it has train\. "):
+        prepare(DataSection(name=str(path), split="dev"))
+    with pytest.raises(DataError, match=r"data.eval_split: the dataset has no split 'test'"):
+        prepare(DataSection(name=str(path), eval_split="test"))
+    with pytest.raises(DataError, match=r"data.eval_split: 'train' is also data.split"):
+        prepare(DataSection(name=str(path), eval_split="train"))
+
+
+def test_hub_dataset_offline_is_one_paragraph_naming_data_name_and_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError) as e:
+        prepare(DataSection(name="nobody-smolforge/no-such-dataset"))
+    msg = _one_paragraph(e.value)
+    assert msg.startswith("data.name: 'nobody-smolforge/no-such-dataset' is not a local file or folder")
+    assert "the Hub is offline" in msg and "unset HF_HUB_OFFLINE" in msg
+    assert "--set data.name=path/to/data.jsonl" in msg
+
+
+def test_a_missing_local_data_file_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"data.name: data/train.jsonl does not exist"):
+        prepare(DataSection(name="data/train.jsonl"))
+
+
+# ---------------------------------------------------------------- drops (counted, never str(row))
+
+def test_invalid_rows_are_dropped_counted_and_never_stringified(tmp_path):
+    rows = [
+        {"messages": CHAT},
+        {"messages": []},                                                   # empty or not a list of turns
+        {"messages": None},                                                 # empty or not a list of turns
+        {"messages": [{"role": "user", "content": USER}]},                  # no non-empty assistant turn
+        {"messages": [{"role": "user", "content": USER}, {"role": "assistant", "content": "  "}]},  # same
+        {"messages": [{"role": "assistant", "content": ASSISTANT}]},        # no non-empty user turn
+        {"messages": [{"role": "wizard", "content": USER}, *CHAT]},         # unknown role
+        {"messages": [{"role": "user", "content": None}, CHAT[1]]},         # a turn has no text content
+    ]
+    data = _prep(write_rows(tmp_path / "d.jsonl", rows))
+    assert _rows(data.train) == [_no_think({"messages": CHAT})]
+    assert data.stats["rows_read"] == 8 and data.stats["rows_dropped"] == 7
+    assert data.stats["drop_reasons"] == {
+        "empty or not a list of turns": 2, "no non-empty assistant turn": 2, "no non-empty user turn": 1,
+        "unknown role": 1, "a turn has no text content": 1,
+    }
+
+
+def test_drops_in_prompt_completion_text_and_preference_rows(tmp_path):
+    pc = _prep(write_rows(tmp_path / "pc.jsonl", [{"prompt": USER, "completion": ASSISTANT},
+                                                  {"prompt": "", "completion": ASSISTANT},
+                                                  {"prompt": USER, "completion": None}]))
+    assert pc.stats["drop_reasons"] == {"empty prompt": 1, "empty completion": 1}
+    text = _prep(write_rows(tmp_path / "t.jsonl", [{"text": "a"}, {"text": "   "}, {"text": None}]))
+    assert (len(text.train), text.stats["drop_reasons"]) == (1, {"empty text": 2})
+    pref = _prep(write_rows(tmp_path / "p.jsonl", [{"prompt": USER, "chosen": "a", "rejected": "b"},
+                                                   {"prompt": USER, "chosen": "", "rejected": "b"},
+                                                   {"prompt": " ", "chosen": "a", "rejected": "b"}]), method="dpo")
+    assert pref.stats["drop_reasons"] == {"empty chosen or rejected": 1, "empty prompt": 1}
+
+
+def test_every_row_dropped_is_an_error_with_the_reasons(tmp_path):
+    with pytest.raises(DataError) as e:
+        _prep(write_rows(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}] * 4))
+    msg = _one_paragraph(e.value)
+    assert "every one of the 4 rows" in msg and "no non-empty assistant turn: 4" in msg
+
+
+def test_drop_counts_stay_exact_across_arrow_batches(tmp_path):
+    """Normalisation runs as Dataset.map in 1000-row batches: a first batch of only dropped rows must not
+    fix the schema, and every reason must be counted exactly."""
+    bad = {"messages": [{"role": "user", "content": "no answer"}]}
+    rows = [bad] * 1200 + [{"messages": CHAT} if i % 3 else {"messages": []} for i in range(1800)]
+    data = _prep(write_rows(tmp_path / "big.parquet", rows))
+    assert data.stats["rows_read"] == 3000
+    assert data.stats["drop_reasons"] == {"no non-empty assistant turn": 1200, "empty or not a list of turns": 600}
+    assert len(data.train) == 1200 and data.stats["train_size"] == 1200
+    assert all(r["messages"] == CHAT for r in data.train)
+
+
+# ---------------------------------------------------------------- options
+
+def test_max_samples_is_seeded(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": c["messages"]} for c in chats(200)])
+
+    def sample(seed):
+        data = prepare(DataSection(name=str(path), max_samples=50, seed=seed, eval_ratio=0.0))
+        assert len(data.train) == 50 and data.stats["max_samples"] == 50 and data.stats["rows_read"] == 200
+        return [json.dumps(r["messages"]) for r in data.train]
+
+    assert sample(1) == sample(1)
+    assert sample(1) != sample(2)
+    all_rows = {json.dumps(c["messages"]) for c in chats(200)}
+    assert set(sample(3)) <= all_rows
+    # a max_samples above the row count samples nothing, and the card must not claim a sample
+    assert prepare(DataSection(name=str(path), max_samples=500)).stats["max_samples"] is None
+
+
+def test_eval_split_by_ratio_is_seeded_and_disjoint(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": c["messages"]} for c in chats(100)])
+    a = prepare(DataSection(name=str(path), eval_ratio=0.2, seed=7))
+    b = prepare(DataSection(name=str(path), eval_ratio=0.2, seed=7))
+    c = prepare(DataSection(name=str(path), eval_ratio=0.2, seed=8))
+    key = lambda ds: [json.dumps(r["messages"]) for r in ds]  # noqa: E731
+    assert (len(a.train), len(a.eval)) == (80, 20)
+    assert key(a.eval) == key(b.eval) and key(a.eval) != key(c.eval)
+    # together they are exactly the rows read (as a multiset: the bundled chats repeat some questions)
+    assert Counter(key(a.train)) + Counter(key(a.eval)) == Counter(json.dumps(c["messages"]) for c in chats(100))
+    assert a.stats["eval_source"] == "20% of `train` held out (seed 7)"
+    assert (a.stats["train_size"], a.stats["eval_size"]) == (80, 20)
+
+
+def test_dataset_eval_split_is_sampled_with_max_samples(tmp_path):
+    rows = [{"messages": c["messages"]} for c in chats(300)]
+    write_rows(tmp_path / "d" / "train.jsonl", rows[:200])
+    write_rows(tmp_path / "d" / "test.jsonl", rows[200:])
+    data = prepare(DataSection(name=str(tmp_path / "d"), max_samples=40, eval_ratio=0.1))
+    assert (len(data.train), len(data.eval)) == (40, 4)
+    assert data.stats["eval_rows_read"] == 100
+
+
+def test_system_prompt_is_added_unless_the_row_has_one(tmp_path):
+    own = [{"role": "system", "content": "Own."}, *CHAT]
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}, {"messages": own}])
+    data = _prep(path, system_prompt="Answer in one sentence.")
+    assert [r["messages"] for r in data.train] == [[{"role": "system", "content": "Answer in one sentence."}, *CHAT],
+                                                   own]
+    pc = _prep(write_rows(tmp_path / "pc.jsonl", [{"prompt": USER, "completion": ASSISTANT}]), system_prompt="S.")
+    assert pc.train[0]["prompt"] == [{"role": "system", "content": "S."}, *PROMPT]
+    assert data.stats["system_prompt"] == "Answer in one sentence."
+
+
+def test_reasoning_mode_per_row():
+    think = {"messages": [CHAT[0], {"role": "assistant", "content": "<think>Peru... Lima.</think>Lima."}]}
+    plain = {"messages": CHAT}
+    assert reasoning_kwargs(think, "auto") == {"enable_thinking": True}
+    assert reasoning_kwargs(plain, "auto") == {"enable_thinking": False}
+    assert reasoning_kwargs(plain, "think") == {"enable_thinking": True}
+    assert reasoning_kwargs(think, "no_think") == {"enable_thinking": False}
+    assert reasoning_kwargs({"prompt": PROMPT, "chosen": think["messages"][1:]}, "auto") == {"enable_thinking": True}
+
+
+def test_reasoning_setting_reaches_every_row(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}] * 2)
+    assert [r["chat_template_kwargs"] for r in _prep(path, reasoning="think").train] == [{"enable_thinking": True}] * 2
+
+
+# ---------------------------------------------------------------- token lengths (tiny tokenizer)
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from smolforge.tiny import build_tokenizer
+
+    return build_tokenizer(512)
+
+
+def test_token_length_filters_drop_count_and_record_stats(tmp_path, tokenizer):
+    rows = [{"messages": c["messages"]} for c in chats(60)]
+    path = write_rows(tmp_path / "d.jsonl", rows)
+    data = prepare(DataSection(name=str(path), eval_ratio=0.0))
+    lengths = [token_length(r, tokenizer, "conversational") for r in data.train]
+    lo, hi = sorted(lengths)[10], sorted(lengths)[-10]
+    expected_kept = sorted(n for n in lengths if lo <= n <= hi)
+
+    cfg = DataSection(name=str(path), eval_ratio=0.0, min_tokens=lo, max_tokens=hi)
+    data = prepare(cfg)
+    apply_length_filters(data, tokenizer, cfg, max_length=expected_kept[len(expected_kept) // 2])
+    assert len(data.train) == len(expected_kept) == data.stats["train_size"]
+    assert data.stats["rows_dropped"] == 60 - len(expected_kept)
+    assert data.stats["drop_reasons"] == {"outside data.min_tokens/max_tokens": 60 - len(expected_kept)}
+    s = data.stats["train_token_lengths"]
+    assert (s["min"], s["max"], s["total"]) == (expected_kept[0], expected_kept[-1], sum(expected_kept))
+    assert s["p50"] == expected_kept[round(0.5 * (len(expected_kept) - 1))]
+    assert data.stats["train_truncated_rows"] == sum(n > expected_kept[len(expected_kept) // 2] for n in expected_kept)
+    # the length is the tokenised chat-template rendering of the row TRL trains on
+    row = data.train[0]
+    assert token_length(row, tokenizer, "conversational") == len(
+        tokenizer(tokenizer.apply_chat_template(row["messages"], tokenize=False, **row["chat_template_kwargs"]),
+                  add_special_tokens=False)["input_ids"])
+
+
+def test_filters_that_leave_nothing_are_an_error(tmp_path, tokenizer):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}] * 3)
+    cfg = DataSection(name=str(path), eval_ratio=0.0, max_tokens=2)
+    data = prepare(cfg)
+    with pytest.raises(DataError, match=r"no training rows are left after data.min_tokens \(0\) / data.max_tokens"):
+        apply_length_filters(data, tokenizer, cfg, max_length=512)
+
+
+def test_preference_length_is_the_longer_pair(tokenizer):
+    row = {"prompt": PROMPT, "chosen": COMPLETION, "rejected": [{"role": "assistant", "content": ASSISTANT * 5}],
+           "chat_template_kwargs": {"enable_thinking": False}}
+    full = tokenizer.apply_chat_template(PROMPT + row["rejected"], tokenize=True, return_dict=True,
+                                         enable_thinking=False)["input_ids"]
+    assert token_length(row, tokenizer, "preference") == len(full)
