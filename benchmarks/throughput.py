@@ -46,13 +46,13 @@ def long_tail_chats(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def make_config(data_path: Path, steps: int, batching: str = "auto"):
+def make_config(data_path: Path, steps: int, batching: str = "auto", batch_size: int = 8):
     from smolforge.configfile import load_config
 
     return load_config(preset="tiny", sets=[
         f"data.name={data_path}", "data.eval_ratio=0", f"training.max_steps={steps}", "training.logging_steps=1000",
         "training.save_steps=100000", "tracking.backend=none", f"training.batching={batching}",
-        "experiment_name=bench",
+        "experiment_name=bench", f"training.batch_size={batch_size}",
     ])
 
 
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batching", default="auto", help="smolforge arm's training.batching")
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per step, both arms")
     parser.add_argument("--json", action="store_true", help="also print the raw measurements as JSON")
     args = parser.parse_args()
 
@@ -118,7 +119,7 @@ def main() -> None:
         tmp = Path(tmp)
         data_path = tmp / "chats.jsonl"
         write_jsonl(long_tail_chats(args.rows, seed=7), data_path)
-        cfg = make_config(data_path, args.steps, args.batching)
+        cfg = make_config(data_path, args.steps, args.batching, args.batch_size)
         runs: dict[str, list[dict]] = {"baseline": [], "default": []}
         lengths = None
         for r in range(args.rounds):
@@ -149,7 +150,7 @@ def main() -> None:
     print(f"ratio={ratio:.2f} waste={waste['default']:.1%} baseline_waste={waste['baseline']:.1%} "
           f"default_tok_s={tps['default']:.0f} baseline_tok_s={tps['baseline']:.0f} "
           f"loss_default={best['default']['loss']:.4f} loss_baseline={best['baseline']['loss']:.4f} "
-          f"same_supervised_tokens={same_tokens} steps={args.steps} "
+          f"same_supervised_tokens={same_tokens} steps={args.steps} batch={args.batch_size} "
           f"lengths=p50:{lengths['p50']}/p90:{lengths['p90']}/max:{lengths['max']} "
           f"default={best['default']['runtime']['batching']}+{best['default']['runtime']['attn_implementation']} "
           f"malloc_tuned={malloc_tuned} "

@@ -9,6 +9,7 @@ HF_HUB_DISABLE_XET=1), `hf_hub_download` and card validation call:
     POST /api/repos/create                                  409 when the repo exists
     POST /api/validate-yaml
     GET  /api/models/{ns}/{name}[/revision/{rev}]           404 + X-Error-Code: RepoNotFound
+                                                            (and the same routes under /api/spaces/, /api/datasets/)
     GET  /api/models/{ns}/{name}/tree/{rev}[/{path}]
     POST /api/models/{ns}/{name}/preupload/{rev}            uploadMode lfs for >= 10 MB or binary files
     POST /{ns}/{name}.git/info/lfs/objects/batch            + PUT upload, POST verify
@@ -36,6 +37,11 @@ import yaml
 
 LFS_MIN_SIZE = 10 * 1024 * 1024
 FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|\Z)", re.S)
+
+
+def repo_key(kind: str, repo_id: str) -> str:
+    """Where a repo lives in `HubState.repos`: models by their id, spaces/datasets under a prefix."""
+    return repo_id if kind == "models" else f"{kind}/{repo_id}"
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -249,18 +255,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._create(json.loads(body or b"{}"))
         if path == "/api/validate-yaml" and method == "POST":
             return self._validate_yaml(json.loads(body or b"{}"))
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
+        m = re.fullmatch(r"/api/(models|spaces|datasets)/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
         if m and method == "GET":
-            return self._info(m.group(1))
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path)
+            return self._info(repo_key(m.group(1), m.group(2)))
+        m = re.fullmatch(r"/api/(models|spaces|datasets)/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path)
         if m and method == "GET":
-            return self._tree(m.group(1), m.group(3) or "")
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", path)
+            return self._tree(repo_key(m.group(1), m.group(2)), m.group(4) or "")
+        m = re.fullmatch(r"/api/(models|spaces|datasets)/([^/]+/[^/]+)/preupload/([^/]+)", path)
         if m and method == "POST":
-            return self._preupload(m.group(1), json.loads(body))
-        m = re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
+            return self._preupload(repo_key(m.group(1), m.group(2)), json.loads(body))
+        m = re.fullmatch(r"/(?:(spaces|datasets)/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
         if m and method == "POST":
-            return self._lfs_batch(m.group(1), json.loads(body))
+            return self._lfs_batch(repo_key(m.group(1) or "models", m.group(2)), json.loads(body))
         m = re.fullmatch(r"/lfs-upload/([0-9a-f]{64})", path)
         if m and method == "PUT":
             if hashlib.sha256(body).hexdigest() != m.group(1):
@@ -270,12 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/lfs-verify" and method == "POST":
             oid = json.loads(body)["oid"]
             return self._send(200, {}) if oid in hub.lfs_blobs else self._error(404, f"object {oid} not uploaded")
-        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", path)
+        m = re.fullmatch(r"/api/(models|spaces|datasets)/([^/]+/[^/]+)/commit/([^/]+)", path)
         if m and method == "POST":
-            return self._commit(m.group(1), body)
-        m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+            return self._commit(repo_key(m.group(1), m.group(2)), body)
+        m = re.fullmatch(r"/(?:(spaces|datasets)/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m and method in ("GET", "HEAD"):
-            return self._resolve(m.group(1), m.group(3), head=method == "HEAD")
+            return self._resolve(repo_key(m.group(1) or "models", m.group(2)), m.group(4), head=method == "HEAD")
         return self._error(404, f"no route for {method} {path}")
 
     def _repo(self, repo_id: str, write: bool = False) -> Repo:
@@ -288,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None or (repo.private and user is None):
             self._error(404, "Repository not found", "RepoNotFound")
             raise _Stop
-        if write and repo_id.split("/")[0] not in {user, *self.hub.orgs}:
+        if write and repo_id.split("/")[-2] not in {user, *self.hub.orgs}:
             self._error(403, f"You don't have the rights to write to {repo_id}")
             raise _Stop
         return repo
@@ -300,7 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
         ns = payload.get("organization") or user
         if ns not in {user, *self.hub.orgs}:
             return self._error(403, f"You don't have the rights to create a model under the namespace {ns}")
-        repo_id = f"{ns}/{payload['name']}"
+        kind = {"space": "spaces", "dataset": "datasets"}.get(payload.get("type") or "model", "models")
+        repo_id = repo_key(kind, f"{ns}/{payload['name']}")
         if repo_id in self.hub.repos:
             return self._send(409, {"error": "You already created this model repo", "url": f"{self.hub.url}/{repo_id}"})
         private = payload.get("visibility", "private" if payload.get("private") else "public") == "private"

@@ -272,6 +272,34 @@ def finish_stages(cfg: SmolforgeConfig, run: RunFolder, console, username: str |
     console.print(f"Model card: {card}")
     if cfg.publish.repo_id:
         publish_after_run(cfg, run, console, username, token_file)
+    if cfg.publish.demo_space:
+        demo_after_run(cfg, run, console, token_file)
+
+
+def demo_after_run(cfg: SmolforgeConfig, run: RunFolder, console, token_file: str | None) -> None:
+    """`publish.demo_space`: a chat Space for the published model. Like the model's push, a Hub problem
+    here does not undo a finished run: it says what happened and the exact command to retry."""
+    from smolforge import demo
+    from smolforge.credentials import find_token
+
+    retry = f"smolforge demo {shlex.quote(str(run.root))} --space {cfg.publish.demo_space}"
+    model_id = (run.read_results().get("publish") or {}).get("repo_id")
+    if not model_id:
+        console.print(f"Demo Space not created: the model was not published, and the Space loads it from the Hub. "
+                      f"Publish it, then run: {retry}", markup=False, highlight=False, soft_wrap=True)
+        return
+    folder = demo.write_app(demo.settings_for(run, cfg, model_id=model_id), demo.default_output(run.root))
+    console.print(f"Demo app written: {folder}")
+    token, _ = find_token(token_file)
+    try:
+        info = demo.publish_space(folder, cfg.publish.demo_space, private=cfg.publish.private, token=str(token),
+                                  endpoint=cfg.publish.endpoint)
+    except SmolforgeError as e:
+        console.print(f"Demo Space not published ({e}). Retry with: {retry}", markup=False, highlight=False,
+                      soft_wrap=True)
+        return
+    run.update_results(demo=info)
+    console.print(f"Demo Space: {info.get('url', cfg.publish.demo_space)}")
 
 
 def refresh_card(run: RunFolder, cfg: SmolforgeConfig, console, username: str | None) -> None:
@@ -289,6 +317,10 @@ def refresh_card(run: RunFolder, cfg: SmolforgeConfig, console, username: str | 
 
 def check_publish_inputs(cfg: SmolforgeConfig, token_file: str | None) -> None:
     """With publish.repo_id set, a missing token or a bad endpoint fails before training, not after it."""
+    if cfg.publish.demo_space and not cfg.publish.repo_id:
+        raise SmolforgeError("publish.demo_space needs publish.repo_id: the Space loads the model from the Hub, so "
+                             "set --repo-id user/name too (or drop publish.demo_space and run `smolforge demo` "
+                             "later).")
     if not cfg.publish.repo_id:
         return
     from smolforge.credentials import find_token

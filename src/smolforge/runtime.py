@@ -23,6 +23,7 @@ class Runtime:
     attn_implementation: str
     activation_checkpointing: bool
     world_size: int
+    malloc_tuned: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -57,11 +57,19 @@ def test_run_quantizes_publishes_and_the_token_appears_nowhere(tmp_path):
         hub.echo_auth = True
         proc = run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "leak", *FAST_TINY, *SHORT_RUN,
                        "--set", "quantize=[int8]", "--repo-id", "alice/leak", "--set", f"publish.endpoint={hub.url}",
-                       cwd=tmp_path, env=env)
+                       "--set", "publish.demo_space=alice/leak-demo", cwd=tmp_path, env=env)
     run = tmp_path / "runs" / "leak"
     assert "Published:" in proc.stdout
     repo = hub.repos["alice/leak"]
     assert repo.private and "int8/model.safetensors" in repo.files and "README.md" in repo.files
+    # publish.demo_space: a private gradio Space that loads the published model
+    assert "Demo Space:" in proc.stdout and json.loads((run / "results.json").read_text())["demo"]["private"]
+    space = hub.repos["spaces/alice/leak-demo"]
+    assert space.private and {"app.py", "README.md", "requirements.txt", "demo_config.json"} <= set(space.files)
+    assert json.loads(space.files["demo_config.json"].data)["model_id"] == "alice/leak"
+    assert b"sdk: gradio" in space.files["README.md"].data
+    for path, data in space.files.items():
+        assert LEAK_TOKEN.encode() not in data.data, path
 
     # numbers in the published card equal results.json
     results = json.loads((run / "results.json").read_text())
@@ -79,7 +87,7 @@ def test_run_quantizes_publishes_and_the_token_appears_nowhere(tmp_path):
     for path, data in repo.files.items():
         assert secret not in data.data, path
     # ...and nowhere else: the run folder (logs included), trackio's files, smolforge's cache, the output
-    for root in (run, Path(os.environ["TRACKIO_DIR"]), Path(os.environ["SMOLFORGE_CACHE"])):
+    for root in (run, run.with_name("leak-demo"), Path(os.environ["TRACKIO_DIR"]), Path(os.environ["SMOLFORGE_CACHE"])):
         for path, data in _all_bytes(root):
             assert secret not in data, path
     assert LEAK_TOKEN not in proc.stdout + proc.stderr
