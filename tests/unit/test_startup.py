@@ -10,8 +10,8 @@ import pytest
 HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "torchao", "gradio")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["presets"], ["run", "--help"], ["card", "--help"],
-                                  ["demo", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["presets"], *(
+    [cmd, "--help"] for cmd in ("run", "init", "card", "quantize", "publish", "demo", "dashboard", "doctor"))])
 def test_command_imports_no_heavy_library(argv):
     code = (
         "import sys\n"
