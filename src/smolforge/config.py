@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
-EXPERIMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # use fullmatch
+EXPERIMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # use fullmatch
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -135,7 +135,7 @@ class TrackingSection(Section):
     @field_validator("space_id", "dataset_repo")
     @classmethod
     def _repo(cls, v: str | None) -> str | None:
-        if v is not None and not REPO_ID_RE.match(v):
+        if v is not None and not REPO_ID_RE.fullmatch(v):
             raise ValueError("must look like `user/name` (letters, digits, '-', '_', '.')")
         return v
 
@@ -182,7 +182,7 @@ class PublishSection(Section):
     @field_validator("repo_id", "demo_space")
     @classmethod
     def _repo(cls, v: str | None) -> str | None:
-        if v is not None and not REPO_ID_RE.match(v):
+        if v is not None and not REPO_ID_RE.fullmatch(v):
             raise ValueError("must look like `user/name` (letters, digits, '-', '_', '.'; at most 96 each)")
         return v
 
@@ -204,7 +204,7 @@ class SmolforgeConfig(Section):
     @field_validator("experiment_name")
     @classmethod
     def _exp(cls, v: str | None) -> str | None:
-        if v is not None and not EXPERIMENT_RE.match(v):
+        if v is not None and not EXPERIMENT_RE.fullmatch(v):
             raise ValueError("use letters, digits, '-', '_' or '.', starting with a letter or digit (max 128)")
         return v
 

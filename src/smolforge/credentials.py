@@ -78,11 +78,6 @@ def find_token(token_file: str | Path | None = None) -> tuple[str | None, str]:
     return None, "none"
 
 
-def scrub_environment_for_children() -> dict[str, str]:
-    """A copy of os.environ for child processes: tokens travel by environment only, never argv."""
-    return dict(os.environ)
-
-
 def _whoami_cache() -> Path:
     from smolforge.tiny import cache_root
 

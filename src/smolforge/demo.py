@@ -81,7 +81,7 @@ def require_model(run: RunFolder) -> Path:
 
 
 def check_repo_id(value: str | None, flag: str) -> str | None:
-    if value is not None and not REPO_ID_RE.match(value):
+    if value is not None and not REPO_ID_RE.fullmatch(value):
         raise SmolforgeError(f"{flag} {value!r} is not a Hub repo id: use `user/name` (letters, digits, '-', "
                              "'_', '.'), e.g. " + f"{flag} alice/my-model.")
     return value

@@ -54,7 +54,7 @@ def check_repo_id(repo_id: str | None, flag: str = "--repo-id") -> str:
     if not repo_id:
         raise SmolforgeError(f"{flag}: no Hub repo given. Pass {flag} user/name (or set publish.repo_id in the "
                              "config).")
-    if not REPO_ID_RE.match(repo_id):
+    if not REPO_ID_RE.fullmatch(repo_id):
         raise SmolforgeError(f"{flag}: {repo_id!r} is not a Hub repo id. Use user/name (letters, digits, '-', '_', "
                              "'.'; at most 96 characters each).")
     return repo_id

@@ -89,12 +89,22 @@ def test_unknown_preset():
         load_config(preset="nope")
 
 
-@pytest.mark.parametrize("repo", ["no-slash", "a/b/c", "a b/c", "/name", "user/"])
+@pytest.mark.parametrize("repo", ["no-slash", "a/b/c", "a b/c", "/name", "user/", "user/name\n", "user/na me"])
 def test_repo_id_validation(repo):
+    import json
+
     with pytest.raises(ConfigError, match="publish.repo_id"):
-        load_config(preset="tiny", sets=[f"publish.repo_id={repo}"])
+        load_config(preset="tiny", sets=[f"publish.repo_id={json.dumps(repo)}"])
 
 
 def test_dpo_needs_preference_format():
     with pytest.raises(ConfigError, match="needs data.format 'preference'"):
         load_config(preset="tiny", sets=["training.method=dpo", "data.format=messages"])
+
+
+@pytest.mark.parametrize("name", ["bad name", "name\n", "../up", "-lead", "a/b"])
+def test_experiment_name_validation(name):
+    import json
+
+    with pytest.raises(ConfigError, match="experiment_name"):
+        load_config(preset="tiny", sets=[f"experiment_name={json.dumps(name)}"])

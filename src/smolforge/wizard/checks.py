@@ -72,7 +72,7 @@ def parse_optional_int(text: str, what: str, lo: int, hi: int) -> int | None:
 
 def parse_experiment_name(text: str) -> str:
     name = text.strip()
-    if not EXPERIMENT_RE.match(name):
+    if not EXPERIMENT_RE.fullmatch(name):
         raise ValueError("Use letters, digits, '-', '_' or '.', starting with a letter or digit (at most 128), "
                          f"e.g. smollm3-sft-run1 (got {name!r})")
     return name
@@ -80,7 +80,7 @@ def parse_experiment_name(text: str) -> str:
 
 def parse_repo_id(text: str, what: str = "The repo id") -> str:
     rid = text.strip()
-    if not REPO_ID_RE.match(rid):
+    if not REPO_ID_RE.fullmatch(rid):
         raise ValueError(f"{what} must look like user/name: letters, digits, '-', '_' or '.', each part starting "
                          f"with a letter or digit (got {rid!r})")
     return rid
@@ -105,7 +105,7 @@ def parse_dataset(text: str) -> str:
         if path.is_file() and path.suffix.lower() not in LOCAL_DATA_SUFFIXES:
             raise ValueError(f"{path.name}: use a {', '.join(LOCAL_DATA_SUFFIXES)} file")
         return name
-    if not DATASET_ID_RE.match(name):
+    if not DATASET_ID_RE.fullmatch(name):
         raise ValueError(f"{name!r} is neither an existing local path nor a Hub dataset id like "
                          "HuggingFaceTB/smoltalk")
     return name
@@ -121,14 +121,14 @@ def parse_model(text: str) -> str:
         if not path.is_dir():
             raise ValueError(f"{path} is not a model folder (it must exist and hold config.json)")
         return name
-    if not REPO_ID_RE.match(name):
+    if not REPO_ID_RE.fullmatch(name):
         raise ValueError(f"{name!r} is neither a local model folder nor a Hub model id like HuggingFaceTB/SmolLM3-3B")
     return name
 
 
 def parse_tags(text: str) -> list[str]:
     tags = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in tags if not TAG_RE.match(t)]
+    bad = [t for t in tags if not TAG_RE.fullmatch(t)]
     if bad:
         raise ValueError(f"Tags are separated by commas; each is one word of letters, digits, '-', '_', '.', ':' "
                          f"or '+' (at most 64): {', '.join(repr(b) for b in bad)}")
