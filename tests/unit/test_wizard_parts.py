@@ -54,6 +54,8 @@ def test_dataset_answers(tmp_path):
     assert checks.parse_dataset("builtin") == "builtin"
     with pytest.raises(ValueError, match="does not exist"):
         checks.parse_dataset("./missing.jsonl")
+    with pytest.raises(ValueError, match="does not exist"):  # a mistyped file is not a Hub id, as in `run`
+        checks.parse_dataset("data/train.jsonl")
     with pytest.raises(ValueError, match="use a .jsonl"):
         checks.parse_dataset(str(tmp_path / "d.txt"))
     with pytest.raises(ValueError, match="neither"):

@@ -18,7 +18,6 @@ from smolforge.config import EXPERIMENT_RE, REPO_ID_RE
 # Hub dataset ids: `name` (canonical) or `owner/name`.
 DATASET_ID_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$")
-LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def validator(parse: Callable[[str], Any]) -> Callable[[str], bool | str]:
@@ -98,12 +97,14 @@ def parse_dataset(text: str) -> str:
                          "file or folder, or `builtin`")
     if name == "builtin":
         return name
+    from smolforge.data import LOCAL_SUFFIXES, is_local_source  # the same rule `smolforge run` applies
+
     path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")):
+    if is_local_source(name):
         if not path.exists():
             raise ValueError(f"{path} does not exist")
-        if path.is_file() and path.suffix.lower() not in LOCAL_DATA_SUFFIXES:
-            raise ValueError(f"{path.name}: use a {', '.join(LOCAL_DATA_SUFFIXES)} file")
+        if path.is_file() and path.suffix.lower() not in LOCAL_SUFFIXES:
+            raise ValueError(f"{path.name}: use a {', '.join(LOCAL_SUFFIXES)} file")
         return name
     if not DATASET_ID_RE.fullmatch(name):
         raise ValueError(f"{name!r} is neither an existing local path nor a Hub dataset id like "
