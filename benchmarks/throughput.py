@@ -47,7 +47,7 @@ def long_tail_chats(n: int, seed: int) -> list[dict]:
 
 
 def make_config(data_path: Path, steps: int, batching: str = "auto", batch_size: int = 8):
-    from smolforge.configfile import load_config
+    from smolforge.config.loading import load_config
 
     return load_config(preset="tiny", sets=[
         f"data.name={data_path}", "data.eval_ratio=0", f"training.max_steps={steps}", "training.logging_steps=1000",
@@ -75,7 +75,7 @@ def baseline_arm(cfg, data, out: Path) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from smolforge.tiny import ensure_tiny
-    from smolforge.trainer_ext import TokenAccounting
+    from smolforge.trainers import TokenAccounting
 
     class CountingSFTTrainer(TokenAccounting, SFTTrainer):
         """TRL's SFTTrainer plus the same token counting hook the default arm has."""

@@ -79,7 +79,7 @@ def find_token(token_file: str | Path | None = None) -> tuple[str | None, str]:
 
 
 def _whoami_cache() -> Path:
-    from smolforge.tiny import cache_root
+    from smolforge.paths import cache_root
 
     return cache_root() / "whoami.json"
 

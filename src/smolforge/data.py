@@ -506,6 +506,17 @@ def _fmt_reasons(reasons: Counter) -> str:
     return ", ".join(f"{k}: {v}" for k, v in reasons.most_common())
 
 
+def check_method_fits(method: str, kind: str | None, fmt: str | None, columns: list[str]) -> None:
+    """DPO trains on preference pairs and nothing else; SFT on anything but preference pairs."""
+    if method == "dpo" and kind != "preference":
+        raise DataError(f"training.method is 'dpo' but the dataset looks like {fmt!r} "
+                        f"(columns: {', '.join(columns)}). DPO needs preference pairs: "
+                        "`chosen` and `rejected` columns (and usually `prompt`).")
+    if method == "sft" and kind == "preference":
+        raise DataError("training.method is 'sft' but the dataset holds preference pairs (chosen/rejected). "
+                        "Use --set training.method=dpo, or an SFT dataset.")
+
+
 def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
     """Load, detect, normalise, sample and split. Runs before any model is loaded."""
     splits = load_splits(cfg)
@@ -515,13 +526,7 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
     train_raw = splits[cfg.split]
     sample = [train_raw[i] for i in range(min(20, len(train_raw)))]
     det = detect_format(list(train_raw.column_names), sample, cfg)
-    if method == "dpo" and det.kind != "preference":
-        raise DataError(f"training.method is 'dpo' but the dataset looks like {det.format!r} "
-                        f"(columns: {', '.join(train_raw.column_names)}). DPO needs preference pairs: "
-                        "`chosen` and `rejected` columns (and usually `prompt`).")
-    if method == "sft" and det.kind == "preference":
-        raise DataError("training.method is 'sft' but the dataset holds preference pairs (chosen/rejected). "
-                        "Use --set training.method=dpo, or an SFT dataset.")
+    check_method_fits(method, det.kind, det.format, list(train_raw.column_names))
     if method == "sft":
         resolve_loss_on(cfg.loss_on, det.kind)  # a mismatch fails here, before anything is written
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -20,8 +19,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from smolforge.config import REPO_ID_RE, SmolforgeConfig
+from smolforge.config import SmolforgeConfig
 from smolforge.errors import PublishError, SmolforgeError
+from smolforge.hubclient import endpoint_from_env
 from smolforge.runfolder import RunFolder, atomic_write_text
 
 APP_FILES = ("app.py", "demo_config.json", "requirements.txt", "README.md")
@@ -52,11 +52,13 @@ class DemoSettings:
     license: str | None = None
     base_model: str | None = None
     template_thinking: bool = False  # the chat template has SmolLM3's enable_thinking switch
+    hub_url: str = "https://huggingface.co"  # where the model lives, for the Space's README link
 
     def config_json(self) -> dict[str, Any]:
         data = asdict(self)
         gen = {k: data.pop(k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}
         data.pop("template_thinking")  # the app reads this from the tokenizer it loads
+        data.pop("hub_url")
         return {"generator": f"{GENERATOR} (smolforge {_version('smolforge') or 'dev'})", **data, "generation": gen}
 
 
@@ -80,13 +82,6 @@ def require_model(run: RunFolder) -> Path:
     return run.model_dir
 
 
-def check_repo_id(value: str | None, flag: str) -> str | None:
-    if value is not None and not REPO_ID_RE.fullmatch(value):
-        raise SmolforgeError(f"{flag} {value!r} is not a Hub repo id: use `user/name` (letters, digits, '-', "
-                             "'_', '.'), e.g. " + f"{flag} alice/my-model.")
-    return value
-
-
 def published_model_id(run: RunFolder, cfg: SmolforgeConfig) -> str | None:
     """The repo the model was pushed to (results.json), else the one the config asks for."""
     published = (run.read_results().get("publish") or {}).get("repo_id")
@@ -98,17 +93,6 @@ def template_has_thinking(model_dir: Path) -> bool:
     texts = [p.read_text("utf-8") for p in (model_dir / "chat_template.jinja", model_dir / "tokenizer_config.json")
              if p.is_file()]
     return any("enable_thinking" in t for t in texts)
-
-
-def _card_license(run: RunFolder) -> str | None:
-    if not run.card_path.is_file():
-        return None
-    from huggingface_hub import ModelCard
-
-    try:
-        return ModelCard.load(run.card_path).data.license
-    except Exception:  # a hand-edited card with broken metadata: the Space simply carries no license
-        return None
 
 
 def settings_for(run: RunFolder, cfg: SmolforgeConfig, *, model_id: str | None, title: str | None = None,
@@ -127,11 +111,10 @@ def settings_for(run: RunFolder, cfg: SmolforgeConfig, *, model_id: str | None, 
         problems.append("--example must not be empty")
     if problems:
         raise SmolforgeError("smolforge demo: " + "; ".join(problems) + ". Fix the flag and run it again.")
-    experiment = cfg.experiment_name or run.root.name
-    title = title or cfg.card.model_name or (model_id.split("/")[-1] if model_id else experiment)
-    base = "a tiny SmolLM3-architecture model built locally" if cfg.model.is_tiny else cfg.model.name_or_path
-    description = description or cfg.card.model_description or \
-        f"Chat with {title}, fine-tuned from {base} with smolforge ({cfg.training.method.upper()})."
+    from smolforge.card import defaults
+
+    title = title or defaults.model_name(cfg, model_id, cfg.experiment_name or run.root.name)
+    description = description or defaults.description(cfg)
     return DemoSettings(
         title=title, model_id=model_id, description=description.strip(),
         system_prompt=(system_prompt if system_prompt is not None else cfg.data.system_prompt or "").strip(),
@@ -139,8 +122,8 @@ def settings_for(run: RunFolder, cfg: SmolforgeConfig, *, model_id: str | None, 
         examples=[e.strip() for e in examples] if examples else list(DEFAULT_EXAMPLES),
         temperature=0.6 if temperature is None else temperature, top_p=0.95 if top_p is None else top_p,
         max_new_tokens=512 if max_new_tokens is None else max_new_tokens, seed=-1 if seed is None else seed,
-        license=_card_license(run), base_model=None if cfg.model.is_tiny else cfg.model.name_or_path,
-        template_thinking=template_has_thinking(run.model_dir),
+        license=defaults.known_license(cfg), base_model=defaults.base_hub_id(cfg),
+        template_thinking=template_has_thinking(run.model_dir), hub_url=endpoint_from_env(cfg.publish.endpoint),
     )
 
 
@@ -160,7 +143,7 @@ def space_readme(settings: DemoSettings) -> str:
                          license=settings.license, models=[settings.model_id] if settings.model_id else None,
                          tags=["smolforge", "chat"], short_description=f"Chat demo of {settings.title}"[:60],
                          pinned=False)
-    model = f"[{settings.model_id}](https://huggingface.co/{settings.model_id})" if settings.model_id \
+    model = f"[{settings.model_id}]({settings.hub_url}/{settings.model_id})" if settings.model_id \
         else "a local model folder (set `SMOLFORGE_DEMO_MODEL`)"
     body = "\n".join([
         f"# {settings.title}", "", settings.description, "",
@@ -224,28 +207,19 @@ def write_app(settings: DemoSettings, output: Path) -> Path:
     return output
 
 
-def check_port(port: int, host: str = "127.0.0.1") -> None:
-    if not 1 <= port <= 65535:
-        raise SmolforgeError(f"--port {port} is not a TCP port: use a number between 1 and 65535 (default 7860).")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            raise SmolforgeError(f"--port {port} is already in use on {host}. Stop what listens there, or pass "
-                                 "another port, e.g. --port 7861.") from None
-
-
 def serve(output: Path, model_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     """Run the generated app.py in this process on host:port with the run's local model (blocks)."""
     import importlib.util
 
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no telemetry, no version check
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from smolforge import processenv
+
+    processenv.quiet_libraries()  # before gradio is imported: no telemetry, no version check, no library noise
     os.environ["SMOLFORGE_DEMO_MODEL"] = str(model_dir.resolve())
     spec = importlib.util.spec_from_file_location("smolforge_demo_app", output / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.launch(str(model_dir.resolve()), server_name=host, server_port=port, inbrowser=False)
+    # quiet: gradio's own banner suggests share=True, which this local-only app never uses; smolforge says the URL
+    module.launch(str(model_dir.resolve()), server_name=host, server_port=port, inbrowser=False, quiet=True)
 
 
 def publish_space(output: Path, space_id: str, *, private: bool, token: str, endpoint: str | None = None) -> dict:
@@ -267,3 +241,85 @@ def publish_space(output: Path, space_id: str, *, private: bool, token: str, end
     url = str(getattr(repo, "url", "") or f"{(endpoint or 'https://huggingface.co').rstrip('/')}/spaces/{space_id}")
     return {"space_id": space_id, "url": url, "private": private,
             "commit": getattr(commit, "oid", None)}
+
+
+@dataclass
+class DemoRequest:
+    """`smolforge demo` as typed (None = not given)."""
+
+    run_dir: Path
+    output: Path | None = None
+    model_id: str | None = None
+    title: str | None = None
+    description: str | None = None
+    system_prompt: str | None = None
+    thinking: bool | None = None
+    examples: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
+    seed: int | None = None
+    serve: bool = False
+    port: int | None = None
+    space: str | None = None
+    private: bool = True
+    token_file: str | None = None
+
+
+def _text_flag(value: str | None, flag: str) -> str | None:
+    from smolforge.userinput import read_text_or_file
+
+    if value is None:
+        return None
+    try:
+        return read_text_or_file(value)
+    except ValueError as e:
+        raise SmolforgeError(f"{flag}: {e}. Use @FILE for a UTF-8 text file, or pass the text itself.") from None
+
+
+def demo_command(req: DemoRequest, console) -> None:
+    """Write the app for a finished run; then serve it locally and/or publish it as a Space."""
+    from smolforge.identifiers import repo_id, require
+
+    run = RunFolder.existing(req.run_dir).require_finished()
+    cfg = run.read_config()
+    model_dir = require_model(run)
+    space = require(repo_id, req.space, "--space") if req.space else None
+    model = require(repo_id, req.model_id, "--model-id") if req.model_id else published_model_id(run, cfg)
+    token = None
+    if space:
+        from smolforge.credentials import find_token
+
+        if not model:
+            raise SmolforgeError(f"--space needs the Hub repo the Space loads the model from, and {run.root} has "
+                                 f"none: publish the model first (`smolforge publish {run.root} --repo-id "
+                                 "user/name`) or pass --model-id user/name.")
+        token, _ = find_token(req.token_file)
+        if not token:
+            raise SmolforgeError("--space needs a Hugging Face token with write access: set HF_TOKEN, run "
+                                 "`hf auth login`, or pass --token-file FILE.")
+    port = None
+    if req.serve:
+        from smolforge.netports import choose_port
+
+        port = choose_port(req.port)
+    settings = settings_for(
+        run, cfg, model_id=model, title=req.title, description=_text_flag(req.description, "--description"),
+        system_prompt=_text_flag(req.system_prompt, "--system-prompt"), thinking=req.thinking,
+        examples=req.examples, temperature=req.temperature, top_p=req.top_p, max_new_tokens=req.max_new_tokens,
+        seed=req.seed)
+    folder = write_app(settings, req.output or default_output(run.root))
+    console.print(f"Demo app written: {folder}", markup=False)
+    if space:
+        info = publish_space(folder, space, private=req.private, token=token, endpoint=cfg.publish.endpoint)
+        run.update_results(demo=info)
+        console.print(f"Space published ({'private' if req.private else 'public'}): {info['url']}", markup=False)
+        if not (run.read_results().get("publish") or {}).get("repo_id") and not req.model_id:
+            console.print(f"Note: the run has not been published yet; the Space loads {model} once it is pushed "
+                          f"(`smolforge publish {run.root}`).", markup=False)
+        console.print(f"The Space loads {model}; if that repo is private, add an HF_TOKEN secret (read access) "
+                      "in the Space's settings.", markup=False)
+    if req.serve:
+        console.print(f"Serving on http://127.0.0.1:{port} (Ctrl-C stops it) with the local model {model_dir}",
+                      markup=False)
+        serve(folder, model_dir, port)

@@ -20,7 +20,7 @@ class ConfigError(SmolforgeError):
         self.source = source
         self.problems = problems
         n = len(problems)
-        lines = [f"{source} has {n} problem{'s' if n != 1 else ''}:"]
+        lines = [f"{n} problem{'s' if n != 1 else ''} in {source}:"]
         lines += [f"  - {p}" for p in problems]
         lines.append(hint or "Fix the value in the YAML file, or override it with --set section.key=value.")
         super().__init__("\n".join(lines))

@@ -27,7 +27,7 @@ class Evaluator:
 
     def __init__(self, cfg: SmolforgeConfig, run: RunFolder, rt):
         from smolforge.data import apply_length_filters, prepare
-        from smolforge.train import load_tokenizer
+        from smolforge.modelio import load_tokenizer
 
         self.cfg, self.run, self.rt = cfg, run, rt
         data = prepare(cfg.data, cfg.training.method)
@@ -42,40 +42,23 @@ class Evaluator:
         n = min(len(data.train), cfg.training.batch_size)
         self.data = replace(data, train=data.train.select(range(n)))
 
-    def _load(self, folder: Path):
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        if self.rt.attn_implementation == "varlen_sdpa":
-            from smolforge.attention import register
-
-            register()
-        quantized = (folder / "config.json").exists() and "quantization_config" in (folder / "config.json").read_text()
-        if quantized:
-            dtype = "auto"
-        else:
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.rt.precision, torch.float32) \
-                if self.rt.device == "cuda" else torch.float32
-        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map=self.rt.device,
-                                                    attn_implementation=self.rt.attn_implementation)
-
     def _ref_model(self):
         """DPO's reference model in training was the base model: evaluate against the same one."""
         if self.cfg.training.method != "dpo":
             return None
         if self._ref is None:
-            from smolforge.train import load_model, model_source
+            from smolforge.modelio import load_model, model_source
 
             self._ref = load_model(self.cfg, model_source(self.cfg), self.rt)
         return self._ref
 
     def _build(self, model):
-        from smolforge.train import _common_args, _loss_flags, make_trainer
+        from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
 
-        common = _common_args(self.cfg, self.rt, self.run, True, 1)
+        common = trainer_arguments(self.cfg, self.rt, Path(self._tmp.name), True, 1)
         common.update(output_dir=self._tmp.name, report_to=[], save_strategy="no", eval_strategy="no",
                       eval_steps=None, logging_strategy="no", run_name=None)
-        loss = _loss_flags(self.cfg, self.data.kind) if self.cfg.training.method == "sft" else {}
+        loss = loss_flags(self.cfg, self.data.kind) if self.cfg.training.method == "sft" else {}
         trainer = make_trainer(self.cfg, self.rt, model, self.tokenizer, self.data, common, loss,
                                ref_model=self._ref_model())
         from transformers.trainer_callback import PrinterCallback
@@ -87,7 +70,9 @@ class Evaluator:
         """Mean eval loss of the model saved in `folder` (the trainer's own evaluate())."""
         from unittest import mock
 
-        model = self._load(folder)
+        from smolforge.modelio import load_saved
+
+        model = load_saved(folder, self.rt)
         # transformers' Trainer refuses, at construction, a quantized model without trainable adapters: a
         # guard for training. Evaluation only runs forward passes, so that one check is lifted while the trainer
         # for a quantized variant is built; everything else (TRL's patches, data, arguments) is the same.

@@ -9,6 +9,7 @@ paragraph saying what to fix. Every message is redacted before it is shown.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -28,6 +29,26 @@ RETRY_DELAY_ENV = "SMOLFORGE_PUBLISH_RETRY_DELAY"  # first backoff wait in secon
 
 class HubUnreachable(PublishError):
     """The Hub could not be reached (offline mode, connection errors, 5xx after every retry)."""
+
+
+def endpoint_from_env(configured: str | None = None) -> str:
+    """The Hub a run talks to without checking it: publish.endpoint, HF_ENDPOINT, or huggingface.co."""
+    return (configured or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).strip().rstrip("/")
+
+
+@functools.lru_cache(maxsize=8)
+def reachable(url: str, timeout: float = 4.0) -> bool:
+    """Whether the Hub's API answers at all (any HTTP status counts: 401 without a token is fine)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/api/whoami-v2", method="GET"), timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def resolve_endpoint(flag: str | None, configured: str | None) -> str:
@@ -123,6 +144,11 @@ class Retrier:
         log.error("%s failed: %s", what, short(e))
         retry = f"Nothing was lost; the run folder is unchanged. Retry with: {self.command}"
         if kind == "offline":
+            from smolforge.processenv import UNREACHABLE_ENV
+
+            if os.environ.get(UNREACHABLE_ENV):
+                return HubUnreachable(f"{what}: {os.environ[UNREACHABLE_ENV]} could not be reached when this run "
+                                      f"started, so it worked offline. {retry}")
             return HubUnreachable(f"{what}: offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set), so "
                                   f"the Hub cannot be reached. Unset it when you are online. {retry}")
         if kind == "transient":

@@ -1,17 +1,18 @@
 """Publish a run to the Hugging Face Hub in one commit, or export the same folder offline.
 
-What is uploaded (the seed's layout): model/ (weights, tokenizer, chat template, loss plot),
-README.md (the card), results.json and config.yaml (both redacted), and each quantized variant
-as a subfolder (`int8/`), or as its own repo `<repo>-int8` with `base_model_relation: quantized`
-when `publish.quantized_as: repos`. checkpoints/ and logs/ are never uploaded.
+What is uploaded: model/ (weights, tokenizer, chat template, loss plot), README.md (the card),
+results.json and config.yaml (both redacted; config.yaml is the run's config with the card and
+publish choices made after training), and each quantized variant as a subfolder (`int8/`), or as
+its own repo `<repo>-int8` when `publish.quantized_as: repos`. checkpoints/ and logs/ are never
+uploaded. `stage()` lays out every repo for both `publish` and `--export`.
 
-Order: the token is found (env or --token-file, never argv) -> the card is rewritten with the
-repo id unless it was edited by hand -> the repo's current README.md is compared with the one
-smolforge last pushed there (no clobbering without --force or --merge-metadata) -> the card is
-validated by the Hub -> `create_repo(exist_ok=True)` -> `upload_folder` (one commit, with the
-inspected commit as parent, so a concurrent edit fails the commit instead of being overwritten)
--> only then are the card, results.json (`publish`) and config.yaml updated: a failed push leaves the
-run folder exactly as it was.
+Order: the token is found (env or --token-file, never argv) and checked -> every repo is staged
+with its card (rendered for this repo id unless edited by hand) -> every repo's README.md on the
+Hub is compared with the one smolforge last pushed there (no clobbering without --force or
+--merge-metadata) -> each card is validated by the Hub -> `create_repo(exist_ok=True)` ->
+`upload_folder` (one commit per repo, with the inspected commit as parent, so a concurrent edit
+fails the commit instead of being overwritten) -> only then are the card, results.json
+(`publish`) and the run's overrides updated: a failed push leaves the run folder as it was.
 """
 
 from __future__ import annotations
@@ -21,20 +22,26 @@ import os
 import shlex
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from smolforge.card.context import CardInputs
+from smolforge.card.hubmeta import merge_metadata, validate_card
 from smolforge.card.render import sha256
-from smolforge.config import REPO_ID_RE, SmolforgeConfig, dump_dict
+from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.credentials import redact
 from smolforge.errors import PublishError, SmolforgeError
 from smolforge.hubclient import DEFAULT_ENDPOINT, HubUnreachable, Retrier
+from smolforge.identifiers import repo_id as repo_id_rule
+from smolforge.identifiers import require
 from smolforge.runfolder import RunFolder, atomic_write_text
 
 log = logging.getLogger("smolforge.publish")
+PUBLISHED_CONFIG_HEADER = ("# smolforge config of this model: the training settings exactly as trained, the card and "
+                           "publish\n# settings as published (secrets redacted). Train it again with: smolforge run "
+                           "config.yaml\n")
 
 
 @dataclass
@@ -50,17 +57,63 @@ class PublishRequest:
     token_file: str | None = None
 
 
-def check_repo_id(repo_id: str | None, flag: str = "--repo-id") -> str:
-    if not repo_id:
-        raise SmolforgeError(f"{flag}: no Hub repo given. Pass {flag} user/name (or set publish.repo_id in the "
+@dataclass
+class PublishFlags:
+    """`smolforge publish` as typed: None = not given (the run's config decides)."""
+
+    repo_id: str | None = None
+    private: bool | None = None
+    endpoint: str | None = None
+    token_file: str | None = None
+    quantized_as: str | None = None
+    force: bool = False
+    merge_metadata: bool = False
+    retries: int = 4
+    export: Path | None = None
+    token_given: bool = False
+
+
+def publish_command(run_dir: Path, flags: PublishFlags, console) -> None:
+    """`smolforge publish RUN_DIR`: check the flags, then push (or export) the finished run."""
+    from smolforge import logs, processenv
+    from smolforge.credentials import cached_username
+    from smolforge.hubclient import resolve_endpoint
+
+    if flags.token_given:
+        raise SmolforgeError("--token: tokens are not accepted on the command line (every process on the machine "
+                             "can read it). Set HF_TOKEN, run `hf auth login`, or pass --token-file FILE.")
+    if flags.force and flags.merge_metadata:
+        raise SmolforgeError("--force and --merge-metadata exclude each other: --force replaces the card on the "
+                             "Hub, --merge-metadata keeps it and merges metadata. Choose one.")
+    if flags.quantized_as is not None and flags.quantized_as not in ("subfolders", "repos"):
+        raise SmolforgeError(f"--quantized-as: {flags.quantized_as!r} is not allowed. Use subfolders or repos.")
+    run = RunFolder.existing(run_dir).require_finished()
+    cfg = run.read_config()
+    processenv.quiet_libraries()
+    layout = flags.quantized_as or cfg.publish.quantized_as
+    repo = flags.repo_id or cfg.publish.repo_id
+    if flags.export is not None:
+        if repo:
+            require(repo_id_rule, repo, "--repo-id")
+        export(run, cfg, flags.export, repo, layout, username=cached_username(), console=console)
+        return
+    if not repo:
+        raise SmolforgeError("--repo-id: no Hub repo given. Pass --repo-id user/name (or set publish.repo_id in the "
                              "config).")
-    if not REPO_ID_RE.fullmatch(repo_id):
-        raise SmolforgeError(f"{flag}: {repo_id!r} is not a Hub repo id. Use user/name (letters, digits, '-', '_', "
-                             "'.'; at most 96 characters each).")
-    return repo_id
+    req = PublishRequest(repo_id=require(repo_id_rule, repo, "--repo-id"),
+                         private=cfg.publish.private if flags.private is None else flags.private,
+                         private_given=flags.private is not None,
+                         endpoint=resolve_endpoint(flags.endpoint, cfg.publish.endpoint), quantized_as=layout,
+                         force=flags.force, merge_metadata=flags.merge_metadata, retries=flags.retries,
+                         token_file=flags.token_file)
+    handler = logs.attach_file(run.logs_dir, "publish.log")
+    try:
+        publish(run, cfg, req, console, username=cached_username())
+    finally:
+        logs.detach(handler)
 
 
-def publish_command(run: RunFolder, req: PublishRequest, **changes: Any) -> str:
+def retry_command(run: RunFolder, req: PublishRequest, **changes: Any) -> str:
     """The exact `smolforge publish` command that repeats this request (never with a token in it)."""
     req = replace(req, **changes)
     parts = ["smolforge", "publish", str(run.root), "--repo-id", req.repo_id,
@@ -100,80 +153,31 @@ def _files_under(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def stage(run: RunFolder, cfg: SmolforgeConfig, card_text: str, dest: Path, quantized_as: str) -> list[str]:
-    """Lay out the repo's files in `dest` (which must be empty); returns their paths in the repo.
-
-    config.yaml is the run's config with this publish's settings (what the run folder will hold after a
-    successful push); results.json is the run's, both redacted once more with every token this process saw."""
-    results = run.read_results()
-    if not (run.model_dir.is_dir() and any(run.model_dir.glob("*.safetensors"))):
-        raise SmolforgeError(f"{run.model_dir} has no weights (*.safetensors) to publish. Finish the run first "
-                             f"(smolforge run ... or smolforge run {run.root} --resume).")
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in _files_under(run.model_dir):
-        if f.relative_to(run.model_dir).as_posix() != "README.md":
-            _link_or_copy(f, dest / f.relative_to(run.model_dir))
-    (dest / "README.md").write_text(card_text, encoding="utf-8")
-    (dest / "config.yaml").write_text(RunFolder.config_text(dump_dict(cfg)), encoding="utf-8")
-    if run.results_path.exists():
-        (dest / "results.json").write_text(redact(run.results_path.read_text(encoding="utf-8")), encoding="utf-8")
-    if quantized_as == "subfolders":
-        for name, entry in variants(run, results).items():
-            src = run.root / entry["path"]
-            for f in _files_under(src):
-                _link_or_copy(f, dest / (entry.get("subfolder") or name) / f.relative_to(src))
-    return [p.relative_to(dest).as_posix() for p in _files_under(dest)]
+def _copy_tree(src: Path, dest: Path, skip: tuple[str, ...] = ()) -> None:
+    for f in _files_under(src):
+        if f.relative_to(src).as_posix() not in skip:
+            _link_or_copy(f, dest / f.relative_to(src))
 
 
-def variant_card(run: RunFolder, cfg: SmolforgeConfig, name: str, entry: dict[str, Any], main_repo: str,
-                 variant_repo: str, username: str | None) -> str:
-    """The card of a variant published as its own repo: `base_model: <main repo>`, relation `quantized`."""
-    from huggingface_hub import ModelCard
-
-    from smolforge.card.context import build_context
-    from smolforge.card.render import card_data
-
-    results = run.read_results()
-    ctx = build_context(run, cfg, results, CardInputs.from_section(cfg.card, main_repo), username=username)
-    ctx.update(model_name=variant_repo.split("/")[-1], base_model_id=main_repo, is_adapter=False,
-               validation_loss=entry.get("eval_loss"), perplexity=entry.get("perplexity"),
-               tags=list(dict.fromkeys([*ctx["tags"], "torchao", name, "quantized"])))
-    data = card_data(ctx, results, relation="quantized")
-    ref = entry.get("reference") or {}
-    rows = [f"| Weights on disk | {_mb(ref.get('size_bytes'))} | {_mb(entry.get('size_bytes'))}"
-            + (f" ({entry['size_bytes'] / ref['size_bytes']:.0%})" if ref.get("size_bytes") else "") + " |"]
-    if entry.get("eval_loss") is not None and ref.get("eval_loss") is not None:
-        rows.append(f"| Validation loss | {ref['eval_loss']:.4f} | {entry['eval_loss']:.4f} |")
-    if entry.get("perplexity") is not None and ctx.get("quantized_reference"):
-        ref_ppl = ctx["quantized_reference"].get("perplexity")
-        rows.append(f"| Perplexity | {ref_ppl:.2f} | {entry['perplexity']:.2f} |" if ref_ppl is not None else
-                    f"| Perplexity | | {entry['perplexity']:.2f} |")
-    body = "\n".join([
-        f"# {ctx['model_name']}", "",
-        f"{name} weight-only quantization of [`{main_repo}`](https://huggingface.co/{main_repo}), made with "
-        f"torchao {entry.get('torchao', '')} ({entry.get('method')}: {entry.get('scheme')}).", "",
-        f"| | Full precision ({ref.get('dtype', 'unquantized')}) | {name} |", "|---|---|---|", *rows, "",
-        f"Measured on {ctx.get('eval_split') or 'the evaluation split'} with the same data preparation and loss as "
-        "the full-precision model; sizes count the weight files (`*.safetensors`).", "",
-        "## Usage", "", "Needs `torchao` (`pip install torchao`):", "", "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-        f'model = AutoModelForCausalLM.from_pretrained("{variant_repo}")',
-        f'tokenizer = AutoTokenizer.from_pretrained("{variant_repo}")', "```", "",
-        f"Training details, data, limitations and license: see [`{main_repo}`](https://huggingface.co/{main_repo}).",
-        ""])
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+@dataclass
+class StagedRepo:
+    repo_id: str
+    folder: Path
+    card_text: str
+    card_is_new: bool  # rendered now (False: the hand-edited card, published as is)
+    variant: str | None = None  # the quantized variant this repo holds, for separate variant repos
 
 
-def _mb(n: int | None) -> str:
-    return f"{n / 1e6:.2f} MB" if n else ""
+def _with_publish(cfg: SmolforgeConfig, req: PublishRequest) -> SmolforgeConfig:
+    update: dict[str, Any] = {"quantized_as": req.quantized_as}
+    if req.repo_id:
+        update.update(repo_id=req.repo_id, private=req.private,
+                      endpoint=None if req.endpoint == DEFAULT_ENDPOINT else req.endpoint)
+    return cfg.model_copy(update={"publish": cfg.publish.model_copy(update=update)})
 
 
-# ---------------------------------------------------------------- the card
-
-def prepare_card(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, username: str | None,
-                 say) -> tuple[str, bool]:
-    """(card text to publish, whether it is new): rendered for this repo id in memory, unless model/README.md
-    was edited by hand (then it is published as is). Nothing is written here, so a failed push changes nothing."""
+def _main_card(run: RunFolder, cfg: SmolforgeConfig, username: str | None, say) -> tuple[str, bool]:
+    """(card text, rendered now): rendered for this repo in memory, unless model/README.md was edited by hand."""
     from smolforge.card.render import render_card
     from smolforge.card.writer import hand_edited
 
@@ -181,72 +185,43 @@ def prepare_card(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, user
         say(f"{run.card_path} was edited by hand: publishing it as is (rewrite it with "
             f"`smolforge card {shlex.quote(str(run.root))} --force`).")
         return run.card_path.read_text(encoding="utf-8"), False
-    inputs = CardInputs.from_section(cfg.card, req.repo_id or None)
-    return str(render_card(run, cfg, run.read_results(), inputs, username=username)), True
+    return str(render_card(run, cfg, run.read_results(), username=username)), True
 
 
-def _with_publish(cfg: SmolforgeConfig, req: PublishRequest) -> SmolforgeConfig:
-    update = {"quantized_as": req.quantized_as}
-    if req.repo_id:
-        update.update(repo_id=req.repo_id, private=req.private,
-                      endpoint=None if req.endpoint == DEFAULT_ENDPOINT else req.endpoint)
-    return cfg.model_copy(update={"publish": cfg.publish.model_copy(update=update)})
+def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path, username: str | None,
+          say) -> list[StagedRepo]:
+    """Lay out every repo of this publish under `root` (one folder each); the main repo comes last.
 
+    `cfg` already carries this publish's settings; nothing in the run folder changes here."""
+    from smolforge.card.variant import variant_card
 
-def merge_metadata(remote_text: str, ours_text: str) -> str:
-    """The Hub's card with smolforge's metadata merged in by `metadata_update(..., overwrite=True)`'s rules.
-
-    metadata_update() pushes a commit of its own; smolforge needs the merged card inside its one
-    commit, so the same rules are applied here: each key smolforge sets replaces the Hub's value,
-    a result for the same task/dataset/metric has its value replaced, other results and keys stay.
-    """
-    from huggingface_hub import ModelCard
-
-    remote, ours = ModelCard(remote_text), ModelCard(ours_text)
-    for key, value in ours.data.to_dict().items():
-        if key == "model-index":
-            continue
-        remote.data[key] = value
-    new_results = ours.data.eval_results or []
-    if remote.data.eval_results is None:
-        remote.data.eval_results = new_results
-        remote.data.model_name = ours.data.model_name
-    else:
-        for new in new_results:
-            same = [old for old in remote.data.eval_results if new.is_equal_except_value(old)]
-            for old in same:
-                old.metric_value = new.metric_value
-            if not same:
-                remote.data.eval_results.append(new)
-    return str(remote)
-
-
-def validate_card(text: str, endpoint: str, where: str, command: str) -> None:
-    """`ModelCard.validate()` on the Hub we push to (it posts to the endpoint read at import time)."""
-    import json
-
-    from huggingface_hub import ModelCard, constants
-
-    try:
-        card = ModelCard(text)
-    except ValueError as e:
-        raise SmolforgeError(f"{where}: the card's metadata cannot be parsed ({e}). Fix it, or rewrite the card "
-                             f"with `smolforge card RUN_DIR --force`; then: {command}") from None
-    saved = constants.ENDPOINT
-    constants.ENDPOINT = endpoint
-    try:
-        card.validate(repo_type="model")
-    except ValueError as e:
-        reason = str(e)
-        try:
-            reason = "; ".join(x.get("message", "") for x in json.loads(reason).get("errors", [])) or reason
-        except (ValueError, AttributeError):
-            pass
-        raise SmolforgeError(f"The Hub at {endpoint} rejected the model card {where}: {redact(reason)}. Nothing "
-                             f"was pushed. Fix the card (edit it, or `smolforge card RUN_DIR ...`), then: "
-                             f"{command}") from None
-    finally:
-        constants.ENDPOINT = saved
+    if not run.finished():
+        raise SmolforgeError(f"{run.model_dir} has no trained model to publish. Finish the run first "
+                             f"(smolforge run {run.root} --resume).")
+    results = run.read_results()
+    main_id = req.repo_id or run.root.name
+    staged = []
+    if req.quantized_as == "repos":
+        for name, entry in variants(run, results).items():
+            vrepo = f"{main_id}-{name}"
+            folder = root / f"variant-{name}"
+            _copy_tree(run.root / entry["path"], folder)
+            text = variant_card(run, cfg, name, main_id, vrepo, username)
+            (folder / "README.md").write_text(text, encoding="utf-8")
+            staged.append(StagedRepo(vrepo, folder, text, True, variant=name))
+    card_text, card_is_new = _main_card(run, cfg, username, say)
+    folder = root / "repo"
+    _copy_tree(run.model_dir, folder, skip=("README.md",))
+    (folder / "README.md").write_text(card_text, encoding="utf-8")
+    (folder / "config.yaml").write_text(RunFolder.config_text(dump_dict(cfg), PUBLISHED_CONFIG_HEADER),
+                                        encoding="utf-8")
+    if run.results_path.exists():
+        (folder / "results.json").write_text(redact(run.results_path.read_text(encoding="utf-8")), encoding="utf-8")
+    if req.quantized_as == "subfolders":
+        for name, entry in variants(run, results).items():
+            _copy_tree(run.root / entry["path"], folder / (entry.get("subfolder") or name))
+    staged.append(StagedRepo(main_id, folder, card_text, card_is_new))
+    return staged
 
 
 # ---------------------------------------------------------------- one repo
@@ -289,7 +264,7 @@ class RepoPusher:
                      "run's metadata into it (metadata_update rules: smolforge's keys and metric values win, "
                      "everything else is kept).")
             return merge_metadata(remote, card_text), info
-        cmd = publish_command(self.run, self.req, force=False, merge_metadata=False)
+        cmd = retry_command(self.run, self.req, force=False, merge_metadata=False)
         raise SmolforgeError(
             f"The README.md of {repo_id} on the Hub {origin}, so nothing was pushed: smolforge does not overwrite it "
             f"silently. To keep the Hub's text and merge only this run's metadata into it: {cmd} --merge-metadata. "
@@ -297,7 +272,7 @@ class RepoPusher:
 
     def push(self, repo_id: str, folder: Path, card_text: str, info, message: str,
              description: str) -> dict[str, Any]:
-        validate_card(card_text, self.req.endpoint, f"for {repo_id}", publish_command(self.run, self.req))
+        validate_card(card_text, self.req.endpoint, f"for {repo_id}", retry_command(self.run, self.req))
         self.retrier(f"Creating {repo_id}",
                      lambda: self.api.create_repo(repo_id, private=self.req.private, exist_ok=True))
         private = self.req.private
@@ -321,14 +296,29 @@ class RepoPusher:
 
 # ---------------------------------------------------------------- the whole publish
 
+@contextmanager
+def _xet_for(endpoint: str):
+    """Uploads go through Xet on huggingface.co; a Hub-compatible server without Xet answers 404 on
+    /xet-write-token, so for any other endpoint the plain LFS protocol is used."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_DISABLE_XET
+    if endpoint.rstrip("/") != DEFAULT_ENDPOINT:
+        constants.HF_HUB_DISABLE_XET = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DISABLE_XET = saved
+
+
 def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=None,
             username: str | None = None) -> dict[str, Any]:
     """Push the run; record and return results.json's `publish` section. Raises SmolforgeError on failure."""
     from smolforge.credentials import find_token
 
-    check_repo_id(req.repo_id)
+    require(repo_id_rule, req.repo_id, "--repo-id")
     say = _sayer(console)
-    command = publish_command(run, req)
+    command = retry_command(run, req)
     token, source = find_token(req.token_file)
     if not token:
         raise SmolforgeError("No Hugging Face token found to publish with: set HF_TOKEN, run `hf auth login`, or "
@@ -344,52 +334,43 @@ def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=N
     me = retrier("Checking the token", lambda: whoami(token, req.endpoint))
     username = username or me.get("name")
     cfg = _with_publish(cfg, req)
-    card_text, card_is_new = prepare_card(run, cfg, req, username, say)
     results = run.read_results()
     previous = results.get("publish") or {}
     same_repo = previous.get("repo_id") == req.repo_id and previous.get("endpoint") == req.endpoint
     pusher = RepoPusher(api, retrier, run, req, say)
     section: dict[str, Any] = {"endpoint": req.endpoint, "quantized_as": req.quantized_as}
-    experiment = cfg.experiment_name or run.root.name
-    with tempfile.TemporaryDirectory(prefix="smolforge-publish-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="smolforge-publish-") as tmp, _xet_for(req.endpoint):
+        staged = stage(run, cfg, req, Path(tmp) / "staged", username, say)
         # Every repo's README.md is checked before anything is pushed, so a refusal leaves all repos untouched.
-        separate = []
-        if req.quantized_as == "repos":
-            for name, entry in variants(run, results).items():
-                vrepo = f"{req.repo_id}-{name}"
-                last = ((previous.get("quantized_repos") or {}).get(name) or {}).get("readme_sha256") \
-                    if same_repo else None
-                vcard, vinfo = pusher.resolve_card(vrepo, variant_card(run, cfg, name, entry, req.repo_id, vrepo,
-                                                                       username), last, tmp)
-                folder = Path(tmp) / f"variant-{name}"
-                for f in _files_under(run.root / entry["path"]):
-                    _link_or_copy(f, folder / f.relative_to(run.root / entry["path"]))
-                separate.append((name, vrepo, folder, vcard, vinfo))
-        card_text, info = pusher.resolve_card(req.repo_id, card_text, previous.get("readme_sha256")
-                                              if same_repo else None, tmp)
-        if separate:
-            section["quantized_repos"] = {
-                name: pusher.push(vrepo, folder, vcard, vinfo, f"smolforge: {name} variant of {req.repo_id}",
-                                  f"{name} weights quantized with torchao, tokenizer, card. Pushed by smolforge.")
-                for name, vrepo, folder, vcard, vinfo in separate}
-        folder = Path(tmp) / "repo"
-        files = stage(run, cfg, card_text, folder, req.quantized_as)
+        checked = []
+        for repo in staged:
+            last = ((previous.get("quantized_repos") or {}).get(repo.variant) or {}).get("readme_sha256") \
+                if repo.variant else previous.get("readme_sha256")
+            text, info = pusher.resolve_card(repo.repo_id, repo.card_text, last if same_repo else None, tmp)
+            checked.append((repo, text, info))
         loss = results.get("eval_loss")
-        message = f"smolforge: {experiment}" + (f" (eval loss {loss:.4f})" if loss is not None else "")
-        description = "Model, card, results.json, config.yaml" + \
-            (", quantized variants" if req.quantized_as == "subfolders" and variants(run, results) else "") + \
-            ". Pushed by smolforge."
-        section.update(pusher.push(req.repo_id, folder, card_text, info, message, description))
-        section["files"] = files
-    # Only a successful push changes the run folder: the card as pushed, its hash, the publish record, the config.
-    if card_is_new:
-        atomic_write_text(run.card_path, card_text)
+        experiment = cfg.experiment_name or run.root.name
+        for repo, text, info in checked:
+            if repo.variant:
+                section.setdefault("quantized_repos", {})[repo.variant] = pusher.push(
+                    repo.repo_id, repo.folder, text, info, f"smolforge: {repo.variant} variant of {req.repo_id}",
+                    f"{repo.variant} weights quantized with torchao, tokenizer, card. Pushed by smolforge.")
+                continue
+            message = f"smolforge: {experiment}" + (f" (eval loss {loss:.4f})" if loss is not None else "")
+            description = "Model, card, results.json, config.yaml" + \
+                (", quantized variants" if req.quantized_as == "subfolders" and variants(run, results) else "") + \
+                ". Pushed by smolforge."
+            section.update(pusher.push(repo.repo_id, repo.folder, text, info, message, description))
+            section["files"] = [p.relative_to(repo.folder).as_posix() for p in _files_under(repo.folder)]
+            main_text, main_is_new = text, repo.card_is_new and text == repo.card_text
+    # Only a successful push changes the run folder: the card as pushed, its hash, the publish record, the choices.
     updates: dict[str, Any] = {"publish": section}
-    if card_is_new:
-        updates["card"] = {"sha256": sha256(card_text), "path": "model/README.md"}
+    if main_is_new:
+        atomic_write_text(run.card_path, main_text)
+        updates["card"] = {"sha256": sha256(main_text), "path": "model/README.md"}
     run.update_results(**updates)
-    if dump_dict(cfg) != run.read_config_data():
-        run.write_config(dump_dict(cfg))  # later `smolforge card` runs show the repo
+    run.write_overrides({"publish": {k: v for k, v in dump_dict(cfg)["publish"].items()
+                                     if k in ("repo_id", "private", "endpoint", "quantized_as")}})
     say(f"Published: {section['url']} ({'private' if section['private'] else 'public'}, commit "
         f"{section['commit'][:10]})")
     return section
@@ -399,44 +380,32 @@ def export(run: RunFolder, cfg: SmolforgeConfig, dest: Path, repo_id: str | None
            username: str | None = None, console=None) -> list[Path]:
     """Write exactly what `publish` would upload into `dest` (and `dest-<variant>` for separate repos), offline."""
     say = _sayer(console)
-    targets = [dest] + ([dest.with_name(f"{dest.name}-{n}") for n in variants(run, run.read_results())]
-                        if quantized_as == "repos" else [])
-    for t in targets:
-        if t.exists() and any(t.iterdir()):
-            raise SmolforgeError(f"--export: {t} exists and is not empty. Choose a new folder (nothing was written).")
     req = PublishRequest(repo_id=repo_id or "", quantized_as=quantized_as)
     cfg = _with_publish(cfg, req)
-    card_text, _ = prepare_card(run, cfg, req, username, say)
-    parent = dest.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".smolforge-export-", dir=parent) as tmp:
-        staged = Path(tmp) / "repo"
-        stage(run, cfg, card_text, staged, quantized_as)
-        built = [(staged, dest)]
-        if quantized_as == "repos":
-            for name, entry in variants(run, run.read_results()).items():
-                folder = Path(tmp) / name
-                for f in _files_under(run.root / entry["path"]):
-                    _link_or_copy(f, folder / f.relative_to(run.root / entry["path"]))
-                vrepo = f"{repo_id}-{name}" if repo_id else f"{run.root.name}-{name}"
-                (folder / "README.md").write_text(variant_card(run, cfg, name, entry, repo_id or run.root.name,
-                                                               vrepo, username), encoding="utf-8")
-                built.append((folder, dest.with_name(f"{dest.name}-{name}")))
-        for src, dst in built:  # everything was staged: only now does anything appear at the destination
-            if dst.exists():
-                dst.rmdir()
-            os.replace(src, dst)
-    for _, dst in built:
-        say(f"Exported {dst} ({len(_files_under(dst))} files)")
-    return [dst for _, dst in built]
+    names = [n for n in variants(run, run.read_results())] if quantized_as == "repos" else []
+    targets = [dest.with_name(f"{dest.name}-{n}") for n in names] + [dest]
+    for t in targets:
+        if t.exists() and (not t.is_dir() or any(t.iterdir())):
+            raise SmolforgeError(f"--export: {t} already exists and is not empty. Choose a new folder (nothing "
+                                 "was written).")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".smolforge-export-", dir=dest.parent) as tmp:
+        staged = stage(run, cfg, req, Path(tmp), username, say)
+        for repo, target in zip(staged, targets, strict=True):  # everything staged: only now does anything appear
+            if target.exists():
+                target.rmdir()
+            os.replace(repo.folder, target)
+    for target in targets:
+        say(f"Exported {target} ({len(_files_under(target))} files)")
+    return targets
 
 
 def _sayer(console):
     def say(text: str) -> None:
         log.info(redact(text))
         if console is not None:
-            console.print(redact(text), markup=False, highlight=False, soft_wrap=True)
+            console.print(redact(text), markup=False, highlight=False)
     return say
 
 
-__all__ = ["PublishRequest", "publish", "export", "publish_command", "HubUnreachable", "PublishError"]
+__all__ = ["PublishRequest", "publish", "export", "retry_command", "HubUnreachable", "PublishError"]

@@ -15,7 +15,6 @@ option stores int8 values and saves nothing, so on CPU int4 is skipped and the c
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -107,38 +106,6 @@ def _place_atomically(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def full_precision_source(run: RunFolder, cfg: SmolforgeConfig, workdir: Path, rt) -> Path:
-    """A folder with full weights: model/ itself, or base + LoRA adapter merged into `workdir`."""
-    if (run.model_dir / "config.json").exists():
-        return run.model_dir
-    if not (run.model_dir / "adapter_config.json").exists():
-        raise SmolforgeError(f"{run.model_dir} holds no model (no config.json or adapter_config.json). "
-                             "Finish the run with `smolforge run` first.")
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    from smolforge.train import load_model, model_source
-
-    base = load_model(cfg, model_source(cfg), rt)
-    merged = PeftModel.from_pretrained(base, str(run.model_dir)).merge_and_unload()
-    tok = AutoTokenizer.from_pretrained(str(run.model_dir))
-    if getattr(merged, "generation_config", None) is not None:
-        merged.generation_config.pad_token_id = tok.pad_token_id
-        merged.generation_config.eos_token_id = tok.eos_token_id
-    merged.config._attn_implementation = "sdpa"
-    out = workdir / "merged"
-    merged.save_pretrained(str(out), safe_serialization=True)
-    tok.save_pretrained(str(out))
-    log.info("merged the LoRA adapter into full weights for quantization: %s", out)
-    return out
-
-
-def _load_dtype(rt):
-    import torch
-
-    return torch.bfloat16 if rt.device == "cuda" and rt.precision == "bf16" else torch.float32
-
-
 def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, str]:
     """Quantize the weights in `source` with torchao and save a stand-alone folder at `dest_tmp`."""
     import torch
@@ -151,15 +118,40 @@ def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, st
         del probe
         dtype = torch.bfloat16  # tinygemm packs bf16 weights
     else:
+        from smolforge.modelio import torch_dtype
+
         ao_config, (name, scheme) = _torchao_config(method)
-        dtype = _load_dtype(rt)
+        dtype = torch_dtype(rt)
     model = AutoModelForCausalLM.from_pretrained(
         str(source), dtype=dtype, device_map=rt.device, quantization_config=TorchAoConfig(quant_type=ao_config))
-    model.config._attn_implementation = "sdpa"  # smolforge's training-only attention never ships
+    from smolforge.modelio import finalize_for_publishing
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    finalize_for_publishing(model, tokenizer)
     model.save_pretrained(str(dest_tmp), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(dest_tmp))
+    tokenizer.save_pretrained(str(dest_tmp))
     del model
     return {"method": name, "scheme": scheme, "compute_dtype": str(dtype).replace("torch.", "")}
+
+
+def quantize_command(run_dir: Path, methods: list[str], console) -> None:
+    """`smolforge quantize RUN_DIR`: the variants asked for (else the config's, else int8), then the card."""
+    from smolforge import logs, processenv
+    from smolforge.credentials import cached_username
+    from smolforge.pipeline import refresh_card
+
+    run = RunFolder.existing(run_dir).require_finished()
+    cfg = run.read_config()
+    methods = methods or list(cfg.quantize) or ["int8"]
+    for m in methods:
+        plan(m, "cpu")  # unknown names fail here, before anything is loaded
+    processenv.prepare(cfg)
+    handler = logs.attach_file(run.logs_dir, "quantize.log")
+    try:
+        quantize_run(run, cfg, methods, console)
+        refresh_card(run, cfg, console, cached_username())
+    finally:
+        logs.detach(handler)
 
 
 def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], console=None) -> dict[str, Any]:
@@ -187,7 +179,9 @@ def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], conso
     run.quantized_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=run.quantized_dir) as work:
         work = Path(work)
-        source = full_precision_source(run, cfg, work, rt)
+        from smolforge.modelio import merged_model_folder
+
+        source = merged_model_folder(run, cfg, work, rt)
         evaluator = Evaluator(cfg, run, rt)
         try:
             _produce(run, todo, source, evaluator, rt, work, section, console)
@@ -226,10 +220,12 @@ def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work:
             "quantized_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if evaluator.available:
+            from smolforge.modelio import perplexity
+
             loss = evaluator.eval_loss(tmp)  # reloaded from disk: proves the folder loads stand-alone
             entry["eval_loss"] = loss
-            if loss < 700:
-                entry["perplexity"] = math.exp(loss)
+            if perplexity(loss) is not None:
+                entry["perplexity"] = perplexity(loss)
         _place_atomically(tmp, run.root / entry["path"])
         section[m] = entry
         _say(console, _summary_line(m, entry))

@@ -1,14 +1,16 @@
 """The run folder: the only contract between stages.
 
-    runs/<experiment>/config.yaml   resolved config as trained (secrets redacted)
-                      results.json  measured numbers (train/eval/quantization/publish)
+    runs/<experiment>/config.yaml     resolved config as trained (secrets redacted); never rewritten
+                      overrides.yaml  card:/publish: choices made after training (smolforge card, publish)
+                      results.json    measured numbers (train/eval/quantization/publish)
                       model/        what gets published, README.md = the card
                       checkpoints/  resumable trainer checkpoints, never published
                       quantized/    one loadable folder per variant
                       logs/         plain-text logs
 
 Every stage reads and writes through this class, so `smolforge card|quantize|publish RUN_DIR`
-can re-run any stage alone. Writes are atomic (temp file + rename): nothing half-written.
+can re-run any stage alone. Writes are atomic (temp file + rename): nothing half-written, and
+files get the same permissions as any other file the user creates (the umask).
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ from smolforge.credentials import redact
 from smolforge.errors import SmolforgeError
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` as the user's umask leaves it (what open() would give a new file)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+        os.chmod(tmp, umask_mode())  # mkstemp makes owner-only files; a run folder is shared like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -48,6 +58,12 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_finite(v) for v in obj]
     return obj
+
+
+CONFIG_HEADER = "# Resolved smolforge config: exactly what this run trained with (secrets redacted).\n"
+OVERRIDES_HEADER = ("# Card and publish choices made after training (smolforge card / publish), layered over\n"
+                    "# config.yaml by every stage that reads this run's config.\n")
+OVERRIDABLE = ("card", "publish")
 
 
 @dataclass(frozen=True)
@@ -82,25 +98,85 @@ class RunFolder:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def overrides_path(self) -> Path:
+        return self.root / "overrides.yaml"
+
     # ---- config
+    @classmethod
+    def existing(cls, path: Path) -> RunFolder:
+        """The run folder at `path`; an error naming the fix when it is not one."""
+        run = cls(path)
+        if not run.root.is_dir():
+            raise SmolforgeError(f"Run folder {run.root} does not exist. Pass the folder that `smolforge run` "
+                                 "printed (runs/<experiment_name> by default).")
+        if not run.config_path.is_file():
+            raise SmolforgeError(f"{run.root} is not a smolforge run folder (no config.yaml). "
+                                 "Pass the folder that `smolforge run` printed, e.g. runs/<experiment_name>.")
+        return run
+
     @staticmethod
-    def config_text(data: dict[str, Any]) -> str:
-        header = "# Resolved smolforge config: exactly what this run trained with (secrets redacted).\n"
+    def config_text(data: dict[str, Any], header: str = CONFIG_HEADER) -> str:
         return header + redact(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
 
     def write_config(self, data: dict[str, Any]) -> None:
+        """config.yaml is written once, when training starts: afterwards it is the record of what was trained."""
         atomic_write_text(self.config_path, self.config_text(data))
 
-    def read_config_data(self) -> dict[str, Any]:
-        if not self.config_path.exists():
+    def _read_yaml(self, path: Path) -> dict[str, Any]:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise SmolforgeError(f"{path} cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}). "
+                                 "Restore it, or start the run again.") from None
+        if not isinstance(data, dict):
+            raise SmolforgeError(f"{path} is not a YAML mapping. Restore it, or start the run again.")
+        return data
+
+    def trained_config_data(self) -> dict[str, Any]:
+        """config.yaml exactly as trained (what --resume compares and continues)."""
+        if not self.config_path.is_file():
             raise SmolforgeError(f"{self.root} is not a smolforge run folder (no config.yaml). "
                                  "Pass the folder that `smolforge run` printed, e.g. runs/<experiment_name>.")
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        return self._read_yaml(self.config_path)
+
+    def read_overrides(self) -> dict[str, Any]:
+        return self._read_yaml(self.overrides_path) if self.overrides_path.is_file() else {}
+
+    def write_overrides(self, values: dict[str, Any]) -> None:
+        """Record card:/publish: choices made after training (merged into the earlier ones)."""
+        from smolforge.config.loading import deep_merge
+
+        unknown = sorted(k for k in values if k not in OVERRIDABLE)
+        if unknown:
+            raise ValueError(f"only {', '.join(OVERRIDABLE)} can change after training, not {', '.join(unknown)}")
+        merged = deep_merge(self.read_overrides(), values)
+        atomic_write_text(self.overrides_path, self.config_text(merged, OVERRIDES_HEADER))
+
+    def read_config_data(self) -> dict[str, Any]:
+        """The config the stages after training use: config.yaml with overrides.yaml layered on top."""
+        from smolforge.config.loading import deep_merge
+
+        return deep_merge(self.trained_config_data(), self.read_overrides())
 
     def read_config(self):
-        from smolforge.configfile import validate
+        from smolforge.config.loading import validate
 
-        return validate(self.read_config_data(), str(self.config_path))
+        source = str(self.config_path) + (f" with {self.overrides_path.name}" if self.overrides_path.is_file() else "")
+        return validate(self.read_config_data(), source)
+
+    def finished(self) -> bool:
+        """Training ended and saved its model (results.json records the steps; model/ holds weights)."""
+        results = self.read_results()
+        return bool(results.get("global_steps")) and self.model_dir.is_dir() and \
+            any(self.model_dir.glob("*.safetensors"))
+
+    def require_finished(self) -> RunFolder:
+        if not self.finished():
+            raise SmolforgeError(f"{self.root}: this run did not finish (no trained model in {self.model_dir}), so "
+                                 f"there is nothing to describe, quantize or publish yet. Finish it with "
+                                 f"`smolforge run {self.root} --resume`, or pass the folder of a finished run.")
+        return self
 
     # ---- results
     def read_results(self) -> dict[str, Any]:
@@ -121,10 +197,3 @@ class RunFolder:
         results.update(sections)
         self.write_results(results)
         return results
-
-    def require(self) -> RunFolder:
-        if not self.root.is_dir():
-            raise SmolforgeError(f"Run folder {self.root} does not exist. Pass the folder that `smolforge run` "
-                                 "printed (runs/<experiment_name> by default).")
-        self.read_config_data()
-        return self

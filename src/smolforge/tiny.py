@@ -13,25 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from smolforge.config import TinySpec
+from smolforge.modelio import training_chat_template
+from smolforge.paths import cache_root
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<think>", "</think>"]
 TINY_BUILD_VERSION = 1  # bump when the build recipe changes, so caches are not reused
-
-
-def chat_template() -> str:
-    """The SmolLM3-style training chat template shipped with smolforge."""
-    return resources.files("smolforge").joinpath("resources/smollm3_training.jinja").read_text("utf-8")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SMOLFORGE_CACHE") or Path.home() / ".cache" / "smolforge")
 
 
 def _spec_key(spec: TinySpec) -> str:
@@ -72,7 +63,7 @@ def build_tokenizer(vocab_size: int):
         unk_token=None,
         model_max_length=4096,
     )
-    hf_tok.chat_template = chat_template()
+    hf_tok.chat_template = training_chat_template()
     return hf_tok
 
 

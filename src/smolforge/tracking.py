@@ -8,13 +8,20 @@ dashboard of a finished run.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import re
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
+
+log = logging.getLogger("smolforge.tracking")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def setup_env(cfg: SmolforgeConfig) -> None:
@@ -36,7 +43,9 @@ def info(cfg: SmolforgeConfig) -> dict[str, Any] | None:
         out["dir"] = str(TRACKIO_DIR)
         if tr.space_id:
             out["space_id"] = tr.space_id
-            out["url"] = f"https://huggingface.co/spaces/{tr.space_id}"
+            from smolforge.hubclient import endpoint_from_env
+
+            out["url"] = f"{endpoint_from_env(cfg.publish.endpoint)}/spaces/{tr.space_id}"
         if tr.dataset_repo:
             out["dataset_repo"] = tr.dataset_repo
     return out
@@ -52,7 +61,7 @@ def show_dashboard(run: RunFolder, port: int | None, open_browser: bool, console
         raise SmolforgeError(f"{run.root} was tracked with {tracking['backend']}, not trackio: open it with "
                              f"{tracking['backend']}'s own viewer.")
     if tracking.get("url"):
-        console.print(f"This run logged to a trackio Space: {tracking['url']}")
+        console.print(f"This run logged to a trackio Space: {tracking['url']}", markup=False)
         if open_browser:
             import webbrowser
 
@@ -62,12 +71,78 @@ def show_dashboard(run: RunFolder, port: int | None, open_browser: bool, console
     if not folder.is_dir():
         raise SmolforgeError(f"The trackio folder of this run, {folder}, no longer exists. Set TRACKIO_DIR to "
                              "where the metrics are now, or re-run the training.")
+    from smolforge import processenv
+    from smolforge.netports import choose_port
+
+    port = choose_port(port)
+    processenv.quiet_libraries()
     os.environ["TRACKIO_DIR"] = str(folder)
     import trackio
 
-    console.print(f"trackio dashboard for project {tracking['project']!r} (Ctrl-C to stop)")
-    trackio.show(project=tracking["project"], open_browser=open_browser, block_thread=True, host="127.0.0.1",
-                 server_port=port)
+    with _to_log():  # trackio's own lines carry terminal colour codes and say a browser opened when none did
+        _, _, _, url = trackio.show(project=tracking["project"], open_browser=False, block_thread=False,
+                                    host="127.0.0.1", server_port=port)
+    console.print(f"trackio dashboard for project {tracking['project']!r}: {url}", markup=False)
+    console.print("The link carries a write token for these metrics: share it only with people you trust. Ctrl-C "
+                  "stops the dashboard.", markup=False)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    trackio.utils.block_main_thread_until_keyboard_interrupt()
+
+
+@contextmanager
+def _to_log():
+    """trackio prints status lines (with colour codes, and "Uploading logs" even for local runs): they go to the
+    run's log instead of the console, where smolforge says what happened in its own words."""
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        yield
+    for line in buffer.getvalue().splitlines():
+        clean = _ANSI.sub("", line).strip()
+        if clean:
+            log.info("trackio: %s", clean)
+
+
+def quiet_callbacks(trainer) -> None:
+    """Route the prints of transformers' trackio callback (init, finish) to the log."""
+    for cb in trainer.callback_handler.callbacks:
+        if type(cb).__name__ != "TrackioCallback":
+            continue
+        for name in ("setup", "on_train_end"):
+            original = getattr(cb, name)
+
+            def wrapped(*args, __original=original, **kwargs):
+                with _to_log():
+                    return __original(*args, **kwargs)
+
+            setattr(cb, name, wrapped)
+
+
+def drop_points_after(cfg: SmolforgeConfig, step: int) -> int:
+    """On resume from a checkpoint at `step`: delete the run's points logged after it (they are trained again).
+
+    trackio resumes a run by name and appends, and it has no call that removes points after a step, so
+    its SQLite table is edited here. Returns the number of rows removed."""
+    import sqlite3
+
+    from trackio.sqlite_storage import SQLiteStorage
+
+    project = cfg.tracking.project or cfg.experiment_name
+    db = SQLiteStorage.get_project_db_path(project)
+    if not Path(db).is_file():
+        return 0
+    with sqlite3.connect(db) as conn:
+        removed = 0
+        for table in ("metrics", "system_metrics"):
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if {"run_name", "step"} <= columns:
+                removed += conn.execute(f"DELETE FROM {table} WHERE run_name = ? AND step > ?",  # noqa: S608
+                                        (cfg.experiment_name, step)).rowcount
+    if removed:
+        log.info("trackio: removed %d points after step %d (they are trained again after the resume)", removed, step)
+    return removed
 
 
 def config_callback(cfg: SmolforgeConfig):

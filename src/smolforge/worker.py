@@ -18,12 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume-from", default=None)
     args = parser.parse_args(argv)
 
-    from smolforge.pipeline import set_quiet_env
+    from smolforge import processenv
     from smolforge.runfolder import RunFolder
 
     run = RunFolder(Path(args.run_dir))
     cfg = run.read_config()
-    set_quiet_env(cfg)
+    processenv.prepare(cfg)
     from smolforge import logs
     from smolforge.data import prepare
     from smolforge.train import Interrupted, train
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = prepare(cfg.data, cfg.training.method)
         try:
-            results = train(cfg, run, data, console=None, resume_from=args.resume_from)
+            results = train(cfg, run, data, console=None,
+                            resume_from=Path(args.resume_from) if args.resume_from else None)
         except Interrupted as e:
             print(f"rank {rank}: stopped at step {e.step}, checkpoint {e.checkpoint}", file=sys.stderr)
             return 128 + e.signum

@@ -14,23 +14,26 @@ def test_card_flags_reach_the_card_and_are_remembered(run_copy, tmp_path):
     limits = tmp_path / "limits.md"
     limits.write_text("Only knows the bundled chats.\n\n- not for production")
     proc = run_cli("card", str(run_copy), "--author-name", "Grace Hopper", "--model-description",
-                   "A description: with # and 'quotes'", "--license", "mit", "--tag", "demo", "--tag", "tiny chat",
+                   "A description: with # and 'quotes'", "--license", "mit", "--tag", "demo", "--tag", "tiny-chat",
                    "--usage-example", "Try: What is 2 plus 2?", "--limitations", f"@{limits}",
                    "--citation", "@@not-a-file", cwd=tmp_path)
     assert "Model card written" in proc.stdout
     card = ModelCard.load(run_copy / "model" / "README.md")
     data = card.data.to_dict()
     assert data["author"] == "Grace Hopper" and data["license"] == "mit"
-    assert data["tags"][:2] == ["demo", "tiny chat"]
+    assert data["tags"][:2] == ["demo", "tiny-chat"]
     assert "A description: with # and 'quotes'" in card.text
     assert "Only knows the bundled chats.\n\n- not for production" in card.text
     assert "Try: What is 2 plus 2?" in card.text
     assert "@not-a-file" in card.text
-    saved = yaml.safe_load((run_copy / "config.yaml").read_text())["card"]
-    assert saved["author_name"] == "Grace Hopper" and saved["tags"] == ["demo", "tiny chat"]
+    trained = (run_copy / "config.yaml").read_bytes()
+    saved = yaml.safe_load((run_copy / "overrides.yaml").read_text())["card"]  # config.yaml stays as trained
+    assert saved["author_name"] == "Grace Hopper" and saved["tags"] == ["demo", "tiny-chat"]
+    assert yaml.safe_load(trained)["card"]["author_name"] is None
     # a later `smolforge card` without flags keeps what was typed before
     run_cli("card", str(run_copy), cwd=tmp_path)
     assert ModelCard.load(run_copy / "model" / "README.md").data.to_dict()["author"] == "Grace Hopper"
+    assert (run_copy / "config.yaml").read_bytes() == trained
 
 
 def test_hand_edited_card_is_not_overwritten_without_force(run_copy, tmp_path):
@@ -61,8 +64,9 @@ def test_card_with_invalid_metadata_on_disk_is_replaced_only_with_force(run_copy
 
 def test_card_errors_are_one_paragraph_with_exit_2(run_copy, tmp_path):
     cases = [
-        (["--license", "apache2"], "Did you mean apache-2.0"),
+        (["--license", "apache2"], "did you mean apache-2.0"),
         (["--license", "other"], "license_name"),
+        (["--tag", "two words"], "each tag is one word"),
         (["--limitations", "@/nonexistent/file.md"], "--limitations: cannot read"),
         (["--template", str(tmp_path / "missing.md")], "--template: cannot read"),
     ]
@@ -76,6 +80,18 @@ def test_card_errors_are_one_paragraph_with_exit_2(run_copy, tmp_path):
         assert "Traceback" not in proc.stderr
     proc = run_cli("card", str(tmp_path / "not-a-run"), cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_card_of_a_run_that_did_not_finish_is_refused_and_writes_nothing(run_copy, tmp_path):
+    import shutil
+
+    (run_copy / "results.json").unlink()
+    shutil.rmtree(run_copy / "model")
+    before = sorted(p.relative_to(run_copy) for p in run_copy.rglob("*"))
+    proc = run_cli("card", str(run_copy), "--author-name", "X", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "this run did not finish" in proc.stderr and "--resume" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.relative_to(run_copy) for p in run_copy.rglob("*")) == before
 
 
 def test_old_style_template_through_the_cli(run_copy, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from smolforge import presets
-from smolforge.configfile import load_config
+from smolforge.config.loading import load_config
 from tests.conftest import FAST_TINY, run_main
 from tests.datafiles import chats, preference_rows, write_rows
 
@@ -75,7 +75,7 @@ def assert_weights_moved(run: Path, adapter: bool) -> None:
     """Two real optimizer steps changed the weights (LoRA: B starts at zero; full: every tensor moved)."""
     from safetensors.torch import load_file
 
-    from smolforge.configfile import validate
+    from smolforge.config.loading import validate
     from smolforge.tiny import ensure_tiny
 
     if adapter:

@@ -74,8 +74,11 @@ def test_first_push_one_commit_with_lfs_and_the_seed_layout(hub, quantized_copy,
     card = hub.file(f"{USER}/tiny", "README.md").decode()
     assert card == (run / "model" / "README.md").read_text()
     assert f'from_pretrained("{USER}/tiny", subfolder="int8")' in card
-    assert hub.file(f"{USER}/tiny", "config.yaml") == (run / "config.yaml").read_bytes()
-    assert yaml.safe_load((run / "config.yaml").read_text())["publish"]["repo_id"] == f"{USER}/tiny"
+    published = yaml.safe_load(hub.file(f"{USER}/tiny", "config.yaml"))
+    trained = yaml.safe_load((run / "config.yaml").read_text())
+    assert published["training"] == trained["training"] and published["publish"]["repo_id"] == f"{USER}/tiny"
+    assert trained["publish"]["repo_id"] is None  # config.yaml stays as trained; the choice is an override
+    assert yaml.safe_load((run / "overrides.yaml").read_text())["publish"]["repo_id"] == f"{USER}/tiny"
 
     rec = _results(run)["publish"]
     assert rec["repo_id"] == f"{USER}/tiny" and rec["commit"] == repo.sha and rec["private"] is True

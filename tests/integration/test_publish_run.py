@@ -104,9 +104,11 @@ def test_unreachable_hub_does_not_fail_the_run_and_says_how_to_publish(tmp_path)
     env = {"HF_TOKEN": "hf_OfflineRunToken123456789", "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
            "SMOLFORGE_PUBLISH_RETRY_DELAY": "0.05"}
     proc = run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "off", *FAST_TINY, *SHORT_RUN,
-                   "--repo-id", "alice/off", "--set", f"publish.endpoint={url}", cwd=tmp_path, env=env)
+                   "--repo-id", "alice/off", "--set", f"publish.endpoint={url}", cwd=tmp_path, env=env, check=False)
     run = tmp_path / "runs" / "off"
+    assert proc.returncode == 3, proc.stderr  # trained, not published: its own exit code (README)
     assert "Not published:" in proc.stdout and "Done:" in proc.stdout
+    assert "was not published" in proc.stderr and "Traceback" not in proc.stderr
     results = json.loads((run / "results.json").read_text())
     assert "publish" not in results and results["eval_loss"] > 0
     assert (run / "model" / "README.md").exists() and (run / "model" / "model.safetensors").exists()

@@ -89,13 +89,13 @@ def test_card_numbers_equal_results(quantized_tiny_run):
 
 
 def test_quantized_models_flag_follows_the_variants(tiny_run, quantized_tiny_run):
-    from smolforge.card.context import CardInputs, build_context
+    from smolforge.card.context import build_context
     from smolforge.runfolder import RunFolder
 
     for path, expected in ((tiny_run, False), (quantized_tiny_run, True)):
         run = RunFolder(path)
         cfg = run.read_config()
-        ctx = build_context(run, cfg, run.read_results(), CardInputs.from_section(cfg.card))
+        ctx = build_context(run, cfg, run.read_results())
         assert ctx["quantized_models"] is expected
 
 

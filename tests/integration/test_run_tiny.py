@@ -100,7 +100,7 @@ def test_card_metadata_parses_and_numbers_equal_results(tiny_run):
 
 
 def test_config_yaml_is_the_resolved_config(tiny_run):
-    from smolforge.configfile import validate
+    from smolforge.config.loading import validate
 
     data = yaml.safe_load((tiny_run / "config.yaml").read_text())
     cfg = validate(data, "config.yaml")
@@ -132,7 +132,7 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
     proc = run_cli("run", "--preset", "tiny", "--yes", "--set", "training.learning_rate=abc",
                    "--set", "training.epochs=0", cwd=tmp_path, check=False)
     assert proc.returncode == 2
-    assert "has 2 problems" in proc.stderr and "training.learning_rate" in proc.stderr
+    assert "2 problems in" in proc.stderr and "training.learning_rate" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing half-written
 

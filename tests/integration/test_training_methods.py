@@ -31,7 +31,7 @@ def run_pipeline(out: Path, *sets: str) -> Path:
     """Train through smolforge's pipeline (no tracking, no prompts); return the run folder."""
     from rich.console import Console
 
-    from smolforge.configfile import load_config
+    from smolforge.config.loading import load_config
     from smolforge.pipeline import RunOptions, execute
 
     cfg = load_config(preset="tiny", sets=[*FAST_TINY[1::2], "tracking.backend=none", f"output_dir={out}",
@@ -63,7 +63,7 @@ def assert_loss_went_down(run: Path, factor: float) -> tuple[float, float]:
 
 
 def initial_tiny() -> Path:
-    from smolforge.configfile import load_config
+    from smolforge.config.loading import load_config
     from smolforge.tiny import ensure_tiny
 
     return ensure_tiny(load_config(preset="tiny", sets=FAST_TINY[1::2]).model.tiny)

@@ -19,11 +19,11 @@ import pexpect
 import pytest
 import yaml
 
-from smolforge.configfile import load_config
+from smolforge.config.loading import load_config
 from smolforge.wizard.draft import preset_dump
 from tests.conftest import SMOLFORGE, run_cli
 
-ENTER, DOWN, CLEAR, CTRL_C = "\r", "\x1b[B", "\x15", "\x03"  # Ctrl-U clears a pre-filled default
+ENTER, DOWN, UP, CLEAR, CTRL_C = "\r", "\x1b[B", "\x1b[A", "\x15", "\x03"  # Ctrl-U clears a pre-filled default
 
 
 def spawn(cwd: Path, *args: str, env: dict | None = None) -> tuple[pexpect.spawn, io.StringIO]:
@@ -60,11 +60,11 @@ def clean(screen: io.StringIO) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r", "", text)
 
 
-DEFAULT_RUN = [  # every question of the default path (SmolLM3-3B, smollm3-sft, offline), answered with Enter
+DEFAULT_RUN = [  # every question of the default path here (no GPU, no Hub: the tiny model), answered with Enter
     "Hugging Face token:", "Base model:", "Preset:", "Training method:", "Which weights train:", "Dataset:",
-    "Dataset config (subset):", "Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation",
-    "Learning rate:", "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:", "Author name:",
-    "Model description:", "License:", "Tags:", "Usage example:", "Limitations:", "Quantized variants:",
+    "Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation", "Learning rate:",
+    "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:", "Author name:", "Model description:",
+    "License:", "Tags:", "Usage example:", "Limitations:", "Quantized variants:",
 ]
 
 
@@ -76,20 +76,42 @@ def test_accepting_every_default_writes_the_preset_and_the_derived_defaults(tmp_
     assert finish(child) == 0, clean(screen)
 
     out = clean(screen)
-    assert re.search(r"Author\s*│\s*\(none\)", out), out  # the summary has an Author row
-    assert "Offline: the dataset's format is detected when the run starts." in out
+    assert "no GPU and no Hub here: the tiny model is offered first" in out
+    assert re.search(r"Author name\s*│\s*\(none\)", out), out  # the summary has a row per question
+    assert "Detected format: messages" in out  # the bundled data was read with the training loader
+    cfg = load_config(tmp_path / "cfg.yaml")
+    got, preset = cfg.model_dump(mode="json"), preset_dump("tiny")
+    for section in ("model", "data", "training", "tracking", "quantize", "publish"):
+        assert got[section] == preset[section], section
+    assert re.fullmatch(r"tiny-sft-\d{8}-\d{6}", cfg.experiment_name)
+    assert cfg.card.license == "apache-2.0"  # the tiny preset's
+    assert cfg.card.model_description == preset["card"]["model_description"]
+    assert cfg.card.author_name is None and cfg.card.tags == []
+    raw = yaml.safe_load((tmp_path / "cfg.yaml").read_text())
+    assert raw["preset"] == "tiny" and "training" not in raw  # only what differs from the preset
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]  # no temp files left behind
+
+
+def test_the_smollm3_path_offline_leaves_the_format_to_the_run(tmp_path):
+    child, screen = spawn(tmp_path, "--output", "cfg.yaml")
+    answer(child, "Hugging Face token:", ENTER)
+    answer(child, "Base model:", UP, ENTER)  # SmolLM3-3B
+    for question in ["Preset:", "Training method:", "Which weights train:", "Dataset:", "Dataset config (subset):"]:
+        answer(child, question, ENTER)
+    child.expect(pat("Offline: the dataset's format is detected when the run starts."))
+    for question in ["Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation",
+                     "Learning rate:", "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:",
+                     "Author name:", "Model description:", "License:", "Tags:", "Usage example:", "Limitations:",
+                     "Quantized variants:", "Write the config?"]:
+        answer(child, question, ENTER)
+    assert finish(child) == 0, clean(screen)
     cfg = load_config(tmp_path / "cfg.yaml")
     got, preset = cfg.model_dump(mode="json"), preset_dump("smollm3-sft")
     for section in ("model", "data", "training", "tracking", "quantize", "publish"):
         assert got[section] == preset[section], section
-    assert re.fullmatch(r"smollm3-3b-sft-\d{8}-\d{6}", cfg.experiment_name)
-    assert cfg.card.license == "apache-2.0"  # SmolLM3-3B's license
+    assert cfg.card.license == "apache-2.0"  # SmolLM3-3B's license, known offline
     assert cfg.card.model_description == ("A fine-tuned version of HuggingFaceTB/SmolLM3-3B, trained with "
                                           "supervised fine-tuning (SFT) on HuggingFaceTB/smoltalk using smolforge.")
-    assert cfg.card.author_name is None and cfg.card.tags == []
-    raw = yaml.safe_load((tmp_path / "cfg.yaml").read_text())
-    assert raw["preset"] == "smollm3-sft" and "training" not in raw  # only what differs from the preset
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml"]  # no temp files left behind
 
 
 def test_custom_answers_for_every_step_with_reasks(tmp_path):
@@ -98,7 +120,7 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     (tmp_path / "limits.txt").write_text("Only adds small numbers.\nNot for homework.\n")
     child, screen = spawn(tmp_path, "-o", "custom.yaml")
     answer(child, "Hugging Face token:", ENTER)
-    answer(child, "Base model:", DOWN, ENTER)  # tiny
+    answer(child, "Base model:", ENTER)  # tiny: offered first here (no GPU, no Hub)
     answer(child, "Preset:", ENTER)  # tiny is offered first for the tiny model
     answer(child, "Training method:", ENTER)
     answer(child, "Which weights train:", DOWN, ENTER)  # LoRA
@@ -114,15 +136,15 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     answer(child, "Batch size", CLEAR, "4", ENTER)
     answer(child, "Gradient accumulation", CLEAR, "2", ENTER)
     answer(child, "Learning rate:", CLEAR, "abc", ENTER)
-    child.expect(pat("The learning rate must be a number"))  # re-asked with the reason
-    child.send(CLEAR + "5" + ENTER)
-    child.expect(pat("at most 1"))
-    child.send(CLEAR + "1e-3" + ENTER)
+    child.expect(pat("training.learning_rate: Input should be a valid number"))  # re-asked with the schema's reason
+    answer(child, "Learning rate:", CLEAR, "5", ENTER)
+    child.expect(pat("less than or equal to 1"))
+    answer(child, "Learning rate:", CLEAR, "1e-3", ENTER)
     answer(child, "Max length", CLEAR, "256", ENTER)
     answer(child, "Experiment name:", CLEAR, "wizard-custom", ENTER)
     answer(child, "Hub repo to publish to:", "not a repo", ENTER)
     child.expect(pat("must look like user/name"))  # re-asked with the reason
-    child.send(CLEAR + "ada/adder" + ENTER)
+    answer(child, "Hub repo to publish to:", CLEAR, "ada/adder", ENTER)
     answer(child, "Visibility:", DOWN, ENTER)  # public
     answer(child, "Monitoring:", DOWN, DOWN, ENTER)  # none
     answer(child, "Author name:", "Ada Lovelace", ENTER)
@@ -133,10 +155,10 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     answer(child, "Limitations:", "@limits.txt", ENTER)
     answer(child, "Quantized variants:", DOWN, ENTER)  # int8
     answer(child, "Publish a demo app", "y")
-    answer(child, "Demo Space id:", ENTER)  # ada/adder-demo
+    answer(child, "Demo Space:", ENTER)  # ada/adder-demo
     child.expect(pat("Write the config?"))
     out = clean(screen)
-    assert re.search(r"Author\s*│\s*Ada Lovelace", out), out
+    assert re.search(r"Author name\s*│\s*Ada Lovelace", out), out
     assert re.search(r"License\s*│\s*mit", out), out
     assert "question_answer" in out and "What is 0 + 0?" in out  # detected format and a sample row shown
     child.send(ENTER)
@@ -188,7 +210,7 @@ def test_yes_writes_defaults_plus_flags_and_refuses_to_overwrite(tmp_path):
             "--model-description", "A tiny test model.", "--license", "cc-by-4.0", "--tag", "demo", "--tag", "x1",
             "--learning-rate", "1e-3", "--private", "--repo-id", "grace/tiny", "--output", "y.yaml"]
     proc = run_cli(*args, cwd=tmp_path, input="")
-    assert re.search(r"Author\s*│\s*Grace Hopper", proc.stdout), proc.stdout
+    assert re.search(r"Author name\s*│\s*Grace Hopper", proc.stdout), proc.stdout
     cfg = load_config(tmp_path / "y.yaml")
     assert cfg.preset == "tiny" and cfg.data.name == "chats.jsonl" and cfg.training.learning_rate == 1e-3
     assert (cfg.card.author_name, cfg.card.model_description, cfg.card.license, cfg.card.tags) == \
@@ -259,7 +281,7 @@ def test_typed_token_is_hidden_checked_stored_after_confirm_and_never_written(tm
         server.shutdown()
     out = clean(screen)
     assert token not in screen.getvalue() and token not in out
-    assert "can write" in out and re.search(r"Author\s*│\s*alice", out)
+    assert "can write" in out and re.search(r"Author name\s*│\s*alice", out)
     text = (tmp_path / "cfg.yaml").read_text()
     assert token not in text and "hf_" not in text
     cfg = load_config(tmp_path / "cfg.yaml")
@@ -290,8 +312,9 @@ def test_run_without_config_offers_the_wizard_in_a_terminal(tmp_path):
 
 def test_choosing_dpo_offers_the_dpo_preset(tmp_path):
     child, screen = spawn(tmp_path, "--output", "cfg.yaml")
-    for question in ["Hugging Face token:", "Base model:", "Preset:"]:
-        answer(child, question, ENTER)
+    answer(child, "Hugging Face token:", ENTER)
+    answer(child, "Base model:", UP, ENTER)  # SmolLM3-3B
+    answer(child, "Preset:", ENTER)
     answer(child, "Training method:", DOWN, ENTER)  # DPO on top of the SFT preset
     answer(child, "Which weights train:", ENTER)
     answer(child, "The smollm3-dpo preset is made for DPO full", "y")

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from smolforge.card.context import SEED_VARIABLES, USER_VARIABLES, CardInputs, build_context
+from smolforge.card.context import LEGACY_TEMPLATE_VARIABLES, USER_CARD_VARIABLES, build_context
 from smolforge.card.render import render_body, render_card
 from smolforge.card.writer import write_card
-from smolforge.configfile import validate
+from smolforge.config.loading import validate
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
 
@@ -35,18 +35,21 @@ def cfg_of(run: RunFolder):
     return validate(yaml.safe_load(run.config_path.read_text()), "fixture")
 
 
-def card_text(run: RunFolder, **inputs) -> str:
-    cfg = cfg_of(run)
-    base = CardInputs.from_section(cfg.card, cfg.publish.repo_id)
-    card = render_card(run, cfg, run.read_results(), base.merged(CardInputs(**inputs)))
-    return str(card)
+def cfg_with(run: RunFolder, **card):
+    """The run's config with card settings changed, validated like any front end's values."""
+    data = yaml.safe_load(run.config_path.read_text())
+    data["card"] = {**(data.get("card") or {}), **card}
+    return validate(data, "fixture")
+
+
+def card_text(run: RunFolder, **card) -> str:
+    return str(render_card(run, cfg_with(run, **card), run.read_results()))
 
 
 @pytest.mark.parametrize("name", ["full", "minimal"])
 def test_golden_card(tmp_path, name):
     run = make_run(tmp_path, name)
-    path = write_card(run, cfg_of(run), CardInputs.from_section(cfg_of(run).card, cfg_of(run).publish.repo_id),
-                      force=True)
+    path = write_card(run, cfg_of(run), force=True)
     text = path.read_text(encoding="utf-8")
     golden = FIXTURES / name / "expected_README.md"
     if UPDATE:
@@ -75,8 +78,8 @@ def test_full_card_metadata_is_hub_shaped(tmp_path):
 def test_every_seed_variable_and_enhancement_exists(tmp_path):
     run = make_run(tmp_path, "full")
     cfg = cfg_of(run)
-    ctx = build_context(run, cfg, run.read_results(), CardInputs.from_section(cfg.card, cfg.publish.repo_id))
-    assert set(SEED_VARIABLES + USER_VARIABLES) <= set(ctx)
+    ctx = build_context(run, cfg, run.read_results())
+    assert set(LEGACY_TEMPLATE_VARIABLES + USER_CARD_VARIABLES) <= set(ctx)
     assert ctx["repo_name"] == "ada/smollm3-smoltalk"
     assert ctx["model_name_slug"] == "smollm3_sft_20261120_101500"
     assert ctx["quantized_models"] is True
@@ -104,7 +107,7 @@ def test_quantized_flag_false_when_variant_folder_is_missing(tmp_path):
     run = make_run(tmp_path, "full")
     shutil.rmtree(run.root / "quantized")
     cfg = cfg_of(run)
-    ctx = build_context(run, cfg, run.read_results(), CardInputs())
+    ctx = build_context(run, cfg, run.read_results())
     assert ctx["quantized_models"] is False and ctx["quantized"] == []
     assert "## Quantized variants" not in card_text(run)
 
@@ -112,8 +115,8 @@ def test_quantized_flag_false_when_variant_folder_is_missing(tmp_path):
 def test_author_defaults_to_username_and_never_to_your_name(tmp_path):
     run = make_run(tmp_path, "minimal")
     cfg = cfg_of(run)
-    assert build_context(run, cfg, run.read_results(), CardInputs())["author_name"] is None
-    ctx = build_context(run, cfg, run.read_results(), CardInputs(), username="octocat")
+    assert build_context(run, cfg, run.read_results())["author_name"] is None
+    ctx = build_context(run, cfg, run.read_results(), username="octocat")
     assert ctx["author_name"] == "octocat"
     assert ctx["repo_name"] == "octocat/tiny-sft-20261120-090000"
 
@@ -123,10 +126,11 @@ def test_unknown_base_license_fails_with_the_fix(tmp_path):
     data = yaml.safe_load(run.config_path.read_text())
     data["card"]["license"] = None
     with pytest.raises(SmolforgeError, match=r"card.license: the license of the base model 'tiny' is not known"):
-        build_context(run, validate(data, "x"), run.read_results(), CardInputs())
+        build_context(run, validate(data, "x"), run.read_results())
 
 
-@pytest.mark.parametrize("bad,msg", [("apache2", "Did you mean apache-2.0"), ("MIT-ish", "not a Hugging Face license")])
+@pytest.mark.parametrize("bad,msg", [("apache2", "did you mean apache-2.0"),
+                                     ("MIT-ish", "must be a Hugging Face license")])
 def test_license_is_validated_offline(tmp_path, bad, msg):
     run = make_run(tmp_path, "minimal")
     with pytest.raises(SmolforgeError, match=msg):
@@ -285,10 +289,10 @@ def test_local_base_model_points_metadata_at_its_hub_ancestor(tmp_path):
     data = yaml.safe_load(run.config_path.read_text())
     data["model"]["name_or_path"] = str(sft)
     cfg = validate(data, "x")
-    card = render_card(run, cfg, run.read_results(), CardInputs.from_section(cfg.card))
+    card = render_card(run, cfg, run.read_results())
     meta = ModelCard(str(card)).data.to_dict()
     assert meta["base_model"] == "HuggingFaceTB/SmolLM3-3B" and meta["base_model_relation"] == "finetune"
     assert f"{sft} (itself fine-tuned from HuggingFaceTB/SmolLM3-3B)" in str(card)
     (sft / "README.md").write_text("# no metadata\n")
-    card = render_card(run, cfg, run.read_results(), CardInputs.from_section(cfg.card))
+    card = render_card(run, cfg, run.read_results())
     assert "base_model" not in ModelCard(str(card)).data.to_dict()  # a local path is never a base_model id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,11 +13,11 @@ from huggingface_hub import ModelCard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smolforge.card.context import CardInputs
 from smolforge.card.render import render_card
-from smolforge.configfile import validate
+from smolforge.config.loading import validate
 from smolforge.runfolder import RunFolder
 
+TAG_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "card" / "full"
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NASTY = st.sampled_from([
@@ -37,10 +38,10 @@ def run():
     shutil.rmtree(root.parent, ignore_errors=True)
 
 
-def render(run: RunFolder, **inputs) -> tuple[str, dict]:
-    cfg = validate(yaml.safe_load(run.config_path.read_text()), "fixture")
-    base = CardInputs.from_section(cfg.card, cfg.publish.repo_id)
-    text = str(render_card(run, cfg, run.read_results(), base.merged(CardInputs(**inputs))))
+def render(run: RunFolder, **card) -> tuple[str, dict]:
+    data = yaml.safe_load(run.config_path.read_text())
+    data["card"] = {**data["card"], **card}
+    text = str(render_card(run, validate(data, "fixture"), run.read_results()))
     return text, ModelCard(text).data.to_dict()
 
 
@@ -60,13 +61,25 @@ def test_author_round_trips_and_injects_nothing(run, author):
         assert "author" not in data and "Your Name" not in text
 
 
+TAG = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,20}", fullmatch=True)
+
+
 @SETTINGS
-@given(tags=st.lists(TEXT.filter(lambda t: t.strip()), max_size=5))
+@given(tags=st.lists(TAG, max_size=5))
 def test_tags_round_trip(run, tags):
     _, data = render(run, tags=tags)
     assert data["tags"][: len(dict.fromkeys(tags))] == list(dict.fromkeys(tags))
     assert {"smolforge", "sft", "trl"} <= set(data["tags"])
     assert data["license"] == "apache-2.0" and set(data) == EXPECTED_KEYS
+
+
+@SETTINGS
+@given(tags=st.lists(TEXT, min_size=1, max_size=3).filter(lambda ts: any(not TAG_RULE.fullmatch(t) for t in ts)))
+def test_tags_that_are_not_one_word_are_refused_with_the_rule(run, tags):
+    from smolforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="each tag is one word"):
+        render(run, tags=tags)
 
 
 @SETTINGS

@@ -70,12 +70,11 @@ def _sft_rows(tmp_path, tok, rows, loss_on="auto", **data):
     from trl import SFTConfig
 
     from smolforge.tiny import build_model
-    from smolforge.train import _loss_flags
-    from smolforge.trainer_ext import make_sft_trainer_class
+    from smolforge.trainers import loss_flags, make_sft_trainer_class
 
     path = write_rows(tmp_path / "d.jsonl", rows)
     prepared = prepare(DataSection(name=str(path), eval_ratio=0.0, loss_on=loss_on, **data))
-    flags = _loss_flags(SmolforgeConfig(data={"loss_on": loss_on}), prepared.kind)
+    flags = loss_flags(SmolforgeConfig(data={"loss_on": loss_on}), prepared.kind)
     flags.pop("loss_on")
     args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to=[], max_length=None,
                      activation_checkpointing=False, dataset_num_proc=None, **flags)
@@ -151,7 +150,7 @@ def test_dpo_pairs_split_into_prompt_and_completions(tmp_path, tok):
     from trl import DPOConfig
 
     from smolforge.tiny import build_model
-    from smolforge.trainer_ext import make_dpo_trainer_class
+    from smolforge.trainers import make_dpo_trainer_class
 
     path = write_rows(tmp_path / "p.jsonl", [{"prompt": "Hi there", "chosen": "Hello!", "rejected": "Go away."}])
     prepared = prepare(DataSection(name=str(path), eval_ratio=0.0), "dpo")
@@ -170,8 +169,8 @@ def test_smollm3_template_without_generation_markers_is_swapped_for_training(tmp
     """SmolLM3's shipped template cannot mark assistant tokens; smolforge uses its own compatible one."""
     from trl.chat_template_utils import has_generation_markers
 
-    from smolforge.tiny import chat_template
-    from smolforge.train import load_tokenizer
+    from smolforge.modelio import load_tokenizer
+    from smolforge.modelio import training_chat_template as chat_template
 
     body = tok.chat_template.split("-#}", 1)[1]  # without the header comment, which names the markers
     shipped = body.replace("{%- generation -%}", "").replace("{%- endgeneration -%}", "")

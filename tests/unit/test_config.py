@@ -6,7 +6,7 @@ import pytest
 
 from smolforge import presets
 from smolforge.config import SmolforgeConfig
-from smolforge.configfile import load_config, parse_sets
+from smolforge.config.loading import load_config, parse_sets
 from smolforge.errors import ConfigError, SmolforgeError
 
 ALL_PRESETS = presets.names()
@@ -48,7 +48,7 @@ def test_all_errors_are_collected_with_key_and_allowed_values():
         load_config(preset="tiny", sets=["training.learning_rate=-1", "training.method=ppo",
                                          "training.batchsize=4", "data.format=xml"])
     text = str(err.value)
-    assert "has 4 problems" in text
+    assert text.startswith("4 problems in preset")
     assert "training.learning_rate" in text and "greater than 0" in text
     assert "training.method" in text and "'sft'" in text and "'dpo'" in text and "'ppo'" in text
     assert "training.batchsize: unknown key; did you mean 'batch_size'?" in text

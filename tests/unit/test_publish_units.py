@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from smolforge.card.hubmeta import merge_metadata
 from smolforge.errors import PublishError, SmolforgeError
 from smolforge.hubclient import HubUnreachable, Retrier, resolve_endpoint
-from smolforge.publish import PublishRequest, merge_metadata, publish_command
+from smolforge.publish import PublishRequest, retry_command
 from smolforge.runfolder import RunFolder
 
 
@@ -90,10 +91,10 @@ def test_retry_command_is_exact_and_shell_quoted():
     run = RunFolder(Path("runs/my run"))
     req = PublishRequest(repo_id="a/b", private=False, endpoint="http://127.0.0.1:9", quantized_as="repos",
                          token_file="/tmp/my token")
-    cmd = publish_command(run, req)
+    cmd = retry_command(run, req)
     assert shlex.split(cmd) == ["smolforge", "publish", "runs/my run", "--repo-id", "a/b", "--public", "--endpoint",
                                 "http://127.0.0.1:9", "--quantized-as", "repos", "--token-file", "/tmp/my token"]
-    assert publish_command(run, req, force=True).endswith("--force")
+    assert retry_command(run, req, force=True).endswith("--force")
 
 
 def test_merge_metadata_follows_metadata_update_overwrite_rules():

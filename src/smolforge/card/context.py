@@ -1,34 +1,32 @@
 """Every variable the card can use, each from the most trusted source that has it.
 
 Order of trust: the run (config.yaml as trained, results.json) -> detection (hardware and
-versions recorded in results.json) -> the user (flags, the YAML `card:` section, the wizard)
--> defaults. A default is a sentence built from run facts or a clearly marked gap, never a
-number: a metric that was not measured is None here and absent from the card.
+versions recorded in results.json) -> the user (the config's `card:` section, from YAML, flags,
+`smolforge card` or the wizard) -> defaults (`card.defaults`). A metric that was not measured is
+None here and absent from the card. Every `card:` setting is a template variable of the same
+name, so a new card input needs no code here.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from smolforge.card.licenses import base_model_license, validate_license
-from smolforge.config import CardSection, SmolforgeConfig
+from smolforge.card import defaults
+from smolforge.config import SmolforgeConfig
 from smolforge.data import is_hub_dataset_id
-from smolforge.errors import SmolforgeError
+from smolforge.hubclient import endpoint_from_env
 from smolforge.runfolder import RunFolder
 
-SEED_VARIABLES = [
+# The variables an older tool's card templates use: every one exists here with that name.
+LEGACY_TEMPLATE_VARIABLES = [
     "model_name", "model_description", "repo_name", "base_model", "training_config_type", "trainer_type",
     "batch_size", "gradient_accumulation_steps", "learning_rate", "max_epochs", "max_seq_length",
     "dataset_name", "dataset_size", "dataset_format", "dataset_sample_size", "training_loss",
     "validation_loss", "perplexity", "hardware_info", "experiment_name", "trackio_url", "dataset_repo",
     "author_name", "model_name_slug", "quantized_models",
 ]
-USER_VARIABLES = ["license", "tags", "usage_examples", "limitations", "citation"]
+USER_CARD_VARIABLES = ["license", "tags", "usage_examples", "limitations", "citation"]
 LOSS_PLOT = "loss_curve.png"
 GENERIC_LIMITATIONS = [
     "The model can produce text that is factually wrong, biased or offensive; do not rely on it for "
@@ -37,84 +35,6 @@ GENERIC_LIMITATIONS = [
     "Validation loss and perplexity measure fit to held-out data from the training distribution, not "
     "helpfulness, safety or accuracy on other tasks.",
 ]
-
-
-@dataclass
-class CardInputs:
-    """What the user typed (flags over the YAML `card:` section). None = not given."""
-
-    model_name: str | None = None
-    author_name: str | None = None
-    model_description: str | None = None
-    license: str | None = None
-    license_name: str | None = None
-    license_link: str | None = None
-    language: list[str] | None = None
-    tags: list[str] | None = None
-    usage_examples: list[str] | None = None
-    limitations: str | None = None
-    citation: str | None = None
-    template: str | None = None
-    repo_id: str | None = None
-
-    @classmethod
-    def from_section(cls, card: CardSection, repo_id: str | None = None) -> CardInputs:
-        return cls(**{f.name: getattr(card, f.name) for f in fields(cls) if hasattr(card, f.name)},
-                   repo_id=repo_id)
-
-    def merged(self, override: CardInputs) -> CardInputs:
-        given = {f.name: getattr(override, f.name) for f in fields(self) if getattr(override, f.name) is not None}
-        return replace(self, **given)
-
-
-class LicenseUnknownError(SmolforgeError):
-    """No license was given and the base model's is not known offline: ask, or fail with the fix."""
-
-
-def slugify(text: str, sep: str = "-") -> str:
-    s = re.sub(r"[^a-z0-9]+", sep, text.lower()).strip(sep)
-    return s or "model"
-
-
-def _hub_id(name: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name)) and not Path(name).exists()
-
-
-def resolve_license(cfg: SmolforgeConfig, inputs: CardInputs) -> tuple[str, str | None, str | None, str]:
-    """(license, license_name, license_link, where it came from) or a message saying how to set it."""
-    for source in (inputs, cfg.card):
-        if source.license:
-            lid = validate_license(source.license, source.license_name, source.license_link)
-            name, link = (source.license_name or "").strip() or None, (source.license_link or "").strip() or None
-            return lid, name, link, "user"
-    if cfg.model.license:
-        return validate_license(cfg.model.license, field="model.license"), None, None, "config"
-    base = base_model_license(cfg.model.name_or_path)
-    if base:
-        return base, None, None, "base model"
-    raise LicenseUnknownError(
-        f"card.license: the license of the base model {cfg.model.name_or_path!r} is not known offline, and no "
-        "license was given. Choose one: --license apache-2.0 (or any Hub id, or `other` with --set "
-        "card.license_name=... --set card.license_link=...) or set card.license in the YAML."
-    )
-
-
-def upstream_base_model(local: Path) -> str | None:
-    """The Hub base model recorded in a local model folder's card (a smolforge run's model/), if any."""
-    import yaml
-
-    readme = local / "README.md"
-    if not readme.is_file():
-        return None
-    m = re.match(r"^---\s*\n(.*?)\n---\s*\n", readme.read_text(encoding="utf-8", errors="replace"), re.S)
-    try:
-        data = yaml.safe_load(m.group(1)) if m else None
-    except yaml.YAMLError:
-        return None
-    base = data.get("base_model") if isinstance(data, dict) else None
-    if isinstance(base, list) and len(base) == 1:
-        base = base[0]
-    return base if isinstance(base, str) and _hub_id(base) else None
 
 
 def _fmt_lr(lr: float) -> str:
@@ -156,9 +76,11 @@ def _quantized_reference(quantized: dict[str, dict]) -> dict[str, Any] | None:
     for v in quantized.values():
         ref = v.get("reference")
         if isinstance(ref, dict) and ref.get("size_bytes"):
+            from smolforge.modelio import perplexity
+
             out = {**ref, "size": _sizes(ref["size_bytes"])}
-            if ref.get("eval_loss") is not None and ref["eval_loss"] < 700:
-                out["perplexity"] = math.exp(ref["eval_loss"])
+            if perplexity(ref.get("eval_loss")) is not None:
+                out["perplexity"] = perplexity(ref["eval_loss"])
             return out
     return None
 
@@ -170,33 +92,16 @@ def _dpo_eval(results: dict[str, Any]) -> dict[str, float]:
     return {k: float(log[v]) for k, v in names.items() if isinstance(log.get(v), (int, float))}
 
 
-def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], inputs: CardInputs,
+def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
                   username: str | None = None) -> dict[str, Any]:
     """All template variables for this run. Raises SmolforgeError when the license cannot be known."""
     t, d = cfg.training, results.get("dataset") or {}
-    license_id, license_name, license_link, license_source = resolve_license(cfg, inputs)
-
-    base_name = cfg.model.name_or_path
-    base_is_hub = not cfg.model.is_tiny and _hub_id(base_name)
-    base_display = ("a tiny SmolLM3-architecture model built locally by smolforge" if cfg.model.is_tiny
-                    else base_name)
-    base_hub_id = base_name if base_is_hub else None
-    if not base_is_hub and not cfg.model.is_tiny:
-        upstream = upstream_base_model(Path(base_name).expanduser())
-        if upstream:  # e.g. DPO on a local SFT run: the Hub ancestor is the local model's own base
-            base_hub_id = upstream
-            base_display = f"{base_name} (itself fine-tuned from {upstream})"
+    lic = defaults.license_for(cfg)
     experiment = cfg.experiment_name or results.get("experiment_name") or run.root.name
-    repo_name = inputs.repo_id or cfg.publish.repo_id
-    if not repo_name and username:
-        repo_name = f"{username}/{slugify(inputs.model_name or experiment)}"
-    model_name = inputs.model_name or (repo_name.split("/")[-1] if repo_name else experiment)
+    repo_name = defaults.repo_id(cfg, username, experiment)
     dataset_name = d.get("name") or cfg.data.name
-    description = inputs.model_description or _default_description(cfg, base_display, dataset_name)
-    author = inputs.author_name or username
     started = results.get("started_at")
     year = datetime.fromisoformat(started).year if started else datetime.now().year
-    slug = slugify(experiment, "_")
 
     adapter = t.finetune == "lora" and not t.lora.merge
     quantized = {k: v for k, v in (results.get("quantized") or {}).items() if isinstance(v, dict) and v.get("path")
@@ -204,17 +109,19 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
     quantized_skipped = {k: v["skipped"] for k, v in (results.get("quantized") or {}).items()
                          if isinstance(v, dict) and v.get("skipped")}
     tracking = results.get("tracking") or {}
-    tags = list(dict.fromkeys([*(t for t in inputs.tags or [] if t.strip()), "smolforge", t.method, "trl",
+    tags = list(dict.fromkeys([*cfg.card.tags, "smolforge", t.method, "trl",
                                *(["lora"] if t.finetune == "lora" else []), "text-generation"]))
     eval_loss, perplexity = results.get("eval_loss"), results.get("perplexity")
     train_loss = results.get("final_train_loss", results.get("train_loss"))
 
     ctx: dict[str, Any] = {
-        # ---- the seed's variables
-        "model_name": model_name,
-        "model_description": description,
+        **cfg.card.model_dump(),  # every card input, by its own name
+        # ---- the older tool's variables
+        "model_name": defaults.model_name(cfg, repo_name, experiment),
+        "model_description": defaults.description(cfg, dataset_name),
         "repo_name": repo_name,
-        "base_model": base_display,
+        "hub_url": endpoint_from_env(cfg.publish.endpoint),
+        "base_model": defaults.base_label(cfg),
         "training_config_type": cfg.preset or "custom",
         "trainer_type": t.method.upper(),
         "batch_size": t.batch_size,
@@ -233,22 +140,18 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "experiment_name": experiment,
         "trackio_url": tracking.get("url"),
         "dataset_repo": tracking.get("dataset_repo"),
-        "author_name": author,
-        "model_name_slug": slug,
+        "author_name": defaults.author(cfg, username),
+        "model_name_slug": defaults.slugify(experiment, "_"),
         "quantized_models": bool(quantized),
-        # ---- the seed's future enhancements
-        "license": license_id,
+        # ---- user inputs with a derived value
+        "license": lic.id,
         "tags": tags,
-        "usage_examples": list(inputs.usage_examples or []),
-        "limitations": inputs.limitations,
-        "citation": inputs.citation,
         # ---- everything else the default template shows
-        "license_name": license_name,
-        "license_link": license_link,
-        "license_source": license_source,
-        "language": inputs.language or cfg.card.language,
-        "base_model_id": base_hub_id,
-        "base_model_is_local": not cfg.model.is_tiny and not base_is_hub,
+        "license_name": lic.name,
+        "license_link": lic.link,
+        "license_source": lic.source,
+        "base_model_id": defaults.base_hub_id(cfg),
+        "base_model_is_local": not cfg.model.is_tiny and not defaults.base_is_hub(cfg),
         "is_tiny": cfg.model.is_tiny,
         "is_adapter": adapter,
         "finetune": t.finetune,
@@ -303,7 +206,7 @@ def bibtex(ctx: dict[str, Any]) -> str:
         lines.append(f"  author       = {{{tex(ctx['author_name'])}}},")
     lines.append(f"  year         = {{{ctx['citation_year']}}},")
     if ctx.get("repo_name"):
-        lines.append(f"  howpublished = {{\\url{{https://huggingface.co/{ctx['repo_name']}}}}},")
+        lines.append(f"  howpublished = {{\\url{{{ctx['hub_url']}/{ctx['repo_name']}}}}},")
     lines.append("  note         = {Fine-tuned with smolforge}")
     lines.append("}")
     return "\n".join(lines)

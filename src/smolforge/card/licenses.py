@@ -13,10 +13,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
-from smolforge.errors import SmolforgeError
-
 KNOWN_BASE_LICENSES = {
     "HuggingFaceTB/SmolLM3-3B": "apache-2.0",
     "HuggingFaceTB/SmolLM3-3B-Base": "apache-2.0",
@@ -36,50 +32,39 @@ def hub_licenses() -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
-def validate_license(license_id: str | None, license_name: str | None = None,
-                     license_link: str | None = None, field: str = "card.license") -> str | None:
-    """Return the license id if valid; raise a message that names the field and the fix."""
-    if license_id is None:
-        return None
-    lid = license_id.strip()
-    if lid not in hub_licenses():
-        lower = {x.lower(): x for x in hub_licenses()}
-        if lid.lower() in lower:
-            return lower[lid.lower()]
-        close = difflib.get_close_matches(lid.lower(), hub_licenses(), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise SmolforgeError(
-            f"{field}: {license_id!r} is not a Hugging Face license identifier.{hint} Use one of the Hub's ids "
-            "(apache-2.0, mit, cc-by-4.0, llama3.2, ... see `smolforge card --help`), or `other` with "
-            "card.license_name and card.license_link for a custom license."
-        )
-    if lid == "other":
-        if not license_name or not license_name.strip():
-            raise SmolforgeError(f"{field}: `other` needs card.license_name (a short name for your license, e.g. "
-                                 "my-license-1.0) and card.license_link (a URL or LICENSE file in the repo).")
-        if not license_link or not (license_link.strip() == "LICENSE" or _URL.match(license_link.strip())
-                                    or license_link.strip().startswith("LICENSE")):
-            raise SmolforgeError(f"{field}: `other` needs card.license_link: a URL (https://...) or the name of a "
-                                 "LICENSE file that you publish with the model.")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", license_name.strip()):
-            raise SmolforgeError("card.license_name: use lowercase letters, digits, '.', '-' or '_' "
-                                 f"(got {license_name!r}), e.g. my-license-1.0.")
-    return lid
+def license_id(value: str) -> str:
+    """A Hub license identifier (case as the Hub spells it); ValueError naming the closest ones otherwise."""
+    lid = value.strip()
+    if lid in hub_licenses():
+        return lid
+    lower = {x.lower(): x for x in hub_licenses()}
+    if lid.lower() in lower:
+        return lower[lid.lower()]
+    close = difflib.get_close_matches(lid.lower(), hub_licenses(), n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise ValueError(f"must be a Hugging Face license identifier{hint}: one of the Hub's ids (apache-2.0, mit, "
+                     "cc-by-4.0, llama3.2, ...), or `other` with card.license_name and card.license_link for a "
+                     "custom license")
+
+
+def check_license_name(name: str) -> str:
+    """A custom license's short name, as the Hub's `license_name` metadata takes it."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name.strip()):
+        raise ValueError(f"use lowercase letters, digits, '.', '-' or '_', e.g. my-license-1.0 (got {name!r})")
+    return name.strip()
+
+
+def check_license_link(link: str) -> str:
+    """A custom license's link: a URL, or the name of a LICENSE file published with the model."""
+    if not (_URL.match(link.strip()) or link.strip().startswith("LICENSE")):
+        raise ValueError(f"give a URL (https://...) or the name of a LICENSE file you publish (got {link!r})")
+    return link.strip()
 
 
 def _license_from_readme(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    m = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, re.S)
-    if not m:
-        return None
-    try:
-        data = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError:
-        return None
-    lic = data.get("license") if isinstance(data, dict) else None
+    from smolforge.card.frontmatter import read_metadata
+
+    lic = read_metadata(path).get("license")
     return lic if isinstance(lic, str) and lic in hub_licenses() and lic not in ("other", "unknown") else None
 
 

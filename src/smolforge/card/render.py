@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from smolforge.card import legacy
-from smolforge.card.context import CardInputs, bibtex, build_context
+from smolforge.card import frontmatter, legacy
+from smolforge.card.context import bibtex, build_context
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
@@ -58,7 +57,11 @@ def _card_classes():
     return Card, CardData
 
 
-FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n---[ \t]*(\r?\n|\Z)", re.S)
+def card_class():
+    """huggingface_hub's ModelCard whose header round-trips every string (see `_card_classes`)."""
+    return _card_classes()[0]
+
+
 WRAPPER = "---\n{{ card_data }}\n---\n\n{{ body }}"
 
 
@@ -98,7 +101,7 @@ def render_body(template: str, context: dict[str, Any], source: str = "the card 
     from jinja2 import TemplateSyntaxError, meta
     from jinja2.exceptions import SecurityError, UndefinedError
 
-    template = FRONT_MATTER.sub("", template, count=1)  # metadata always comes from ModelCardData
+    template = frontmatter.strip(template)  # metadata always comes from ModelCardData
     literals: list[str] = []
     if legacy.looks_legacy(template):
         template, literals = legacy.to_jinja(template)
@@ -174,15 +177,15 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
     )
 
 
-def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], inputs: CardInputs,
-                username: str | None = None, template_path: str | Path | None = None):
+def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], username: str | None = None,
+                template_path: str | Path | None = None):
     """The whole card for a run, as a huggingface_hub.ModelCard (not yet written)."""
     ModelCard, _ = _card_classes()
-    ctx = build_context(run, cfg, results, inputs, username=username)
+    ctx = build_context(run, cfg, results, username=username)
     ctx["bibtex"] = bibtex(ctx)
     data = card_data(ctx, results)
     ctx["card_data"] = data.to_yaml()
-    path = template_path or inputs.template
+    path = template_path or cfg.card.template
     template = read_template(path) if path else default_template()
     body = render_body(template, ctx, source=f"Card template {path}" if path else "The default card template")
     body = body.lstrip("\r\n")

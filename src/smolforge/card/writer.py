@@ -7,8 +7,9 @@ on disk no longer matches, someone edited it, and only `--force` replaces it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from smolforge.card.context import LOSS_PLOT, CardInputs
+from smolforge.card.context import LOSS_PLOT
 from smolforge.card.plot import write_loss_plot
 from smolforge.card.render import render_card, sha256
 from smolforge.config import SmolforgeConfig
@@ -24,8 +25,24 @@ def hand_edited(run: RunFolder, target: Path) -> bool:
     return written is None or current != written
 
 
-def write_card(run: RunFolder, cfg: SmolforgeConfig, inputs: CardInputs, *, username: str | None = None,
-               template: str | Path | None = None, output: Path | None = None, force: bool = False) -> Path:
+def card_command(run_dir: Path, flags: dict[str, Any], *, output: Path | None = None, force: bool = False) -> Path:
+    """`smolforge card RUN_DIR [flags]`: the card of a finished run; the flags given are remembered in the run's
+    overrides (config.yaml stays the record of what was trained)."""
+    from smolforge.config.loading import deep_merge, nest, validate
+    from smolforge.credentials import cached_username
+
+    run = RunFolder.existing(run_dir).require_finished()
+    changes = nest(flags)
+    cfg = validate(deep_merge(run.read_config_data(), changes), "the card options",
+                   "Fix the flag's value (see `smolforge card --help`).")
+    path = write_card(run, cfg, username=cached_username(), output=output, force=force)
+    if output is None and changes:
+        run.write_overrides(changes)
+    return path
+
+
+def write_card(run: RunFolder, cfg: SmolforgeConfig, *, username: str | None = None, output: Path | None = None,
+               force: bool = False) -> Path:
     results = run.read_results()
     target = output or run.card_path
     is_run_card = target.resolve() == run.card_path.resolve()
@@ -38,7 +55,7 @@ def write_card(run: RunFolder, cfg: SmolforgeConfig, inputs: CardInputs, *, user
     plot = run.model_dir / LOSS_PLOT
     if results.get("log_history") and not plot.exists() and run.model_dir.exists():
         write_loss_plot(results, plot)
-    card = render_card(run, cfg, results, inputs, username=username, template_path=template)
+    card = render_card(run, cfg, results, username=username)
     text = str(card)
     atomic_write_text(target, text)
     if is_run_card:

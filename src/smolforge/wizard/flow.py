@@ -1,7 +1,10 @@
 """The interactive steps of `smolforge init`, in the order a person thinks about a run.
 
 Each step reads its defaults from the draft (preset + flags + earlier answers) and writes its
-answers back; nothing touches the disk or the token cache until the final confirm.
+answers back; nothing touches the disk or the token cache until the final confirm. The settings
+a step asks are listed in the step's list below: adding a setting to a list is all it takes for
+the wizard to ask it (prompt, default and check come from its declaration) and for the summary
+to show it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,24 @@ from typing import Any
 from rich.markup import escape as esc
 
 from smolforge.wizard import checks, prompts
-from smolforge.wizard.draft import DEFAULT_MODEL, Draft, InitFlags, preset_dump, preset_for_model
-from smolforge.wizard.hub import HubAccess
+from smolforge.wizard.ask import ask
+from smolforge.wizard.draft import DEFAULT_MODEL, Draft, preset_for_model
 
 OTHER = "__other__"
 COMMON_LICENSES = ["apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "llama3.2", "gemma", "openrail"]
 NO_COLUMN = "__none__"
+
+# The settings each step asks, in order (special prompts for some are in the step functions).
+TRAINER_STEP = ["training.method", "training.finetune"]
+DATASET_STEP = ["data.name", "data.config", "data.max_samples"]
+TRAINING_STEP = ["training.epochs", "training.max_steps", "training.batch_size", "training.gradient_accumulation_steps",
+                 "training.learning_rate", "training.max_length"]
+NAMING_STEP = ["experiment_name", "publish.repo_id", "publish.private"]
+TRACKING_STEP = ["tracking.backend", "tracking.space_id"]
+CARD_STEP = ["card.author_name", "card.model_description", "card.license", "card.tags", "card.usage_examples",
+             "card.limitations"]
+OUTPUTS_STEP = ["quantize", "publish.demo_space"]
+STEPS = [TRAINER_STEP, DATASET_STEP, TRAINING_STEP, NAMING_STEP, TRACKING_STEP, CARD_STEP, OUTPUTS_STEP]
 
 
 @dataclass
@@ -30,69 +45,29 @@ class Outcome:
     token: str | None = None  # a typed, unstored token for a run started right away (passed by env only)
 
 
-def _step(console, n: int, title: str, why: str) -> None:
+def step(console, n: int, title: str, why: str) -> None:
     console.print()
     console.print(f"[bold cyan]Step {n}/10 · {title}[/]  [dim]{why}[/]")
 
 
-# ---------------------------------------------------------------- 1. Hugging Face access
+def cuda_present() -> bool:
+    """A cheap look for an NVIDIA driver (importing torch here would cost seconds)."""
+    return bool(shutil.which("nvidia-smi")) or os.path.exists("/proc/driver/nvidia/version")
 
-def step_hub(console) -> HubAccess:
-    from smolforge.credentials import cached_username, find_token, register_secret
-    from smolforge.wizard import hub as hubmod
 
-    _step(console, 1, "Hugging Face access", "needed to publish and to read gated or private data")
-    access = HubAccess()
-    token, source = find_token()
-    if token:
-        access.token, access.source = token, source
-        console.print(f"Token found in {esc(source)}.")
-    else:
-        console.print("No token found (HF_TOKEN or `hf auth login`). You can paste one (it is not shown), or press "
-                      "Enter to continue without: an offline run trains and writes the card; nothing is pushed.")
-    if hubmod.offline_by_env():
-        console.print("[dim]Offline mode (HF_HUB_OFFLINE): the Hub is not contacted.[/]")
-    else:
-        access.online = hubmod.reachable(hubmod.endpoint())
-        if not access.online:
-            console.print(f"[yellow]The Hub ({esc(hubmod.endpoint())}) is not reachable: continuing offline.[/]")
-    while True:
-        if not access.token:
-            typed = prompts.password("Hugging Face token:", checks.parse_token, instruction="(hidden; Enter to skip)")
-            if not typed:
-                break
-            register_secret(typed)
-            access.token, access.source, access.typed = typed, "the prompt", True
-        if not access.online:
-            access.username = cached_username(access.token)
-            break
-        try:
-            access.username, access.can_write = hubmod.check_token(access.token)
-        except hubmod.TokenRejected as e:
-            console.print(f"[red]The token from {access.source} was rejected by the Hub ({esc(str(e))}).[/]")
-            rejected_typed = access.typed
-            access.token, access.source, access.typed = None, "none", False
-            if rejected_typed:
-                continue  # ask again
-            break
-        except OSError as e:
-            console.print(f"[yellow]Could not check the token ({esc(str(e))}): continuing offline.[/]")
-            access.online = False
-            access.username = cached_username(access.token)
-        break
-    if access.token and access.username:
-        write = {True: "can write (create and push repos)", False: "read-only: publishing will fail",
-                 None: "write access not checked"}[access.can_write]
-        console.print(f"Hugging Face user: [bold]{esc(access.username)}[/] ({write}).")
-    if access.typed and access.online and access.username:
-        access.store = prompts.confirm("Store this token with `huggingface_hub` login so later runs find it?", True)
-    return access
+def default_model(online: bool) -> tuple[str, str | None]:
+    """(the model to offer first, why when it is not SmolLM3-3B): without a GPU and without the Hub, SmolLM3-3B
+    can neither be downloaded nor trained here, so the locally built tiny model is the one that runs."""
+    if not online and not cuda_present():
+        return "tiny", "no GPU and no Hub here: the tiny model is offered first (SmolLM3-3B needs both)"
+    return DEFAULT_MODEL, None
 
 
 # ---------------------------------------------------------------- 2. base model and preset
 
 def _preset_line(name: str) -> tuple[str, str]:
     from smolforge import presets
+    from smolforge.config.loading import preset_dump
 
     p = preset_dump(name)
     t, d = p["training"], p["data"]
@@ -101,12 +76,15 @@ def _preset_line(name: str) -> tuple[str, str]:
     return f"{name}: {presets.description(name)}", values
 
 
-def step_model(console, flags: InitFlags) -> Draft:
+def step_model(console, preset: str | None, flags: dict[str, Any], sets: list[str], online: bool) -> Draft:
     from smolforge import presets
+    from smolforge.config.loading import preset_dump
 
-    _step(console, 2, "Base model and preset", "the preset supplies every value you do not change")
-    current = flags.base_model or (preset_dump(flags.preset)["model"]["name_or_path"] if flags.preset else
-                                   DEFAULT_MODEL)
+    step(console, 2, "Base model and preset", "the preset supplies every value you do not change")
+    first, why = default_model(online)
+    if why and not preset and "model.name_or_path" not in flags:
+        console.print(f"[yellow]{esc(why)}.[/]")
+    current = flags.get("model.name_or_path") or (preset_dump(preset)["model"]["name_or_path"] if preset else first)
     choices = [(f"{DEFAULT_MODEL} (3B instruct/reasoning model; a GPU is needed to train it)", DEFAULT_MODEL),
                ("tiny (a ~1M-parameter SmolLM3 built locally: trains on a CPU in about a minute, offline)", "tiny")]
     if current not in (DEFAULT_MODEL, "tiny"):
@@ -118,40 +96,17 @@ def step_model(console, flags: InitFlags) -> Draft:
 
     fitting = [n for n in presets.names() if preset_dump(n)["model"]["name_or_path"] == model]
     ordered = fitting + [n for n in presets.names() if n not in fitting]
-    default = flags.preset if flags.preset and (flags.preset in fitting or not fitting) else preset_for_model(model)
+    default = preset if preset and (preset in fitting or not fitting) else preset_for_model(model)
     lines = {n: _preset_line(n) for n in ordered}
-    preset = prompts.select("Preset:", [(lines[n][0], n, lines[n][1]) for n in ordered], default=default)
-    return Draft.build(preset, flags, model=model)
+    chosen = prompts.select("Preset:", [(lines[n][0], n, lines[n][1]) for n in ordered], default=default)
+    return Draft.build(chosen, flags, sets, model=model)
 
 
 # ---------------------------------------------------------------- 3. trainer
 
-def step_trainer(console, draft: Draft, flags: InitFlags) -> Draft:
-    """Method and weights; offers the preset made for that pair when there is one for this model."""
-    _step(console, 3, "Trainer", "what the model learns from, and which weights change")
-    method = prompts.select("Training method:", [
-        ("SFT: supervised fine-tuning on conversations or prompt/answer pairs", "sft"),
-        ("DPO: preference tuning on chosen/rejected answer pairs", "dpo")], default=draft.get("training.method"))
-    finetune = prompts.select("Which weights train:", [
-        ("full fine-tune: all weights (best quality, most memory)", "full"),
-        ("LoRA: small adapters (~1% of the weights; fits smaller GPUs, quick to share)", "lora")],
-        default=draft.get("training.finetune"))
-    draft.set("training.method", method)
-    draft.set("training.finetune", finetune)
-    if (method, finetune) != (draft.preset_data["training"]["method"], draft.preset_data["training"]["finetune"]):
-        better = _preset_with(draft.get("model.name_or_path"), method, finetune)
-        if better and prompts.confirm(f"The {better} preset is made for {method.upper()} {finetune} (its data and "
-                                      f"learning rate). Switch to it?", default=True):
-            switched = Draft.build(better, flags, model=draft.get("model.name_or_path"))
-            switched.hub = draft.hub
-            switched.set("training.method", method)
-            switched.set("training.finetune", finetune)
-            return switched
-    return draft
-
-
 def _preset_with(model: str, method: str, finetune: str) -> str | None:
     from smolforge import presets
+    from smolforge.config.loading import preset_dump
 
     for name in presets.names():
         p = preset_dump(name)
@@ -159,6 +114,24 @@ def _preset_with(model: str, method: str, finetune: str) -> str | None:
                 (method, finetune):
             return name
     return None
+
+
+def step_trainer(console, draft: Draft, flags: dict[str, Any], sets: list[str]) -> Draft:
+    """Method and weights; offers the preset made for that pair when there is one for this model."""
+    step(console, 3, "Trainer", "what the model learns from, and which weights change")
+    for path in TRAINER_STEP:
+        ask(draft, path)
+    method, finetune = draft.get("training.method"), draft.get("training.finetune")
+    if (method, finetune) != (draft.preset_data["training"]["method"], draft.preset_data["training"]["finetune"]):
+        better = _preset_with(draft.get("model.name_or_path"), method, finetune)
+        if better and prompts.confirm(f"The {better} preset is made for {method.upper()} {finetune} (its data and "
+                                      f"learning rate). Switch to it?", default=True):
+            switched = Draft.build(better, flags, sets, model=draft.get("model.name_or_path"))
+            switched.hub = draft.hub
+            switched.set("training.method", method)
+            switched.set("training.finetune", finetune)
+            return switched
+    return draft
 
 
 # ---------------------------------------------------------------- 4. dataset
@@ -170,27 +143,26 @@ def _map_fields(console, draft: Draft, columns: list[str]) -> None:
     dpo = draft.get("training.method") == "dpo"
     formats = [f for f in DEFAULT_FIELDS if (f == "preference") == dpo]
     fmt = prompts.select("Which format is it?", [(f, f) for f in formats], default=formats[0])
-    fields = {}
+    mapping = {}
     for role, usual in DEFAULT_FIELDS[fmt].items():
         required = role in REQUIRED_ROLES[fmt]
         options = [(c, c) for c in columns] + ([] if required else [("(none)", NO_COLUMN)])
         default = usual if usual in columns else options[0][1]
         col = prompts.select(f"Column for `{role}`{'' if required else ' (optional)'}:", options, default=default)
         if col != NO_COLUMN:
-            fields[role] = col
+            mapping[role] = col
     draft.set("data.format", fmt)
-    draft.set("data.fields", fields)
+    draft.set("data.fields", mapping)
 
 
-def _dataset_fits_method(console, draft: Draft, kind: str | None, fmt: str | None) -> bool:
-    method = draft.get("training.method")
-    if method == "dpo" and kind != "preference":
-        console.print(f"[red]DPO needs preference pairs (`chosen` and `rejected` columns); this dataset looks like "
-                      f"{fmt}. Choose a preference dataset (e.g. HuggingFaceH4/ultrafeedback_binarized).[/]")
-        return False
-    if method == "sft" and kind == "preference":
-        console.print("[red]This dataset holds preference pairs (chosen/rejected): that is DPO data. Choose an SFT "
-                      "dataset, or press Ctrl-C and start again with DPO.[/]")
+def _fits_method(console, draft: Draft, peeked) -> bool:
+    from smolforge.data import check_method_fits
+    from smolforge.errors import DataError
+
+    try:
+        check_method_fits(draft.get("training.method"), peeked.kind, peeked.format, peeked.columns)
+    except DataError as e:
+        console.print(f"[red]{esc(str(e))}[/]")
         return False
     return True
 
@@ -200,16 +172,17 @@ def step_dataset(console, draft: Draft, online: bool) -> None:
     from smolforge.data import is_local_source
     from smolforge.wizard.datapeek import peek, show_row
 
-    _step(console, 4, "Dataset", "checked now, so a wrong column fails here and not after the model loads")
+    step(console, 4, "Dataset", "checked now, so a wrong column fails here and not after the model loads")
+    dpo_without_pairs = draft.get("training.method") == "dpo" and draft.get("data.name") == "builtin"
     while True:
-        name = prompts.text("Dataset:", checks.parse_dataset, default=draft.get("data.name"),
-                            instruction="(Hub id, local .jsonl/.json/.csv/.parquet file or folder, or builtin)")
-        draft.set_dataset(name)
+        hint = "; DPO needs preference pairs, e.g. HuggingFaceH4/ultrafeedback_binarized" if dpo_without_pairs else ""
+        name = prompts.text("Dataset:", checks.parse_dataset,
+                            default="" if dpo_without_pairs else draft.get("data.name"),
+                            instruction=f"(Hub id, local .jsonl/.json/.csv/.parquet file or folder, or builtin{hint})")
+        draft.set("data.name", name)
         local = is_local_source(name)
         if not local:
-            config = prompts.text("Dataset config (subset):", lambda s: s.strip() or None,
-                                  default=draft.get("data.config") or "", instruction="(Enter for none)")
-            draft.set("data.config", config)
+            ask(draft, "data.config")
         if not local and not online:
             draft.dataset_note = "format detected at run time"
             console.print("Offline: the dataset's format is detected when the run starts.")
@@ -227,64 +200,46 @@ def step_dataset(console, draft: Draft, online: bool) -> None:
             if result.problem or result.unread:
                 console.print(f"[red]{esc(result.problem or result.unread or '')}[/]")
                 continue
-        if not _dataset_fits_method(console, draft, result.kind, result.format):
+        if not _fits_method(console, draft, result):
             continue
         mapping = ", ".join(f"{role} <- {col}" for role, col in result.fields.items())
-        columns = esc(", ".join(result.columns))
-        console.print(f"Detected format: [bold]{result.format}[/] ({esc(mapping)}); columns: {columns}")
+        console.print(f"Detected format: [bold]{result.format}[/] ({esc(mapping)}); columns: "
+                      f"{esc(', '.join(result.columns))}")
         for i, row in enumerate(result.rows[:2], 1):
             console.print(f"  row {i}: {show_row(row)}", markup=False)
         draft.dataset_note = f"{result.format} format"
         break
-    current = draft.get("data.max_samples")
-    samples = prompts.text("Max training samples:", lambda s: checks.parse_optional_int(s, "Max samples", 1, 10**9),
-                           default=str(current) if current else "", instruction="(Enter for all rows)")
-    draft.set("data.max_samples", samples)
+    ask(draft, "data.max_samples")
 
 
 # ---------------------------------------------------------------- 5. training parameters
 
 def step_training(console, draft: Draft) -> None:
-    _step(console, 5, "Training parameters", "defaults are the preset's values")
+    step(console, 5, "Training parameters", "defaults are the preset's values")
     steps = draft.get("training.max_steps")
     by = prompts.select("Train for:", [("a number of epochs (passes over the data)", "epochs"),
                                        ("a fixed number of optimizer steps", "steps")],
                         default="steps" if steps > 0 else "epochs")
-    if by == "epochs":
-        draft.set("training.epochs", prompts.text("Epochs:", checks.parse_epochs,
-                                                  default=f"{draft.get('training.epochs'):g}"))
-        draft.set("training.max_steps", -1)
-    else:
-        draft.set("training.max_steps", prompts.text(
-            "Optimizer steps:", lambda s: checks.parse_int(s, "Steps", 1, 10_000_000),
-            default=str(steps if steps > 0 else 1000)))
-    draft.set("training.batch_size", prompts.text(
-        "Batch size (sequences per device per step):", lambda s: checks.parse_int(s, "The batch size", 1, 4096),
-        default=str(draft.get("training.batch_size"))))
-    draft.set("training.gradient_accumulation_steps", prompts.text(
-        "Gradient accumulation steps:", lambda s: checks.parse_int(s, "Gradient accumulation", 1, 4096),
-        default=str(draft.get("training.gradient_accumulation_steps"))))
-    draft.set("training.learning_rate", prompts.text(
-        "Learning rate:", checks.parse_learning_rate, default=f"{draft.get('training.learning_rate'):g}"))
-    top = draft.get("model.tiny.max_position_embeddings") if draft.get("model.name_or_path") == "tiny" else 131072
-    draft.set("training.max_length", prompts.text(
-        "Max length (tokens per sequence):", lambda s: checks.parse_int(s, "The max length", 16, top),
-        default=str(draft.get("training.max_length"))))
+    for path in TRAINING_STEP:
+        if path == "training.epochs" and by == "epochs":
+            ask(draft, path)  # its flag implies training.max_steps -1: train for epochs
+        elif path == "training.max_steps" and by == "steps":
+            ask(draft, path, default=steps if steps > 0 else 1000)
+        elif path not in ("training.epochs", "training.max_steps"):
+            ask(draft, path)
 
 
 # ---------------------------------------------------------------- 6. names and publishing
 
 def step_naming(console, draft: Draft) -> None:
-    _step(console, 6, "Experiment and repository", "the run folder is runs/<experiment>")
-    draft.set("experiment_name", prompts.text("Experiment name:", checks.parse_experiment_name,
-                                              default=draft.default_experiment_name()))
-    repo = prompts.text("Hub repo to publish to:", checks.parse_optional_repo_id,
-                        default=draft.default_repo_id() or "", instruction="(user/name; empty keeps the model local)")
-    draft.set("publish.repo_id", repo)
-    if repo:
-        private = prompts.select("Visibility:", [("private (only you and your organisation see it)", True),
-                                                 ("public", False)], default=draft.get("publish.private"))
-        draft.set("publish.private", private)
+    step(console, 6, "Experiment and repository", "the run folder is runs/<experiment>")
+    derived = {"experiment_name": draft.default_experiment_name, "publish.repo_id": draft.default_repo_id}
+    for path in NAMING_STEP:
+        if path == "publish.private" and not draft.get("publish.repo_id"):
+            continue
+        ask(draft, path, default=derived[path]() if path in derived else None,
+            instruction="user/name; empty keeps the model local" if path == "publish.repo_id" else None)
+    if draft.get("publish.repo_id"):
         if not draft.hub.token:
             console.print("[yellow]Publishing needs a token with write access when the run ends "
                           "(HF_TOKEN or `hf auth login`).[/]")
@@ -295,10 +250,10 @@ def step_naming(console, draft: Draft) -> None:
 # ---------------------------------------------------------------- 7. monitoring
 
 def step_tracking(console, draft: Draft) -> None:
-    _step(console, 7, "Monitoring", "loss curves while it trains")
+    step(console, 7, "Monitoring", "loss curves while it trains")
     backend, space = draft.get("tracking.backend"), draft.get("tracking.space_id")
     current = "space" if space else backend
-    choices = [("trackio, local (a dashboard on this machine: `trackio show`)", "trackio"),
+    choices = [("trackio, local (a dashboard on this machine: `smolforge dashboard RUN_DIR`)", "trackio"),
                ("a private trackio Space on the Hub (needs a token with write access)", "space"),
                ("none", "none")]
     if current not in ("trackio", "space", "none"):
@@ -306,25 +261,15 @@ def step_tracking(console, draft: Draft) -> None:
     choice = prompts.select("Monitoring:", choices, default=current)
     if choice == "space":
         user = draft.hub.username
-        space = prompts.text("trackio Space id:", lambda s: checks.parse_repo_id(s, "The Space id"),
-                             default=space or (f"{user}/trackio" if user else ""), instruction="(user/name)")
         draft.set("tracking.backend", "trackio")
-        draft.set("tracking.space_id", space)
+        ask(draft, "tracking.space_id", default=space or (f"{user}/trackio" if user else None),
+            instruction="user/name")
     else:
         draft.set("tracking.backend", choice)
         draft.set("tracking.space_id", None)
 
 
 # ---------------------------------------------------------------- 8. model card
-
-def _keep_or_ask(message: str, parse, existing: str | None, instruction: str) -> Any:
-    """A one-line prompt; a multi-line value (from a file) is kept when the answer is empty."""
-    if existing and "\n" in existing:
-        lines = existing.count("\n") + 1
-        value = prompts.text(message, parse, instruction=f"(Enter keeps the current {lines}-line text)")
-        return value if value else existing
-    return prompts.text(message, parse, default=existing or "", instruction=instruction)
-
 
 def _license(console, draft: Draft) -> None:
     from smolforge.card.licenses import base_model_license
@@ -340,46 +285,28 @@ def _license(console, draft: Draft) -> None:
     lid = prompts.select("License:", choices, default=default or "apache-2.0")
     if lid == OTHER:
         lid = prompts.text("License id:", checks.parse_license, instruction="(as on the Hub, e.g. bsd-3-clause)")
-    name = link = None
+    draft.set("card.license_name", None)
+    draft.set("card.license_link", None)
     if lid == "other":
-        name = prompts.text("License name:", checks.parse_license_name, default=draft.get("card.license_name") or "",
-                            instruction="(e.g. my-license-1.0)")
-        link = prompts.text("License link:", checks.parse_license_link, default=draft.get("card.license_link") or "",
-                            instruction="(a URL, or LICENSE for a file you publish)")
+        ask(draft, "card.license_name", instruction="e.g. my-license-1.0")
+        ask(draft, "card.license_link", instruction="a URL, or LICENSE for a file you publish")
     draft.set("card.license", lid)
-    draft.set("card.license_name", name)
-    draft.set("card.license_link", link)
 
 
 def step_card(console, draft: Draft) -> None:
-    _step(console, 8, "Model card", "what people read on the model page")
-    author = prompts.text("Author name:", lambda s: s.strip() or None, default=draft.default_author() or "",
-                          instruction="(for the card and the citation)")
-    draft.set("card.author_name", author)
-    draft.set("card.model_description", _keep_or_ask(
-        "Model description:", lambda s: checks.parse_required_text(s, "The description"),
-        draft.default_description(), "(one or two sentences; @FILE reads a file)"))
-    _license(console, draft)
-    draft.set("card.tags", prompts.text("Tags:", checks.parse_tags, default=", ".join(draft.get("card.tags") or []),
-                                        instruction="(comma-separated, optional)"))
-    usages = list(draft.get("card.usage_examples") or [])
-    usage = _keep_or_ask("Usage example:", lambda s: checks.parse_text_or_file(s, "Usage example"),
-                         usages[0] if usages else None, "(optional; @FILE reads a file)")
-    draft.set("card.usage_examples", ([usage] if usage else []) + usages[1:])
-    draft.set("card.limitations", _keep_or_ask(
-        "Limitations:", lambda s: checks.parse_text_or_file(s, "Limitations"), draft.get("card.limitations"),
-        "(optional; @FILE reads a file)"))
+    step(console, 8, "Model card", "what people read on the model page")
+    derived = {"card.author_name": draft.default_author, "card.model_description": draft.default_description}
+    for path in CARD_STEP:
+        if path == "card.license":
+            _license(console, draft)
+        else:
+            ask(draft, path, default=derived[path]() if path in derived else None)
 
 
 # ---------------------------------------------------------------- 9. outputs
 
-def cuda_present() -> bool:
-    """A cheap look for an NVIDIA driver (importing torch here would cost seconds)."""
-    return bool(shutil.which("nvidia-smi")) or os.path.exists("/proc/driver/nvidia/version")
-
-
 def step_outputs(console, draft: Draft) -> None:
-    _step(console, 9, "Extras", "quantized copies and a demo app")
+    step(console, 9, "Extras", "quantized copies and a demo app")
     no_gpu = None if cuda_present() else "int4 needs a CUDA GPU; none found here (add it to the YAML on a GPU machine)"
     options = {"none": [], "int8": ["int8"], "int4": ["int4"], "int8+int4": ["int8", "int4"]}
     current = "+".join(draft.get("quantize") or []) or "none"
@@ -393,8 +320,7 @@ def step_outputs(console, draft: Draft) -> None:
     if repo:
         existing = draft.get("publish.demo_space")
         if prompts.confirm("Publish a demo app (a Gradio Space) for the model?", default=bool(existing)):
-            demo = prompts.text("Demo Space id:", lambda s: checks.parse_repo_id(s, "The Space id"),
-                                default=existing or f"{repo}-demo", instruction="(user/name)")
+            demo = ask(draft, "publish.demo_space", default=existing or f"{repo}-demo", instruction="user/name")
     draft.set("publish.demo_space", demo)
 
 
@@ -405,8 +331,8 @@ def step_confirm(console, draft: Draft, output: Path) -> Outcome:
     from smolforge.wizard.yamlout import write_config
 
     cfg = draft.config()
-    _step(console, 10, "Summary", "nothing has been written yet")
-    console.print(table(cfg, draft.hub, draft.dataset_note, str(output)))
+    step(console, 10, "Summary", "nothing has been written yet")
+    console.print(table(cfg, draft, str(output)))
     verb = "Replace" if output.exists() else "Write"
     action = prompts.select("Write the config?", [(f"{verb} {output}", "write"),
                                                   (f"{verb} {output} and start training now", "run"),
@@ -420,20 +346,22 @@ def step_confirm(console, draft: Draft, output: Path) -> Outcome:
         from smolforge.wizard.hub import store_token
 
         try:
-            store_token(draft.hub.token)
+            store_token(draft.hub.token, online=draft.hub.online)
             stored = True
-            console.print("Token stored in the huggingface_hub login cache.")
+            console.print("Token stored in the huggingface_hub login cache: later runs find it.")
         except Exception as e:  # the config is written; storing is a convenience
             console.print(f"[yellow]The token could not be stored ({type(e).__name__}); set HF_TOKEN instead.[/]")
     typed = draft.hub.token if draft.hub.typed and not stored else None
     return Outcome(output, action == "run", typed)
 
 
-def run_wizard(console, flags: InitFlags, output: Path) -> Outcome:
+def run_wizard(console, preset: str | None, flags: dict[str, Any], sets: list[str], output: Path) -> Outcome:
+    from smolforge.wizard.hub import step_hub
+
     access = step_hub(console)
-    draft = step_model(console, flags)
+    draft = step_model(console, preset, flags, sets, access.online)
     draft.hub = access
-    draft = step_trainer(console, draft, flags)
+    draft = step_trainer(console, draft, flags, sets)
     step_dataset(console, draft, access.online)
     step_training(console, draft)
     step_naming(console, draft)

@@ -8,13 +8,13 @@ the YAML file, validated by the schema `smolforge run` uses.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from smolforge.errors import SmolforgeError
-from smolforge.wizard import checks
-from smolforge.wizard.draft import DEFAULT_MODEL, Draft, InitFlags, preset_for_model
+from smolforge.wizard.draft import DEFAULT_MODEL, Draft, preset_for_model
 from smolforge.wizard.flow import Outcome
 
-FLAG_SOURCE = "The smolforge init options"
+FLAG_SOURCE = "the smolforge init options"
 FLAG_HINT = "Fix the flag (see `smolforge init --help`) or the --set value."
 
 
@@ -32,29 +32,26 @@ def not_a_terminal_error() -> SmolforgeError:
         "(all flags: `smolforge init --help`).")
 
 
-def _check_flags(flags: InitFlags) -> None:
-    for value, flag, parse in ((flags.dataset, "--dataset", checks.parse_dataset),
-                               (flags.base_model, "--base-model", checks.parse_model)):
-        if value is not None:
-            try:
-                parse(value)
-            except ValueError as e:
-                raise SmolforgeError(f"{flag}: {e}.") from None
-    preset = flags.preset or preset_for_model(flags.base_model or DEFAULT_MODEL)
-    Draft.build(preset, flags).config(FLAG_SOURCE)  # every bad flag value, all at once, before any question
-    if flags.license:
-        from smolforge.card.licenses import validate_license
+def _starting_preset(preset: str | None, flags: dict[str, Any], online: bool) -> str:
+    from smolforge.wizard.flow import default_model
 
-        validate_license(flags.license, flags.license_name, flags.license_link, field="--license")
+    model = flags.get("model.name_or_path") or (None if preset else default_model(online)[0])
+    return preset or preset_for_model(model or DEFAULT_MODEL)
 
 
-def auto_draft(flags: InitFlags) -> Draft:
+def auto_draft(preset: str | None, flags: dict[str, Any], sets: list[str], console) -> Draft:
     """`--yes`: the preset's values, the flags, and the same derived defaults the wizard offers."""
-    from smolforge.card.licenses import validate_license
+    from smolforge import processenv
     from smolforge.credentials import cached_username, find_token
+    from smolforge.hubclient import endpoint_from_env, reachable
+    from smolforge.wizard.flow import default_model
     from smolforge.wizard.hub import HubAccess
 
-    draft = Draft.build(flags.preset or preset_for_model(flags.base_model or DEFAULT_MODEL), flags)
+    online = not processenv.offline_by_env() and reachable(endpoint_from_env())
+    if not preset and "model.name_or_path" not in flags and default_model(online)[1]:
+        console.print(f"{default_model(online)[1]}; pass --preset or --base-model to choose another.", markup=False)
+    draft = Draft.build(_starting_preset(preset, flags, online), flags, sets)
+    draft.source, draft.hint = FLAG_SOURCE, FLAG_HINT
     token, source = find_token()
     draft.hub = HubAccess(token=token, source=source, username=cached_username(token) if token else None)
     draft.set("experiment_name", draft.default_experiment_name())
@@ -63,32 +60,36 @@ def auto_draft(flags: InitFlags) -> Draft:
         raise SmolforgeError(f"--license: the license of the base model {draft.get('model.name_or_path')!r} is not "
                              "known offline. Pass --license with a Hub license id (e.g. --license apache-2.0), or "
                              "--license other with --license-name and --license-link.")
-    validate_license(lid, draft.get("card.license_name"), draft.get("card.license_link"), field="--license")
     draft.set("card.license", lid)
     draft.set("card.model_description", draft.default_description())
     draft.set("card.author_name", draft.default_author())
     return draft
 
 
-def init(flags: InitFlags, output: Path, *, yes: bool, force: bool, terminal: bool, console) -> Outcome:
-    """Write `output` from the wizard's answers (or the --yes defaults); nothing else is written."""
+def init_command(output: Path, *, preset: str | None, flags: dict[str, Any], sets: list[str], yes: bool,
+                 force: bool, console, start_run: bool = True) -> Outcome:
+    """Write `output` from the wizard's answers (or the --yes defaults); with `start_run`, train it when the
+    user chose "write and start training now"."""
+    from smolforge.console import interactive
     from smolforge.wizard.summary import table
     from smolforge.wizard.yamlout import write_config
 
-    if not yes and not terminal:
+    if not yes and not interactive():
         raise not_a_terminal_error()
     if output.is_dir():
         raise SmolforgeError(f"--output: {output} is a folder. Give a file name, e.g. "
                              f"--output {output}/smolforge.yaml.")
-    _check_flags(flags)
+    check = Draft.build(_starting_preset(preset, flags, True), flags, sets)
+    check.source, check.hint = FLAG_SOURCE, FLAG_HINT
+    check.config()  # every bad value now, before any question
     exists = output.exists() and not force
     if yes:
         if exists:
             raise SmolforgeError(f"--output: {output} already exists. Pass --force to replace it, or choose another "
                                  "file with --output PATH.")
-        draft = auto_draft(flags)
-        cfg = draft.config(FLAG_SOURCE)
-        console.print(table(cfg, draft.hub, None, str(output)))
+        draft = auto_draft(preset, flags, sets, console)
+        cfg = draft.config()
+        console.print(table(cfg, draft, str(output)))
         write_config(output, cfg, draft.preset, draft.preset_data)
         console.print(f"Config written: {output}. Train it with: smolforge run {output}", markup=False)
         return Outcome(output, False)
@@ -101,6 +102,13 @@ def init(flags: InitFlags, output: Path, *, yes: bool, force: bool, terminal: bo
     try:
         if exists and not prompts.confirm(f"{output} already exists. Replace it at the end?", default=False):
             raise SmolforgeError(f"Nothing was written: {output} was kept. Choose another file with --output PATH.")
-        return run_wizard(console, flags, output)
+        outcome = run_wizard(console, preset, flags, sets, output)
     except KeyboardInterrupt:
         raise Cancelled(f"Cancelled: nothing was written ({output} was not created or changed).") from None
+    if outcome.start_run:
+        from smolforge.runcommand import RunRequest, run_command, token_for_this_run
+
+        token_for_this_run(outcome.token)
+        if start_run:
+            run_command(RunRequest(config=outcome.path, yes=True, argv=["run", str(outcome.path), "--yes"]), console)
+    return outcome

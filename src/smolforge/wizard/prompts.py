@@ -1,7 +1,9 @@
 """questionary prompts that re-ask with a reason, and never swallow Ctrl-C.
 
 `questionary`'s `.ask()` turns Ctrl-C into None (easy to mistake for an answer); these wrappers
-use `.unsafe_ask()` so Ctrl-C / Ctrl-D raise, and the caller stops before writing anything.
+use `.unsafe_ask()` so Ctrl-C / Ctrl-D raise, and the caller stops before writing anything. A
+refused answer's reason is printed as a wrapped paragraph (a prompt's own validation line is cut
+at the terminal width), then the question is asked again with the answer as typed.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import questionary
-
-from smolforge.wizard.checks import validator
 
 
 def _answer(question: questionary.Question) -> Any:
@@ -22,6 +22,12 @@ def _answer(question: questionary.Question) -> Any:
     if value is None:
         raise KeyboardInterrupt
     return value
+
+
+def _refused(reason: str) -> None:
+    from smolforge.console import make_console
+
+    make_console().print(f"  {reason}", style="red", markup=False, soft_wrap=False)
 
 
 def select(message: str, choices: Sequence[tuple[str, Any] | tuple[str, Any, str | None]], default: Any = None,
@@ -35,15 +41,24 @@ def select(message: str, choices: Sequence[tuple[str, Any] | tuple[str, Any, str
     return _answer(questionary.select(message, choices=items, default=chosen))
 
 
+def _ask_until_valid(ask: Callable[[str], str], parse: Callable[[str], Any], default: str) -> Any:
+    while True:
+        raw = ask(default)
+        try:
+            return parse(raw)
+        except ValueError as e:
+            _refused(str(e))
+            default = raw
+
+
 def text(message: str, parse: Callable[[str], Any], default: str = "", instruction: str | None = None) -> Any:
     """Free text, checked by `parse` (its ValueError reason is shown until the answer is valid)."""
-    raw = _answer(questionary.text(message, default=default, validate=validator(parse), instruction=instruction))
-    return parse(raw)
+    return _ask_until_valid(lambda d: _answer(questionary.text(message, default=d, instruction=instruction)),
+                            parse, default)
 
 
 def password(message: str, parse: Callable[[str], Any], instruction: str | None = None) -> Any:
-    raw = _answer(questionary.password(message, validate=validator(parse), instruction=instruction))
-    return parse(raw)
+    return _ask_until_valid(lambda _: _answer(questionary.password(message, instruction=instruction)), parse, "")
 
 
 def confirm(message: str, default: bool) -> bool:

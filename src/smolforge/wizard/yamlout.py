@@ -52,7 +52,7 @@ def render(cfg: SmolforgeConfig, preset: str, file_name: str, base: dict[str, An
 
 def _try_write(path: Path, text: str, cfg: SmolforgeConfig) -> bool:
     """Write a temp file beside `path`, reload it like `smolforge run` does; rename only if identical."""
-    from smolforge.configfile import load_config
+    from smolforge.config.loading import load_config
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -1,5 +1,5 @@
-"""What smolforge adds to TRL's trainers: token accounting, truncation for padding-free batches,
-a progress display, a plain-text training log, and a clean stop on Ctrl-C / SIGTERM.
+"""Trainer callbacks: a progress display and the plain-text training log, and a clean stop on
+Ctrl-C / SIGTERM (finish the step, save a checkpoint, exit with the command that resumes).
 """
 
 from __future__ import annotations
@@ -10,83 +10,9 @@ import signal
 import sys
 import time
 
-import torch
 from transformers import TrainerCallback
 
 log = logging.getLogger("smolforge.train")
-
-
-class TokenAccounting:
-    """Mixin for a TRL trainer: counts processed, real (non-pad) and supervised tokens per step.
-
-    `supervised` counts loss terms: positions whose next-token label is not -100. These numbers
-    are what tokens/s and padding waste in results.json are computed from.
-    """
-
-    def create_model_card(self, *args, **kwargs) -> None:
-        """smolforge writes the real card from results.json; TRL's auto-card would land in checkpoints/."""
-
-    def _sf_init_counts(self) -> None:
-        self.sf_counts = {"processed": 0, "real": 0, "supervised": 0}
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:
-            ids = inputs.get("input_ids")
-            if ids is not None:
-                if not hasattr(self, "sf_counts"):
-                    self._sf_init_counts()
-                self.sf_counts["processed"] += ids.numel()
-                mask = inputs.get("attention_mask")
-                self.sf_counts["real"] += int(mask.sum()) if mask is not None else ids.numel()
-                labels = inputs.get("labels")
-                if labels is None and "completion_mask" in inputs:  # DPO marks the loss span with a mask
-                    self.sf_counts["supervised"] += int(inputs["completion_mask"][:, 1:].sum())
-                elif labels is not None:
-                    self.sf_counts["supervised"] += int((labels[..., 1:] != -100).sum())
-        return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                    num_items_in_batch=num_items_in_batch)
-
-    def sf_total_counts(self) -> dict[str, int]:
-        counts = getattr(self, "sf_counts", {"processed": 0, "real": 0, "supervised": 0})
-        t = torch.tensor([counts["processed"], counts["real"], counts["supervised"]], dtype=torch.long,
-                         device=self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            t = self.accelerator.reduce(t, reduction="sum")
-        processed, real, supervised = (int(x) for x in t.tolist())
-        return {"processed": processed, "real": real, "supervised": supervised}
-
-
-def make_sft_trainer_class():
-    """SFTTrainer + token accounting + truncation to `sf_truncate_to` after TRL tokenises.
-
-    TRL refuses `max_length` with padding-free batches that are not packed (it cannot truncate
-    them for us), so smolforge passes max_length=None and truncates the tokenised rows here,
-    keeping one row = one sequence and `batch_size` = sequences per step.
-    """
-    from trl import SFTTrainer
-
-    class SmolforgeSFTTrainer(TokenAccounting, SFTTrainer):
-        sf_truncate_to: int | None = None
-
-        def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
-            ds = super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
-            n = self.sf_truncate_to
-            if n and not packing and "labels" in ds.column_names:
-                ds = ds.map(lambda ex: {"input_ids": ex["input_ids"][:n], "labels": ex["labels"][:n]},
-                            desc=f"Truncating {dataset_name} to {n} tokens")
-                ds = ds.filter(lambda ex: any(x != -100 for x in ex["labels"][1:]))
-            return ds
-
-    return SmolforgeSFTTrainer
-
-
-def make_dpo_trainer_class():
-    from trl import DPOTrainer
-
-    class SmolforgeDPOTrainer(TokenAccounting, DPOTrainer):
-        pass
-
-    return SmolforgeDPOTrainer
 
 
 class StopOnSignal(TrainerCallback):

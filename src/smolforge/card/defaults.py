@@ -1,0 +1,129 @@
+"""What the card says when the user did not say it: one rule per default.
+
+The card, the wizard (which shows these as the answers' defaults), the demo app and the checks
+`smolforge run` makes before training all ask here, so a default is the same everywhere. A
+default is a sentence or a name built from the run's facts, never a number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from smolforge.card.licenses import base_model_license
+from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+from smolforge.identifiers import is_repo_id
+
+TINY_BASE = "a tiny SmolLM3-architecture model built locally by smolforge"
+HUB_NAME_MAX = 96
+
+
+class LicenseUnknownError(SmolforgeError):
+    """No license was given and the base model's is not known offline: ask, or fail with the fix."""
+
+
+@dataclass(frozen=True)
+class License:
+    id: str
+    name: str | None  # for `other`
+    link: str | None  # for `other`
+    source: str  # user | config | base model
+
+
+def slugify(text: str, sep: str = "-") -> str:
+    s = re.sub(r"[^a-z0-9]+", sep, text.lower()).strip(sep)
+    return s or "model"
+
+
+def base_is_hub(cfg: SmolforgeConfig) -> bool:
+    """The base model is a Hub id (not `tiny`, not a local folder)."""
+    name = cfg.model.name_or_path
+    return not cfg.model.is_tiny and is_repo_id(name) and not Path(name).expanduser().exists()
+
+
+def upstream_base_model(local: Path) -> str | None:
+    """The Hub base model a local model folder's card names (a smolforge run's model/), if any."""
+    from smolforge.card.frontmatter import read_metadata
+
+    base = read_metadata(local / "README.md").get("base_model")
+    if isinstance(base, list) and len(base) == 1:
+        base = base[0]
+    return base if isinstance(base, str) and is_repo_id(base) and not Path(base).exists() else None
+
+
+def base_label(cfg: SmolforgeConfig) -> str:
+    """How prose names the base model."""
+    if cfg.model.is_tiny:
+        return TINY_BASE
+    if not base_is_hub(cfg):
+        upstream = upstream_base_model(Path(cfg.model.name_or_path).expanduser())
+        if upstream:  # e.g. DPO on a local SFT run: the Hub ancestor is the local model's own base
+            return f"{cfg.model.name_or_path} (itself fine-tuned from {upstream})"
+    return cfg.model.name_or_path
+
+
+def base_hub_id(cfg: SmolforgeConfig) -> str | None:
+    """The Hub id the card's `base_model` metadata points at (a local base's own Hub base), else None."""
+    if cfg.model.is_tiny:
+        return None
+    if base_is_hub(cfg):
+        return cfg.model.name_or_path
+    return upstream_base_model(Path(cfg.model.name_or_path).expanduser())
+
+
+def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
+    """The user's description, else a sentence from the base model, method and dataset."""
+    if cfg.card.model_description:
+        return cfg.card.model_description
+    from smolforge.data import display_name
+
+    t = cfg.training
+    how = "A LoRA adapter for" if t.finetune == "lora" and not t.lora.merge else "A fine-tuned version of"
+    method = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}[t.method]
+    return f"{how} {base_label(cfg)}, trained with {method} on {dataset_name or display_name(cfg.data)} using " \
+           "smolforge."
+
+
+def license_for(cfg: SmolforgeConfig) -> License:
+    """The card's license: the user's, else model.license, else the base model's when known offline."""
+    c = cfg.card
+    if c.license:  # the schema checked the id, and the name and link of `other`
+        return License(c.license, c.license_name, c.license_link, "user")
+    if cfg.model.license:
+        return License(cfg.model.license, None, None, "config")
+    base = base_model_license(cfg.model.name_or_path)
+    if base:
+        return License(base, None, None, "base model")
+    raise LicenseUnknownError(
+        f"card.license: the license of the base model {cfg.model.name_or_path!r} is not known offline, and no "
+        "license was given. Choose one: --license apache-2.0 (or any Hub id, or `other` with --license-name and "
+        "--license-link) or set card.license in the YAML.")
+
+
+def known_license(cfg: SmolforgeConfig) -> str | None:
+    """The license id the card would show, or None when it must be asked for."""
+    try:
+        return license_for(cfg).id
+    except LicenseUnknownError:
+        return None
+
+
+def repo_id(cfg: SmolforgeConfig, username: str | None, experiment: str) -> str | None:
+    """publish.repo_id, else `<username>/<slug of the model name or experiment>` when the username is known."""
+    if cfg.publish.repo_id:
+        return cfg.publish.repo_id
+    if not username:
+        return None
+    name = slugify(cfg.card.model_name or experiment)[:HUB_NAME_MAX].strip("-.") or "model"
+    candidate = f"{username}/{name}"
+    return candidate if is_repo_id(candidate) else None
+
+
+def model_name(cfg: SmolforgeConfig, repo: str | None, experiment: str) -> str:
+    return cfg.card.model_name or (repo.split("/")[-1] if repo else experiment)
+
+
+def author(cfg: SmolforgeConfig, username: str | None) -> str | None:
+    return cfg.card.author_name or username

@@ -1,0 +1,281 @@
+"""The schema of smolforge.yaml: every setting, declared once, with its type, bounds, description
+and (where it has one) its command-line flag.
+
+Presets are YAML files validated by it, `--set`, the `run`/`init`/`card` flags and the wizard's
+prompts read their types, bounds, help and messages from it, `smolforge run` trains exactly what
+it holds, and config.yaml in a run folder is its resolved dump. Importing it stays cheap (no torch).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from smolforge.card.licenses import check_license_link, check_license_name, license_id
+from smolforge.config.flag import Flag, space_id_from_url
+from smolforge.identifiers import ExperimentName, RepoId, Tag
+
+Steps = Annotated[int, Field(gt=0, le=10**9)]
+LicenseId = Annotated[str, AfterValidator(license_id)]
+LicenseName = Annotated[str, AfterValidator(check_license_name)]
+LicenseLink = Annotated[str, AfterValidator(check_license_link)]
+
+
+def _max_steps(value: int) -> int:
+    if value == 0 or value < -1:
+        raise ValueError("must be -1 (train for `epochs`) or a positive number of optimizer steps")
+    return value
+
+
+def _utf8(value: Any) -> Any:
+    """Text must be writable as UTF-8 (argv can smuggle in lone surrogates from invalid bytes)."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("contains bytes that are not valid UTF-8 text; retype it or fix the file "
+                                 "encoding") from None
+    return value
+
+
+SETTING_CONFIG = ConfigDict(allow_inf_nan=False)  # a setting is never nan or inf
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, **SETTING_CONFIG)
+
+
+class TinySpec(Section):
+    """Size of the locally built tiny SmolLM3 (used when model.name_or_path is `tiny`)."""
+
+    hidden_size: int = Field(128, gt=0, le=8192, description="Width of the tiny model.")
+    intermediate_size: int = Field(384, gt=0, le=32768, description="MLP width of the tiny model.")
+    num_layers: int = Field(4, gt=0, le=64, description="Decoder layers of the tiny model.")
+    num_heads: int = Field(4, gt=0, le=128, description="Attention heads of the tiny model.")
+    num_kv_heads: int = Field(2, gt=0, le=128, description="Key/value heads (grouped-query attention).")
+    vocab_size: int = Field(1024, ge=300, le=65536, description="BPE vocabulary trained on the bundled chats.")
+    max_position_embeddings: int = Field(2048, gt=0, le=131072, description="Longest sequence the tiny model takes.")
+    seed: int = Field(0, description="Seed of the random initial weights.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinySpec:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be divisible by num_kv_heads ({self.num_kv_heads})")
+        return self
+
+
+class ModelSection(Section):
+    name_or_path: Annotated[str, Flag("--base-model")] = Field(
+        "HuggingFaceTB/SmolLM3-3B", min_length=1, title="Base model",
+        description="Hub model id, a local model folder, or `tiny` (built locally, trains on a CPU).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the base model.")
+    trust_remote_code: bool = Field(False, description="Run the model repo's own Python code (only for repos you "
+                                                       "trust).")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "varlen_sdpa"] = Field(
+        "auto", description="Attention kernel; auto picks per-document attention for padding-free batches.")
+    license: LicenseId | None = Field(
+        None, description="The base model's license (a Hub license id), when it cannot be detected.")
+    tiny: TinySpec = Field(default_factory=TinySpec)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name_or_path == "tiny"
+
+
+DataFormat = Literal[
+    "auto", "messages", "sharegpt", "prompt_completion", "alpaca", "question_answer", "text", "preference"
+]
+
+
+class DataSection(Section):
+    name: Annotated[str, Flag("--dataset")] = Field(
+        "builtin", min_length=1, title="Dataset",
+        description="A Hub dataset id, a local .jsonl/.json/.csv/.parquet file or folder, or `builtin`.")
+    config: Annotated[str | None, Flag("--dataset-config")] = Field(
+        None, title="Dataset config (subset)", description="The Hub dataset's config (subset).")
+    split: str = Field("train", min_length=1, description="The split to train on.")
+    eval_split: str | None = Field(None, description="The split to evaluate on; unset: the dataset's validation/"
+                                                     "test split if any, else data.eval_ratio held out.")
+    eval_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the training split held out for "
+                                                                "evaluation when there is no eval split.")
+    format: DataFormat = Field("auto", description="The data's format; auto detects it from the columns.")
+    fields: dict[str, str] = Field(default_factory=dict, description="Which column each field of the format "
+                                                                     "reads, e.g. {question: q, answer: a}.")
+    max_samples: Annotated[int | None, Flag("--max-samples")] = Field(
+        None, gt=0, le=10**12, title="Max training samples", description="Train on a seeded sample of at most this "
+                                                                         "many rows; unset: all rows.")
+    seed: int = Field(42, description="Seed of the sample and of the held-out split.")
+    min_tokens: int = Field(0, ge=0, le=10**7, description="Drop rows shorter than this (chat-template tokens).")
+    max_tokens: int | None = Field(None, gt=0, le=10**7, description="Drop (not truncate) rows longer than this; "
+                                                                      "unset keeps them and truncates.")
+    system_prompt: str | None = Field(None, description="A system prompt added to every conversation.")
+    reasoning: Literal["auto", "think", "no_think"] = Field(
+        "auto", description="SmolLM3 reasoning mode per row: auto thinks where the answer has a <think> trace.")
+    loss_on: Literal["auto", "assistant", "completion", "all"] = Field(
+        "auto", description="Which tokens carry the loss; auto: assistant turns, completions, or all for text.")
+
+
+class LoraSection(Section):
+    r: int = Field(16, gt=0, le=4096, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, le=65536, description="LoRA scaling (alpha / r multiplies the update).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA inputs.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Linear layers that get adapters, by name, or all-linear.")
+    merge: bool = Field(False, description="Merge the adapter into full weights at the end.")
+
+
+class DpoSection(Section):
+    beta: float = Field(0.1, gt=0.0, le=100.0, description="DPO temperature: how far the policy may move from "
+                                                           "the reference.")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
+
+
+class TrainingSection(Section):
+    method: Annotated[Literal["sft", "dpo"], Flag("--method")] = Field(
+        "sft", title="Training method", description="sft (supervised fine-tuning) or dpo (preference pairs).")
+    finetune: Annotated[Literal["full", "lora"], Flag("--finetune")] = Field(
+        "full", title="Which weights train", description="full (all weights) or lora (small adapters).")
+    epochs: Annotated[float, Flag("--epochs", implies=(("training.max_steps", -1),))] = Field(
+        1.0, gt=0, le=1000, title="Epochs", description="Passes over the training data (when max_steps is -1).")
+    max_steps: Annotated[int, AfterValidator(_max_steps), Flag("--max-steps")] = Field(
+        -1, le=10**9, title="Optimizer steps", description="Optimizer steps; -1 trains for `epochs` instead.")
+    batch_size: Annotated[int, Flag("--batch-size")] = Field(
+        8, gt=0, le=4096, title="Batch size", description="Sequences per device per optimizer micro-step.")
+    gradient_accumulation_steps: Annotated[int, Flag("--gradient-accumulation-steps")] = Field(
+        1, gt=0, le=4096, title="Gradient accumulation steps",
+        description="Micro-steps accumulated per optimizer update (a bigger batch without more memory).")
+    learning_rate: Annotated[float, Flag("--learning-rate")] = Field(
+        2e-5, gt=0.0, le=1.0, title="Learning rate", description="Peak learning rate, e.g. 2e-5 (full fine-tune) "
+                                                                 "or 2e-4 (LoRA).")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"] = Field(
+        "cosine", description="Learning-rate schedule after warm-up.")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
+    max_length: Annotated[int, Flag("--max-length")] = Field(
+        2048, gt=0, le=1_048_576, title="Max length",
+        description="Tokens per sequence; longer rows are truncated (checked against the data and the model).")
+    batching: Literal["auto", "padded", "grouped", "padding_free", "packed"] = Field(
+        "auto", description="How rows form batches; auto: padding-free for SFT, padded for DPO.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU.")
+    activation_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="Recompute activations to save memory; auto: on for GPUs.")
+    logging_steps: Steps = Field(10, description="Log the training loss every this many steps.")
+    eval_steps: Steps | None = Field(None, description="Evaluate every this many steps; unset: about 10 times.")
+    save_steps: Steps = Field(500, description="Save a resumable checkpoint every this many steps.")
+    save_total_limit: int = Field(2, gt=0, le=1000, description="Checkpoints kept on disk.")
+    seed: int = Field(42, description="Training seed (initial order, dropout).")
+    nproc: Annotated[int, Flag("--nproc")] = Field(1, gt=0, le=1024, description="Training processes "
+                                                                                 "(torchrun/accelerate).")
+    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="How several processes share the work.")
+    lora: LoraSection = Field(default_factory=LoraSection)
+    dpo: DpoSection = Field(default_factory=DpoSection)
+
+
+class TrackingSection(Section):
+    backend: Annotated[Literal["trackio", "none", "wandb", "tensorboard"], Flag("--tracking")] = Field(
+        "trackio", title="Monitoring", description="Where metrics go: trackio (local by default), none, wandb or "
+                                                   "tensorboard.")
+    project: str | None = Field(None, description="Tracking project; unset: the experiment name.")
+    dir: str | None = Field(None, description="trackio's local folder; unset: TRACKIO_DIR or the user's cache.")
+    space_id: Annotated[RepoId | None, Flag(("--trackio-url", "--trackio-space"), convert=space_id_from_url,
+                                            implies=(("tracking.backend", "trackio"),))] = Field(
+        None, title="trackio Space", description="Log to this private trackio Space (URL or user/name).")
+    dataset_repo: Annotated[RepoId | None, Flag("--dataset-repo")] = Field(
+        None, description="The Hub dataset that persists a trackio Space's metrics (user/name).")
+
+
+class CardSection(Section):
+    model_name: Annotated[str | None, Flag("--model-name", card=True)] = Field(
+        None, title="Model name", description="Display name on the card; unset: the repo or experiment name.")
+    author_name: Annotated[str | None, Flag("--author-name", card=True)] = Field(
+        None, title="Author name", description="Author for the card and the citation; unset: your HF username.")
+    model_description: Annotated[str | None, Flag("--model-description", card=True, file=True)] = Field(
+        None, title="Model description", description="One or two sentences about the model; unset: a sentence from "
+                                                     "the base model, method and dataset.")
+    license: Annotated[LicenseId | None, Flag("--license", card=True)] = Field(
+        None, title="License", description="A Hub license id (apache-2.0, mit, ...), or `other` with license_name "
+                                           "and license_link; unset: the base model's.")
+    license_name: Annotated[LicenseName | None, Flag("--license-name", card=True)] = Field(
+        None, title="License name", description="Short name of a custom license (with license: other).")
+    license_link: Annotated[LicenseLink | None, Flag("--license-link", card=True)] = Field(
+        None, title="License link", description="URL or LICENSE file of a custom license (with license: other).")
+    language: list[str] = Field(default_factory=lambda: ["en"], description="Languages of the model (ISO codes).")
+    tags: Annotated[list[Tag], Flag("--tag", card=True)] = Field(
+        default_factory=list, title="Tags", description="Card tags (one word each).")
+    usage_examples: Annotated[list[str], Flag("--usage-example", card=True, file=True)] = Field(
+        default_factory=list, title="Usage example", description="Usage text shown on the card.")
+    limitations: Annotated[str | None, Flag("--limitations", card=True, file=True)] = Field(
+        None, title="Limitations", description="Known limitations of the model.")
+    citation: Annotated[str | None, Flag("--citation", card=True, file=True)] = Field(
+        None, title="Citation", description="How to cite the model (e.g. BibTeX); unset: a BibTeX entry from the "
+                                            "run.")
+    template: Annotated[str | None, Flag("--template", card=True)] = Field(
+        None, description="A Jinja2 or old-style ({{#if}}) card template file.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return _utf8(v)
+
+    @model_validator(mode="after")
+    def _custom_license(self) -> CardSection:
+        if self.license == "other" and not (self.license_name and self.license_link):
+            raise ValueError("license `other` needs card.license_name (a short name, e.g. my-license-1.0) and "
+                             "card.license_link (a URL, or a LICENSE file published with the model)")
+        return self
+
+
+class PublishSection(Section):
+    repo_id: Annotated[RepoId | None, Flag("--repo-id", card=True)] = Field(
+        None, title="Hub repo to publish to", description="Publish the model to this Hub repo (user/name).")
+    private: Annotated[bool, Flag("--private/--public")] = Field(
+        True, title="Visibility", description="Visibility of a repo smolforge creates (default private).")
+    quantized_as: Literal["subfolders", "repos"] = Field(
+        "subfolders", description="Quantized variants as subfolders of the repo, or as repos of their own.")
+    endpoint: str | None = Field(None, description="Hub URL, for Hub-compatible servers; unset: HF_ENDPOINT or "
+                                                   "huggingface.co.")
+    demo_space: Annotated[RepoId | None, Flag("--demo-space")] = Field(
+        None, title="Demo Space", description="Publish a Gradio chat demo of the model to this Space (user/name).")
+
+
+Quantization = Literal["int8", "int4"]
+
+
+class SmolforgeConfig(Section):
+    """A whole smolforge.yaml."""
+
+    preset: str | None = Field(None, description="The preset this config starts from.")
+    experiment_name: Annotated[ExperimentName | None, Flag("--experiment-name")] = Field(
+        None, title="Experiment name", description="Names the run folder; unset: <model>-<method>-<timestamp>.")
+    output_dir: Annotated[str | None, Flag("--output-dir")] = Field(
+        None, description="The run folder; unset: runs/<experiment_name>.")
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    card: CardSection = Field(default_factory=CardSection)
+    quantize: Annotated[list[Quantization], Flag("--quantize")] = Field(
+        default_factory=list, title="Quantized variants", description="Quantized copies to make: int8 (CPU or GPU), "
+                                                                      "int4 (CUDA).")
+    publish: PublishSection = Field(default_factory=PublishSection)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SmolforgeConfig:
+        if self.training.method == "dpo" and self.data.format not in ("auto", "preference"):
+            raise ValueError("training.method 'dpo' needs data.format 'preference' (or 'auto')")
+        return self
+
+
+def dump_dict(cfg: SmolforgeConfig) -> dict[str, Any]:
+    """The config as plain data, in schema order, for YAML."""
+    return cfg.model_dump(mode="json")
+
+
+__all__ = ["DataSection", "DpoSection", "LoraSection", "ModelSection", "PublishSection", "Quantization",
+           "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection", "CardSection", "dump_dict"]

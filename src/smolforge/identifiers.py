@@ -1,0 +1,89 @@
+"""Names a user types that must follow someone else's rules: Hub repo ids, dataset ids, experiment
+names and card tags. One rule and one message each, used by the schema, every flag, the wizard
+and the stages that take an id as an argument (publish, demo).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from smolforge.errors import SmolforgeError
+
+_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
+_REPO_ID = re.compile(rf"{_PART}/{_PART}")
+_DATASET_ID = re.compile(rf"(?:{_PART}/)?{_PART}")
+_EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
+
+REPO_ID_RULE = ("must look like user/name: letters, digits, '-', '_' or '.', each part 1 to 96 characters that "
+                "starts and ends with a letter or digit, without '--' or '..', e.g. alice/my-model")
+DATASET_ID_RULE = ("must be a Hub dataset id, name or owner/name (letters, digits, '-', '_' or '.'), e.g. "
+                   "HuggingFaceTB/smoltalk")
+EXPERIMENT_RULE = ("must use letters, digits, '-', '_' or '.', start with a letter or digit and be at most 128 "
+                   "characters, e.g. smollm3-sft-run1")
+TAG_RULE = ("each tag is one word of letters, digits, '-', '_', '.', ':' or '+' (at most 64 characters), "
+            "e.g. chat or text-generation")
+
+
+def _hub_rule_ok(value: str) -> bool:
+    """huggingface_hub's own client-side check ('--', '..', '.git' ...) on top of the pattern."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def repo_id(value: str) -> str:
+    """A Hub repo id that can be pushed to (model, Space or dataset): `namespace/name`."""
+    if not isinstance(value, str) or not _REPO_ID.fullmatch(value) or not _hub_rule_ok(value):
+        raise ValueError(REPO_ID_RULE)
+    return value
+
+
+def dataset_id(value: str) -> str:
+    """A Hub dataset id: `name` (canonical datasets) or `owner/name`."""
+    if not isinstance(value, str) or not _DATASET_ID.fullmatch(value) or not _hub_rule_ok(value):
+        raise ValueError(DATASET_ID_RULE)
+    return value
+
+
+def experiment_name(value: str) -> str:
+    """An experiment name: the run folder's name and the tracking project's, so it must be a safe file name."""
+    if not isinstance(value, str) or not _EXPERIMENT.fullmatch(value):
+        raise ValueError(EXPERIMENT_RULE)
+    return value
+
+
+def tag(value: str) -> str:
+    """A model card tag (Hub tags are single words)."""
+    if not isinstance(value, str) or not _TAG.fullmatch(value):
+        raise ValueError(TAG_RULE)
+    return value
+
+
+def is_repo_id(value: str) -> bool:
+    try:
+        repo_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+def require(check, value: str, field: str) -> str:
+    """Apply one of the rules above to a command-line argument; a SmolforgeError naming `field` if it fails."""
+    try:
+        return check(value)
+    except ValueError as e:
+        raise SmolforgeError(f"{field}: {value!r} {e}.") from None
+
+
+RepoId = Annotated[str, AfterValidator(repo_id)]
+DatasetId = Annotated[str, AfterValidator(dataset_id)]
+ExperimentName = Annotated[str, AfterValidator(experiment_name)]
+Tag = Annotated[str, AfterValidator(tag)]

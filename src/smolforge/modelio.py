@@ -1,0 +1,147 @@
+"""Loading and saving models the same way in every stage (training, evaluation, quantization, merge).
+
+One place for: where the base model comes from (`tiny` is built locally), the tokenizer with the
+chat template training needs, the dtype rule (the run's precision on a GPU, fp32 on a CPU), the
+attention implementation, what a saved model must look like before it is published, and
+perplexity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+
+log = logging.getLogger("smolforge.model")
+
+PUBLISHED_ATTENTION = ("sdpa", "eager", "flash_attention_2")  # what a saved config may name (no training kernels)
+PERPLEXITY_MAX_LOSS = 700.0  # exp() overflows beyond ~709: a larger loss has no measurable perplexity
+
+
+def training_chat_template() -> str:
+    """smolforge's SmolLM3-compatible chat template that marks assistant turns for assistant-only loss."""
+    return resources.files("smolforge").joinpath("resources/smollm3_training.jinja").read_text("utf-8")
+
+
+def model_source(cfg: SmolforgeConfig) -> str:
+    """The base model as a name or folder transformers can load (`tiny` is built, once, into the cache)."""
+    if cfg.model.is_tiny:
+        from smolforge.tiny import ensure_tiny
+
+        return str(ensure_tiny(cfg.model.tiny))
+    return cfg.model.name_or_path
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def load_tokenizer(cfg: SmolforgeConfig, source: str, needs_markers: bool):
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import has_generation_markers
+
+    try:
+        tok = AutoTokenizer.from_pretrained(source, revision=cfg.model.revision,
+                                            trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise SmolforgeError(f"model.name_or_path: cannot load a tokenizer from {source!r}: {_first_line(e)}. Check "
+                             "the id or path, and that you are online (or the model is in the Hugging Face "
+                             "cache).") from None
+    template = tok.chat_template if isinstance(tok.chat_template, str) else None
+    is_smollm3 = "smollm3" in source.lower() or (template and "/no_think" in template)
+    if needs_markers and (template is None or not has_generation_markers(template)) and is_smollm3:
+        # A SmolLM3 template without {% generation %} markers (TRL has no training variant for it): use
+        # smolforge's SmolLM3-compatible template that marks assistant turns.
+        tok.chat_template = training_chat_template()
+        log.info("chat template: smolforge's SmolLM3 training template (assistant turns marked for the loss)")
+    if tok.chat_template is None and needs_markers:
+        raise SmolforgeError(f"The tokenizer of {source!r} has no chat template, so conversations cannot be "
+                             "formatted. Use a chat model, or --set data.format=text for plain text.")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def torch_dtype(rt):
+    """The run's precision on a GPU; fp32 on a CPU (bf16 on a CPU is several times slower there)."""
+    import torch
+
+    if rt.device != "cuda":
+        return torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(rt.precision, torch.float32)
+
+
+def _register_attention(name: str) -> None:
+    if name == "varlen_sdpa":
+        from smolforge.attention import register
+
+        register()
+
+
+def load_model(cfg: SmolforgeConfig, source: str, rt):
+    """The base model for training (or DPO's reference), in the run's dtype and attention."""
+    from transformers import AutoModelForCausalLM
+
+    _register_attention(rt.attn_implementation)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
+            dtype=torch_dtype(rt), attn_implementation=rt.attn_implementation)
+    except (OSError, ValueError) as e:
+        raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {_first_line(e)}. Check the id or path, "
+                             "and that you are online (or the model is cached).") from None
+
+
+def load_saved(folder: Path, rt):
+    """A model folder a stage wrote (model/, a merged copy, a quantized variant) on the run's device."""
+    from transformers import AutoModelForCausalLM
+
+    _register_attention(rt.attn_implementation)
+    config = folder / "config.json"
+    quantized = config.is_file() and "quantization_config" in config.read_text(encoding="utf-8")
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto" if quantized else torch_dtype(rt),
+                                                device_map=rt.device, attn_implementation=rt.attn_implementation)
+
+
+def finalize_for_publishing(model, tokenizer) -> Any:
+    """What a saved model must say about itself: a standard attention implementation (smolforge's training
+    kernel is not installed where the model is used) and the tokenizer's pad/eos ids for generation."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "_attn_implementation", None) not in PUBLISHED_ATTENTION:
+        base.config._attn_implementation = "sdpa"
+    if getattr(base, "generation_config", None) is not None:
+        base.generation_config.pad_token_id = tokenizer.pad_token_id
+        base.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def perplexity(loss: float | None) -> float | None:
+    """exp(token cross-entropy); None when the loss is absent or too large to exponentiate."""
+    if loss is None or not math.isfinite(loss) or loss >= PERPLEXITY_MAX_LOSS:
+        return None
+    return math.exp(loss)
+
+
+def merged_model_folder(run, cfg: SmolforgeConfig, workdir: Path, rt) -> Path:
+    """A folder with full weights: model/ itself, or the base with the run's LoRA adapter merged into `workdir`."""
+    if (run.model_dir / "config.json").exists():
+        return run.model_dir
+    if not (run.model_dir / "adapter_config.json").exists():
+        raise SmolforgeError(f"{run.model_dir} holds no model (no config.json or adapter_config.json). "
+                             "Finish the run with `smolforge run` first.")
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    merged = PeftModel.from_pretrained(load_model(cfg, model_source(cfg), rt), str(run.model_dir)).merge_and_unload()
+    tok = AutoTokenizer.from_pretrained(str(run.model_dir))
+    finalize_for_publishing(merged, tok)
+    out = workdir / "merged"
+    merged.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    log.info("merged the LoRA adapter into full weights: %s", out)
+    return out

@@ -1,0 +1,74 @@
+"""The process environment a stage runs in, set before torch, transformers or huggingface_hub load.
+
+Two separate decisions: libraries stay quiet (no telemetry, no progress bars, no noise a user
+cannot act on), and the Hugging Face libraries work offline when nothing has to be fetched, or
+when the Hub cannot be reached: then a cached model loads at once and an uncached one fails at
+once, instead of after minutes of retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+UNREACHABLE_ENV = "SMOLFORGE_HUB_UNREACHABLE"  # set (to the endpoint) when smolforge went offline because of it
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # torchao (imported by trl, peft and the quantize stage) registers enums with torch's pytree, which logs a
+    # deprecation warning per enum; torch and transformers warn about their own deprecations. Nothing to act on.
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # "Skipping import of cpp extensions": asked for above
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def offline_by_env() -> bool:
+    return any(os.environ.get(k, "").strip().upper() in ("1", "ON", "YES", "TRUE") for k in OFFLINE_ENV)
+
+
+def go_offline() -> None:
+    for key, value in OFFLINE_ENV.items():
+        os.environ[key] = value
+
+
+def fetches_from_hub(cfg) -> bool:
+    """Whether this run downloads anything: a Hub base model or a Hub dataset."""
+    from smolforge.data import is_local_source
+
+    model_local = cfg.model.is_tiny or Path(cfg.model.name_or_path).expanduser().exists()
+    return not model_local or not is_local_source(cfg.data.name)
+
+
+def pushes_to_hub(cfg) -> bool:
+    return bool(cfg.publish.repo_id) or bool(cfg.tracking.space_id)
+
+
+def prepare(cfg=None, console=None) -> None:
+    """Quiet libraries; offline when the config needs nothing from the Hub, or when what it must download
+    cannot be reached (then a cached model or dataset loads at once and an uncached one fails at once)."""
+    quiet_libraries()
+    if cfg is None or offline_by_env():
+        return
+    if not fetches_from_hub(cfg):
+        if not pushes_to_hub(cfg):
+            go_offline()
+        return  # a push goes through smolforge's own retries and messages (hubclient.Retrier)
+    from smolforge.hubclient import endpoint_from_env, reachable
+
+    url = endpoint_from_env(cfg.publish.endpoint)
+    if not reachable(url):
+        go_offline()
+        os.environ[UNREACHABLE_ENV] = url
+        if console is not None:
+            console.print(f"The Hub ({url}) is not reachable: working offline (models and datasets from the local "
+                          "cache only; nothing can be published).", markup=False)

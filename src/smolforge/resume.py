@@ -1,0 +1,108 @@
+"""Continuing a run: which run folder, which checkpoint, and whether there is anything left to do.
+
+A checkpoint counts only once it is complete: smolforge writes `smolforge_progress.json` into it
+after the trainer saved everything else (see `trainers.CheckpointProgress`), so a checkpoint cut
+short by a full disk or a `kill -9` is never resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from smolforge.config import SmolforgeConfig, dump_dict
+from smolforge.errors import SmolforgeError
+from smolforge.runfolder import RunFolder
+
+PROGRESS_FILE = "smolforge_progress.json"
+
+
+def default_run_folder(cfg: SmolforgeConfig) -> RunFolder:
+    if cfg.output_dir:
+        return RunFolder(Path(cfg.output_dir).expanduser())
+    return RunFolder(Path("runs") / str(cfg.experiment_name))
+
+
+def _comparable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("experiment_name", "output_dir", "card", "publish")}
+
+
+def find_resumable(cfg: SmolforgeConfig) -> RunFolder | None:
+    """The run to resume for a config: its explicit folder, else the newest run of the same config."""
+    if cfg.output_dir or cfg.experiment_name:
+        run = default_run_folder(cfg)
+        return run if run.config_path.exists() else None
+    root = Path("runs")
+    if not root.is_dir():
+        return None
+    wanted = _comparable(dump_dict(cfg))
+    candidates = []
+    for d in root.iterdir():
+        run = RunFolder(d)
+        if not run.config_path.exists() or not run.checkpoints_dir.is_dir():
+            continue
+        try:
+            same = _comparable(run.trained_config_data()) == wanted
+        except SmolforgeError:  # an unreadable folder is simply not a candidate
+            same = False
+        if same:
+            candidates.append((d.stat().st_mtime, run))
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def checkpoints(run: RunFolder) -> list[tuple[int, Path, bool]]:
+    """(step, folder, complete) for every checkpoint folder, by step."""
+    if not run.checkpoints_dir.is_dir():
+        return []
+    out = []
+    for d in run.checkpoints_dir.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir():
+            out.append((int(m.group(1)), d, (d / PROGRESS_FILE).is_file() and (d / "trainer_state.json").is_file()))
+    return sorted(out)
+
+
+def last_checkpoint(run: RunFolder) -> Path | None:
+    complete = [d for _, d, ok in checkpoints(run) if ok]
+    return complete[-1] if complete else None
+
+
+def drop_incomplete_checkpoints(run: RunFolder) -> list[str]:
+    """Remove checkpoint folders that were never completed (newer than the last complete one); their names."""
+    last = last_checkpoint(run)
+    last_step = int(last.name.split("-")[1]) if last else -1
+    removed = []
+    for step, d, ok in checkpoints(run):
+        if not ok and step > last_step:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d.name)
+    return removed
+
+
+def read_progress(checkpoint: Path | None) -> dict[str, Any]:
+    """What smolforge recorded with a checkpoint: token counts, training time and segments so far."""
+    if checkpoint is None:
+        return {}
+    try:
+        return json.loads((checkpoint / PROGRESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def resume_point(cfg: SmolforgeConfig) -> tuple[SmolforgeConfig, RunFolder, Path | None]:
+    """(the run's own config, its folder, the checkpoint to continue from; None = start over) or an error."""
+    run = find_resumable(cfg)
+    if run is None:
+        raise SmolforgeError("--resume: no earlier run of this config was found. Pass the run folder itself "
+                             "(smolforge run runs/<experiment> --resume), or start a new run without --resume.")
+    cfg = run.read_config()
+    if run.finished():
+        steps = run.read_results().get("global_steps")
+        raise SmolforgeError(f"--resume: {run.root} is already finished (step {steps}/{steps}); nothing to resume. "
+                             f"Its results are in {run.results_path}. Start a new run with another "
+                             "--experiment-name to train again.")
+    drop_incomplete_checkpoints(run)
+    return cfg, run, last_checkpoint(run)

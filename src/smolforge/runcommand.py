@@ -1,0 +1,165 @@
+"""`smolforge run` at the terminal: which config, the questions a person may be asked (the wizard when
+no config is given, an unknown license, the confirmation), and the lines printed at the end.
+
+The pipeline itself (`pipeline.execute`) asks nothing; it receives the answers as callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smolforge.console import interactive
+from smolforge.errors import SmolforgeError
+
+
+@dataclass
+class RunRequest:
+    config: Path | None
+    preset: str | None = None
+    sets: list[str] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)  # setting path -> validated value
+    yes: bool = False
+    resume: bool = False
+    token_file: str | None = None
+    argv: list[str] = field(default_factory=list)
+
+
+def _no_config_error() -> SmolforgeError:
+    return SmolforgeError("smolforge run needs a config: give a YAML file (create one with `smolforge init`) or a "
+                          "preset, e.g. `smolforge run --preset tiny --yes`. List presets with `smolforge presets`.")
+
+
+def _offer_wizard(console) -> Path | None:
+    """`smolforge run` with no config: in a terminal, offer `smolforge init`; the path it wrote, or None."""
+    if not interactive():
+        raise _no_config_error()
+    from smolforge.wizard import prompts
+    from smolforge.wizard.main import init_command
+
+    try:
+        start = prompts.confirm("No config given. Set one up now with the wizard (smolforge init)?", default=True)
+    except KeyboardInterrupt:
+        start = False
+    if not start:
+        raise _no_config_error()
+    outcome = init_command(Path("smolforge.yaml"), preset=None, flags={}, sets=[], yes=False, force=False,
+                           console=console, start_run=False)
+    return outcome.path if outcome.start_run else None
+
+
+def ask_license() -> str:
+    """Ask for the card's license (validated against the Hub's list) when the base model's is unknown."""
+    import questionary
+
+    from smolforge.card.licenses import hub_licenses
+
+    known = [x for x in hub_licenses() if x != "other"]  # a custom license needs --license-name/--license-link
+    answer = questionary.autocomplete(
+        "The base model's license is not known offline. License for the model card (Hub id):",
+        choices=known, validate=lambda v: v in known or "Type a Hub license id, e.g. apache-2.0 or mit",
+    ).ask()
+    if answer is None:
+        raise KeyboardInterrupt
+    return answer
+
+
+def _confirmer(console, yes: bool):
+    def confirm(rows: list[tuple[str, str]]) -> bool:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="smolforge run", show_header=False)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+        for key, value in rows:
+            table.add_row(key, Text(value))
+        console.print(table)
+        if yes:
+            return True
+        if not interactive():
+            raise SmolforgeError("smolforge run asks for confirmation, but this is not a terminal. "
+                                 "Pass --yes to start without asking.")
+        from smolforge.wizard import prompts
+
+        return prompts.confirm("Start training?", default=True)
+
+    return confirm
+
+
+def print_summary(console, run_folder) -> None:
+    results = run_folder.read_results()
+    lines = []
+    if results.get("final_train_loss", results.get("train_loss")) is not None:
+        lines.append(f"train loss {results.get('final_train_loss', results['train_loss']):.4f}")
+    if results.get("eval_loss") is not None:
+        lines.append(f"eval loss {results['eval_loss']:.4f}")
+    if results.get("perplexity") is not None:
+        lines.append(f"perplexity {results['perplexity']:.2f}")
+    if results.get("global_steps"):
+        lines.append(f"{results['global_steps']} steps in {results.get('train_runtime_s', 0):.1f} s")
+    if results.get("tokens_per_second"):
+        lines.append(f"{results['tokens_per_second']:,.0f} supervised tokens/s")
+    console.print("Done: " + ", ".join(lines), markup=False)
+    console.print(f"Run folder: {run_folder.root}", markup=False)
+
+
+def _resume_config(req: RunRequest):
+    """`smolforge run RUN_DIR --resume`: the run's own config. Only card:/publish: choices may change on resume
+    (they are recorded as the run's overrides); anything else would continue a different run."""
+    from smolforge.config.loading import nest, parse_sets
+    from smolforge.runfolder import OVERRIDABLE, RunFolder
+
+    run = RunFolder.existing(req.config)
+    changes = nest(req.flags)
+    sets = parse_sets(req.sets) if req.sets else {}
+    refused = sorted({*(p for p in req.flags if p.split(".")[0] not in OVERRIDABLE),
+                      *(k for k in sets if k not in OVERRIDABLE)})
+    if refused or req.preset:
+        what = ", ".join(refused + (["--preset"] if req.preset else []))
+        raise SmolforgeError(f"--resume continues {run.root} exactly as it was configured, so {what} cannot change "
+                             "now (only card and publish settings can). Drop those options, or start a new run "
+                             "with them (a new --experiment-name).")
+    from smolforge.config.loading import deep_merge
+
+    wanted = deep_merge({k: v for k, v in changes.items() if k in OVERRIDABLE}, sets)
+    if wanted:
+        from smolforge.config.loading import validate
+
+        validate(deep_merge(run.read_config_data(), wanted), "the --resume options")  # refuse before writing
+    return run, wanted
+
+
+def run_command(req: RunRequest, console) -> None:
+    from smolforge.config.loading import load_config
+    from smolforge.pipeline import RunOptions, check_published, execute
+
+    if req.config is None and req.preset is None and not req.resume:
+        path = _offer_wizard(console)  # in a terminal: set one up now; else the error naming the options
+        if path is None:
+            return
+        req.config, req.yes = path, True  # confirmed in the wizard's summary
+        req.argv = ["run", str(path), "--yes"]
+    if req.config is not None and req.config.is_dir() and not req.resume:
+        raise SmolforgeError(f"{req.config} is a folder. To continue that run use `smolforge run {req.config} "
+                             "--resume`; to start a new one give a YAML config file or --preset.")
+    overrides: dict[str, Any] = {}
+    if req.config is not None and req.config.is_dir():
+        run, overrides = _resume_config(req)
+        cfg = run.read_config().model_copy(update={"output_dir": str(req.config)})
+    else:
+        cfg = load_config(req.config, req.preset, req.sets, req.flags)
+    ask = None if req.yes or not interactive() else ask_license
+    opts = RunOptions(yes=req.yes, resume=req.resume, argv=req.argv, ask_license=ask, token_file=req.token_file,
+                      overrides=overrides)
+    run_folder = execute(cfg, opts, console, _confirmer(console, req.yes))
+    print_summary(console, run_folder)
+    check_published(run_folder)
+
+
+def token_for_this_run(token: str | None) -> None:
+    """A token typed in the wizard for a run started at once: this process's environment only, never argv."""
+    if token:
+        os.environ["HF_TOKEN"] = token
