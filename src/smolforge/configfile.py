@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from smolforge import presets
 from smolforge.config import SmolforgeConfig
-from smolforge.errors import ConfigError, SmolforgeError
+from smolforge.errors import ConfigError, SmolforgeError, first_line
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or first_line(e)
         raise SmolforgeError(f"{path} is not valid YAML{where}: {problem}. "
                              "Fix the syntax (indentation, quotes around values with ':' or '#').") from None
     if data is None:

@@ -21,7 +21,7 @@ from typing import Any
 from smolforge import hardware, tracking
 from smolforge.config import SmolforgeConfig
 from smolforge.data import PreparedData, apply_length_filters
-from smolforge.errors import SmolforgeError
+from smolforge.errors import SmolforgeError, first_line
 from smolforge.runfolder import RunFolder
 from smolforge.runtime import Runtime, resolve
 
@@ -55,7 +55,7 @@ def load_tokenizer(cfg: SmolforgeConfig, source: str, needs_markers: bool):
                                             trust_remote_code=cfg.model.trust_remote_code)
     except OSError as e:
         raise SmolforgeError(f"model.name_or_path: cannot load a tokenizer from {source!r}: "
-                             f"{str(e).splitlines()[0]}. Check the id or path, and that you are online "
+                             f"{first_line(e)}. Check the id or path, and that you are online "
                              "(or the model is in the Hugging Face cache).") from None
     template = tok.chat_template if isinstance(tok.chat_template, str) else None
     is_smollm3 = "smollm3" in source.lower() or (template and "/no_think" in template)
@@ -92,7 +92,7 @@ def load_model(cfg: SmolforgeConfig, source: str, rt: Runtime):
             attn_implementation=rt.attn_implementation,
         )
     except OSError as e:
-        raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {str(e).splitlines()[0]}. "
+        raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {first_line(e)}. "
                              "Check the id or path, and that you are online (or the model is cached).") from None
     return model
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from smolforge.builtin_data import BUILTIN_NAME, BUILTIN_PATH
 from smolforge.config import DataSection
-from smolforge.errors import DataError
+from smolforge.errors import DataError, first_line
 
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 EVAL_SPLIT_NAMES = ("validation", "valid", "val", "test", "eval", "dev")
@@ -76,7 +76,7 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
         try:
             dd = datasets.load_dataset(builder, data_files=files)
         except Exception as e:  # datasets raises many types for unreadable files
-            raise DataError(f"data.name: cannot read {path} as {builder}: {str(e).splitlines()[0]}. "
+            raise DataError(f"data.name: cannot read {path} as {builder}: {first_line(e)}. "
                             "Check that the file is valid (JSON Lines: one JSON object per line).") from None
         return dict(dd)
     try:
@@ -102,7 +102,7 @@ def hub_error_message(cfg: DataSection, err: Exception) -> str:
     if _hub_offline() or "OfflineModeIsEnabled" in text:
         return (f"{what}, but the Hub is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set) and the dataset "
                 f"is not in the local cache. Run once online (unset HF_HUB_OFFLINE) to download it, {local_fix}.")
-    first = (text.splitlines() or [type(err).__name__])[0][:300]
+    first = first_line(err)[:300]
     if type(err).__name__ in ("DatasetNotFoundError", "RepositoryNotFoundError", "GatedRepoError"):
         return (f"{what}, but the Hub has no such dataset or it needs access ({first}). Check the id; for a "
                 f"private or gated dataset log in (hf auth login) or set HF_TOKEN, {local_fix}.")
