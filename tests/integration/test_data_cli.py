@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import FAST_TINY, run_cli
@@ -32,3 +34,42 @@ def test_bad_data_fails_before_training(tmp_path, rows, sets, expected):
     data = write_rows(tmp_path / "d.jsonl", rows)
     err = _fails_cleanly(tmp_path, "--preset", "tiny", *FAST_TINY, "--set", f"data.name={data}", *sets)
     assert expected in err
+
+
+def _latin1_line(path, rows: list[str], bad: int, header: str | None = None):
+    """UTF-8 text lines with line `bad` (1-based, counting a header) saved as Latin-1."""
+    lines = ([header] if header else []) + rows
+    path.write_bytes(b"".join((line + "\n").encode("latin-1" if n == bad else "utf-8")
+                              for n, line in enumerate(lines, 1)))
+    return path
+
+
+def _broken_line(path, n_rows: int, bad: int):
+    lines = [json.dumps({"text": f"row {i}"}) for i in range(n_rows)]
+    lines[bad - 1] = lines[bad - 1][:-1]  # the closing brace is missing
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("name", "make", "expected"), [
+    ("zero.jsonl", lambda p: p.write_bytes(b"") or p,
+     "data.name: {path} is empty (0 rows). Add rows (JSON Lines: one JSON object per line"),
+    ("blank.jsonl", lambda p: p.write_bytes(b"\n\n \n") and p,
+     "data.name: {path} is empty (0 rows): it holds only blank lines."),
+    ("header.csv", lambda p: p.write_text("instruction,input,output\n") and p,
+     "data.name: {path} is empty (0 rows): the CSV has a header (columns instruction, input, output) but no "
+     "data rows. Add data rows below the header"),
+    ("latin.jsonl", lambda p: _latin1_line(p, [json.dumps({"text": f"caf\u00e9 {i}"}, ensure_ascii=False)
+                                              for i in range(50)], bad=23),
+     "data.name: {path} is not UTF-8 (byte 0xe9 at line 23): re-save it as UTF-8"),
+    ("latin.csv", lambda p: _latin1_line(p, [f"caf\u00e9 {i}" for i in range(50)], bad=9, header="text"),
+     "data.name: {path} is not UTF-8 (byte 0xe9 at line 9): re-save it as UTF-8"),
+    ("broken.jsonl", lambda p: _broken_line(p, 60, bad=41),
+     "data.name: {path} line 41 is not valid JSON (Expecting ',' delimiter, column 18): fix that line"),
+])
+def test_unreadable_data_files_fail_cleanly_naming_the_file_and_line(tmp_path, name, make, expected):
+    path = tmp_path / "data" / name
+    path.parent.mkdir()
+    make(path)
+    err = _fails_cleanly(tmp_path, "--preset", "tiny", *FAST_TINY, "--set", f"data.name={path}")
+    assert expected.format(path=path) in err

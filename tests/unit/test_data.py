@@ -240,13 +240,105 @@ def test_loss_on_that_does_not_fit_the_data_fails_in_prepare(tmp_path, rows, los
     (lambda p: (p / "empty").mkdir() or p / "empty", "holds no .jsonl, .json, .csv, .parquet files"),
     (lambda p: write_rows(p / "m" / "a.jsonl", [{"text": "x"}]) and write_rows(p / "m" / "b.csv", [{"text": "y"}])
      and p / "m", "mixes file types"),
-    (lambda p: (p / "bad.jsonl").write_text('{"text": "ok"}\n{not json\n') and p / "bad.jsonl", "cannot read"),
+    (lambda p: (p / "bad.jsonl").write_text('{"text": "ok"}\n{not json\n') and p / "bad.jsonl",
+     "bad.jsonl line 2 is not valid JSON (Expecting property name enclosed in double quotes, column 2): fix that line"),
+    (lambda p: (p / "fake.parquet").write_text("not parquet") and p / "fake.parquet", "cannot read"),
 ])
 def test_local_source_errors(tmp_path, make, expected):
     with pytest.raises(DataError) as e:
         _prep(make(tmp_path))
     msg = _one_paragraph(e.value)
     assert msg.startswith("data.name:") and expected in msg
+
+
+def _write_bytes(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(("name", "content", "why"), [
+    ("zero.jsonl", b"", "zero.jsonl is empty (0 rows). Add rows"),
+    ("blank.jsonl", b"\n  \n\n", "blank.jsonl is empty (0 rows): it holds only blank lines. Add rows"),
+    ("array.json", b"[\n]\n", "array.json is empty (0 rows): the JSON array has no elements"),
+    ("zero.csv", b"", "zero.csv is empty (0 rows). Add data rows below the header"),
+    ("header.csv", b"prompt,completion\r\n",
+     "header.csv is empty (0 rows): the CSV has a header (columns prompt, completion) but no data rows. "
+     "Add data rows below the header, or point data.name at a file that has them."),
+])
+def test_an_empty_file_says_it_is_empty(tmp_path, name, content, why):
+    with pytest.raises(DataError) as e:
+        _prep(_write_bytes(tmp_path / name, content))
+    assert _one_paragraph(e.value).startswith(f"data.name: {tmp_path / why}")
+
+
+def test_an_empty_parquet_file_says_it_is_empty(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    with pytest.raises(DataError) as e:
+        _prep(tmp_path / "none.parquet")
+    assert _one_paragraph(e.value) == (f"data.name: {tmp_path / 'none.parquet'} is empty (0 rows): the Parquet file "
+                                       "has no rows. Write rows into it, or point data.name at a file that has them.")
+
+
+def test_an_empty_split_in_a_folder_names_its_file(tmp_path):
+    write_rows(tmp_path / "d" / "train.jsonl", [{"messages": CHAT}] * 3)
+    _write_bytes(tmp_path / "d" / "test.jsonl", b"\n")
+    with pytest.raises(DataError) as e:
+        prepare(DataSection(name=str(tmp_path / "d")))
+    assert _one_paragraph(e.value).startswith(f"data.name: {tmp_path / 'd' / 'test.jsonl'} is empty (0 rows)")
+    # an empty shard next to files with rows is no problem
+    _write_bytes(tmp_path / "d" / "test.jsonl", b"")
+    write_rows(tmp_path / "d" / "test-2.jsonl", [{"messages": CHAT}] * 2)
+    assert len(prepare(DataSection(name=str(tmp_path / "d"))).eval) == 2
+
+
+@pytest.mark.parametrize("name", ["latin.jsonl", "latin.csv"])
+def test_a_file_that_is_not_utf8_names_the_byte_and_its_line(tmp_path, name):
+    rows = [f"row {i} caf\u00e9" for i in range(30)]  # UTF-8 text, then one line saved as Latin-1
+    lines = ([json.dumps({"text": r}, ensure_ascii=False) for r in rows] if name.endswith(".jsonl")
+             else ["text", *rows])
+    bad_line = 17
+    data = [line.encode("latin-1" if n == bad_line else "utf-8") for n, line in enumerate(lines, 1)]
+    path = _write_bytes(tmp_path / name, b"\n".join(data) + b"\n")
+    with pytest.raises(DataError) as e:
+        _prep(path)
+    assert _one_paragraph(e.value).startswith(
+        f"data.name: {path} is not UTF-8 (byte 0xe9 at line {bad_line}): re-save it as UTF-8")
+
+
+def test_the_utf8_scan_reads_in_chunks_and_keeps_characters_split_by_a_chunk(tmp_path, monkeypatch):
+    from smolforge.data import sources
+
+    monkeypatch.setattr(sources, "CHUNK", 7)  # every multi-byte character below straddles some boundary
+    text = "".join(f'{{"text": "\u00e9\u20ac\U0001f600 {i}"}}\n' for i in range(50)).encode()
+    path = _write_bytes(tmp_path / "d.jsonl", text + b'{"text": "\xff"}\n')
+    assert sources._not_utf8(_write_bytes(tmp_path / "ok.jsonl", text)) is None
+    assert "(byte 0xff at line 51)" in sources._not_utf8(path)
+    truncated = _write_bytes(tmp_path / "cut.jsonl", text + "\u20ac".encode()[:2])  # cut inside the last character
+    assert "(byte 0xe2 at line 51)" in sources._not_utf8(truncated)
+
+
+def test_a_broken_jsonl_line_is_named_by_its_number(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"text": f"row {i}"} for i in range(60)])
+    lines = path.read_text().splitlines()
+    lines[40] = '{"text": "row 40"'  # line 41 lost its closing brace
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        _prep(path)
+    assert _one_paragraph(e.value) == (
+        f"data.name: {path} line 41 is not valid JSON (Expecting ',' delimiter, column 18): fix that line "
+        "(JSON Lines: one complete JSON object per line).")
+
+
+def test_first_line_of_an_empty_message_is_the_error_type():
+    from smolforge.errors import first_line
+
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line(OSError("\n  \n")) == "OSError"
+    assert first_line(RuntimeError("\n  boom \nmore")) == "boom"
+    assert first_line("") == "(no message)"
 
 
 def test_split_errors(tmp_path):

@@ -5,6 +5,12 @@ Every failure to read becomes a one-paragraph `DataError` naming `data.name` and
 
 from __future__ import annotations
 
+import codecs
+import csv
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +77,163 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
         if not path.exists():
             raise DataError(f"data.name: {cfg.name} does not exist. Give an existing file or folder, "
                             "`builtin`, or a Hub dataset id like `HuggingFaceTB/smoltalk`.")
-        files = _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n))
-        builder = LOCAL_SUFFIXES[Path(next(iter(files.values()))[0]).suffix.lower()]
-        try:
-            dd = datasets.load_dataset(builder, data_files=files)
-        except Exception as e:  # datasets raises many types for unreadable files
-            raise DataError(f"data.name: cannot read {path} as {builder}: {first_line(e)}. "
-                            "Check that the file is valid (JSON Lines: one JSON object per line).") from None
-        return dict(dd)
+        return read_local(path, _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n)))
     try:
         dd = datasets.load_dataset(cfg.name, cfg.config, revision=None)
     except Exception as e:  # offline, unknown id, gated, bad config: one message each
         raise DataError(hub_error_message(cfg, e)) from None
     return dict(dd)
+
+
+# ---------------------------------------------------------------- local files: read, or say exactly what is wrong
+
+HINTS = {"json": "JSON Lines: one JSON object per line, or one JSON array of objects",
+         "csv": "a UTF-8 CSV file with a header row", "parquet": "a Parquet file"}
+CHUNK = 1 << 20  # bytes per read when scanning a file: a huge file is never held in memory
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """`datasets` logs a failed file read to stderr before raising; smolforge reports it as one paragraph."""
+    lg = logging.getLogger("datasets")
+    level = lg.level
+    lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        lg.setLevel(level)
+
+
+def read_local(path: Path, files: dict[str, list[str]]) -> dict[str, Any]:
+    """Load local files with `datasets`; when that fails or yields nothing, scan the files for the cause.
+
+    The JSON reader stores invalid UTF-8 without complaint (it fails later, while rows are read), so
+    text splits are validated once here: a full Arrow validation costs far less than the load itself.
+    """
+    import datasets
+
+    builder = LOCAL_SUFFIXES[Path(next(iter(files.values()))[0]).suffix.lower()]
+    try:
+        with _quiet_datasets():
+            splits = dict(datasets.load_dataset(builder, data_files=files))
+    except Exception as e:  # datasets raises many types for unreadable files
+        raise DataError(diagnose_local(files, builder) or _unreadable(path, builder, e)) from None
+    for name, ds in splits.items():
+        try:
+            if builder != "parquet":
+                ds.data.table.validate(full=True)
+        except Exception as e:  # pyarrow.ArrowInvalid: invalid UTF-8 in a string
+            raise DataError(diagnose_local(files, builder) or _unreadable(path, builder, e)) from None
+        if len(ds) == 0:
+            raise DataError(diagnose_local({name: files[name]}, builder)
+                            or f"data.name: {path} is empty (0 rows) in split `{name}`. {_add_rows(builder)}")
+    return splits
+
+
+def _unreadable(path: Path, builder: str, err: BaseException) -> str:
+    while err.__cause__ is not None:  # datasets wraps the reader's error in "An error occurred while ..."
+        err = err.__cause__
+    return (f"data.name: cannot read {path} as {builder}: {first_line(err)[:300]}. "
+            f"Check that it is valid ({HINTS[builder]}).")
+
+
+def _add_rows(builder: str) -> str:
+    add = {"json": f"Add rows ({HINTS['json']})", "csv": "Add data rows below the header",
+           "parquet": "Write rows into it"}[builder]
+    return f"{add}, or point data.name at a file that has them."
+
+
+def diagnose_local(files: dict[str, list[str]], builder: str) -> str | None:
+    """The first concrete problem in the files (not UTF-8, a broken JSON line, an empty split), or None."""
+    for file in (Path(f) for group in files.values() for f in group):
+        problem = _not_utf8(file) if builder in ("json", "csv") else None
+        problem = problem or (_bad_json_line(file) if builder == "json" else None)
+        if problem:
+            return problem
+    for name, group in files.items():
+        why = [_emptiness(Path(f), builder) for f in group]
+        if all(w is not None for w in why):
+            if len(group) == 1:
+                return f"data.name: {group[0]} is empty (0 rows){why[0]}. {_add_rows(builder)}"
+            return (f"data.name: every `{name}` file is empty (0 rows): {', '.join(group)}. "
+                    f"{_add_rows(builder)}")
+    return None
+
+
+def _not_utf8(file: Path) -> str | None:
+    """Find the first byte that is not UTF-8, scanning in chunks; its line counts newlines before it."""
+    lines, carry = 0, b""
+    with open(file, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK)
+            data = carry + chunk
+            try:
+                data.decode("utf-8")
+                good, carry = len(data), b""
+            except UnicodeDecodeError as e:
+                if chunk and e.reason == "unexpected end of data":  # a character split by the chunk boundary
+                    good, carry = e.start, data[e.start:]
+                else:
+                    line = lines + data[: e.start].count(b"\n") + 1
+                    return (f"data.name: {file} is not UTF-8 (byte 0x{data[e.start]:02x} at line {line}): re-save "
+                            f"it as UTF-8, e.g. `iconv -f cp1252 -t utf-8 {file.name} > utf8-{file.name}` for a "
+                            "Windows or Latin-1 file.")
+            lines += data[:good].count(b"\n")
+            if not chunk:
+                return None
+
+
+def _bad_json_line(file: Path) -> str | None:
+    """The first line that is not a JSON object (JSON Lines), or where a JSON array breaks."""
+    with open(file, "rb") as f:
+        if f.read(4).lstrip(codecs.BOM_UTF8).startswith(b"["):  # one JSON array: datasets reads it whole too
+            try:
+                json.loads(file.read_text(encoding="utf-8-sig"))
+            except json.JSONDecodeError as e:
+                return (f"data.name: {file} line {e.lineno} is not valid JSON ({e.msg}, column {e.colno}): "
+                        "fix that line.")
+            return None
+        f.seek(0)
+        for number, raw in enumerate(f, 1):
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace").strip()
+            if not text:
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as e:
+                return (f"data.name: {file} line {number} is not valid JSON ({e.msg}, column {e.colno}): "
+                        "fix that line (JSON Lines: one complete JSON object per line).")
+            if not isinstance(value, dict):
+                return (f"data.name: {file} line {number} is a JSON {type(value).__name__}, not an object: "
+                        'fix that line (JSON Lines: one {"column": value, ...} object per line).')
+    return None
+
+
+def _emptiness(file: Path, builder: str) -> str | None:
+    """Why a file holds no rows ("" when it has no bytes at all), or None when it has some."""
+    if file.stat().st_size == 0:
+        return ""
+    if builder == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.ParquetFile(file).metadata.num_rows
+        except Exception:  # not readable as Parquet: the loader's own message says why
+            return None
+        return ": the Parquet file has no rows" if rows == 0 else None
+    with open(file, "rb") as f:
+        lines = (raw.strip() for raw in f)
+        first = next((line for line in lines if line), None)
+        if first is None:
+            return ": it holds only blank lines"
+        if builder == "json":
+            small = file.stat().st_size < CHUNK
+            empty_array = small and b"".join(file.read_bytes().split()).lstrip(codecs.BOM_UTF8) == b"[]"
+            return ": the JSON array has no elements" if empty_array else None
+        if next((line for line in lines if line), None) is not None:
+            return None
+    header = next(csv.reader([first.decode("utf-8-sig", errors="replace")]), [])
+    return f": the CSV has a header (columns {', '.join(header)}) but no data rows"
 
 
 def _hub_offline() -> bool:
