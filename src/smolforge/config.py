@@ -69,6 +69,8 @@ class DataSection(Section):
     eval_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     format: DataFormat = "auto"
     fields: dict[str, str] = Field(default_factory=dict)  # role -> column, e.g. {prompt: question}
+    # a turn's role in the data -> the role the chat template knows, e.g. {human: user, bot: assistant}
+    roles: dict[str, Literal["system", "user", "assistant", "tool"]] = Field(default_factory=dict)
     max_samples: PositiveInt | None = None
     seed: int = 42
     min_tokens: Annotated[int, Field(ge=0)] = 0

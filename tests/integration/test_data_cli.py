@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import FAST_TINY, run_cli
-from tests.datafiles import write_rows
+from tests.datafiles import chats, first_exchange, write_rows
 
 
 def _fails_cleanly(tmp_path, *args: str) -> str:
@@ -73,3 +73,33 @@ def test_unreadable_data_files_fail_cleanly_naming_the_file_and_line(tmp_path, n
     make(path)
     err = _fails_cleanly(tmp_path, "--preset", "tiny", *FAST_TINY, "--set", f"data.name={path}")
     assert expected.format(path=path) in err
+
+
+def test_unknown_roles_fail_cleanly_with_the_roles_found_and_the_fix(tmp_path):
+    turns = [{"role": "human", "content": "What is the capital of Peru?"}, {"role": "bot", "content": "Lima."}]
+    data = write_rows(tmp_path / "chats.jsonl", [{"messages": turns}] * 5)
+    err = _fails_cleanly(tmp_path, "--preset", "tiny", *FAST_TINY, "--set", f"data.name={data}")
+    assert (f"data: every one of the 5 rows of {data} was dropped (unknown role: 5). Roles the chat template does "
+            "not know: human (5 rows), bot (5 rows); accepted: system, user, assistant, tool. Map each one with "
+            "data.roles, e.g. --set data.roles.human=user --set data.roles.bot=assistant.") in err
+    bad = _fails_cleanly(tmp_path, "--preset", "tiny", *FAST_TINY, "--set", f"data.name={data}",
+                         "--set", "data.roles.human=person")
+    assert "data.roles.human: Input should be 'system', 'user', 'assistant' or 'tool'" in bad
+
+
+def test_mixed_formats_train_on_what_is_left_and_record_the_drops(tmp_path):
+    """A file of chats mixed with prompt/completion rows: read as messages, the other rows are counted drops."""
+    from smolforge.data import drop_report
+
+    chats_ = [{"messages": c["messages"]} for c in chats(40)]
+    pcs = [{"prompt": q, "completion": a} for q, a in (first_exchange(c) for c in chats(60))]
+    data = write_rows(tmp_path / "mixed.jsonl", chats_ + pcs)
+    run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "mixed", *FAST_TINY, "--set",
+            f"data.name={data}", "--set", "training.max_steps=2", "--set", "tracking.backend=none", cwd=tmp_path)
+    stats = json.loads((tmp_path / "runs" / "mixed" / "results.json").read_text())["dataset"]
+    assert (stats["rows_read"], stats["rows_dropped"], stats["train_size"] + stats["eval_size"]) == (100, 60, 40)
+    assert drop_report(stats) == [
+        "dropped 60 of 100 training rows (60.0%): empty or not a list of turns: 60",
+        "warning: 60.0% of the training rows were dropped (more than 5%): check data.format and data.fields; the "
+        "rows were read as format 'messages' with fields messages -> 'messages'.",
+    ]

@@ -407,6 +407,96 @@ def test_every_row_dropped_is_an_error_with_the_reasons(tmp_path):
         _prep(write_rows(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}] * 4))
     msg = _one_paragraph(e.value)
     assert "every one of the 4 rows" in msg and "no non-empty assistant turn: 4" in msg
+    assert "The rows were read as format 'messages' with fields messages -> 'messages': check data.format" in msg
+
+
+HUMAN_BOT = [{"role": "sys", "content": "Be brief."}, {"role": "human", "content": USER},
+             {"role": "bot", "content": ASSISTANT}]
+
+
+def test_unknown_roles_name_the_roles_found_the_accepted_ones_and_the_fix(tmp_path):
+    rows = [{"messages": HUMAN_BOT}] * 6 + [{"messages": HUMAN_BOT[1:]}] * 4
+    with pytest.raises(DataError) as e:
+        _prep(write_rows(tmp_path / "d.jsonl", rows))
+    assert _one_paragraph(e.value) == (
+        f"data: every one of the 10 rows of {tmp_path / 'd.jsonl'} was dropped (unknown role: 10). Roles the chat "
+        "template does not know: human (10 rows), bot (10 rows), sys (6 rows); accepted: system, user, assistant, "
+        "tool. Map each one with data.roles, e.g. --set data.roles.human=user --set data.roles.bot=assistant "
+        "--set data.roles.sys=system.")
+
+
+def test_data_roles_maps_the_roles_of_messages_and_preference_turns(tmp_path):
+    roles = {"human": "user", "bot": "assistant", "sys": "system"}
+    data = _prep(write_rows(tmp_path / "d.jsonl", [{"messages": HUMAN_BOT}]), roles=roles)
+    assert _rows(data.train) == [_no_think({"messages": [{"role": "system", "content": "Be brief."}, *CHAT]})]
+    pairs = [{"prompt": [HUMAN_BOT[1]], "chosen": [HUMAN_BOT[2]], "rejected": [{"role": "Bot", "content": "Paris."}]}]
+    data = _prep(write_rows(tmp_path / "p.jsonl", pairs), method="dpo", roles=roles)  # matched case-insensitively
+    assert _rows(data.train) == [_no_think({"prompt": PROMPT, "chosen": COMPLETION,
+                                            "rejected": [{"role": "assistant", "content": "Paris."}]})]
+
+
+def test_sharegpt_roles_under_role_content_keys_suggest_and_accept_format_sharegpt(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": [{"role": "human", "content": USER},
+                                                           {"role": "gpt", "content": ASSISTANT}]}] * 3)
+    with pytest.raises(DataError) as e:
+        _prep(path)
+    assert ("--set data.roles.human=user --set data.roles.gpt=assistant, or read the turns as ShareGPT (human/gpt) "
+            "with --set data.format=sharegpt.") in _one_paragraph(e.value)
+    assert _rows(_prep(path, format="sharegpt").train) == [_no_think({"messages": CHAT})] * 3
+
+
+def test_a_config_role_must_be_one_the_chat_template_knows():
+    from pydantic import ValidationError
+
+    assert DataSection(roles={"human": "user"}).roles == {"human": "user"}
+    with pytest.raises(ValidationError, match="'system', 'user', 'assistant' or 'tool'"):
+        DataSection(roles={"human": "person"})
+
+
+# ---------------------------------------------------------------- drop report
+
+def test_mixed_formats_drop_report_counts_by_reason_and_warns(tmp_path, caplog):
+    """80 chats and 120 prompt/completion rows in one file: read as messages, 60% are dropped."""
+    from smolforge.data import drop_report
+
+    rows = [{"messages": CHAT}] * 80 + [{"prompt": USER, "completion": ASSISTANT}] * 100 + \
+        [{"messages": [CHAT[0]]}] * 20
+    with caplog.at_level("INFO", logger="smolforge.data"):
+        data = _prep(write_rows(tmp_path / "mixed.jsonl", rows))
+    assert (data.stats["rows_read"], data.stats["rows_dropped"], len(data.train)) == (200, 120, 80)
+    lines = drop_report(data.stats)
+    assert lines == [
+        "dropped 120 of 200 training rows (60.0%): empty or not a list of turns: 100, no non-empty assistant turn: 20",
+        "warning: 60.0% of the training rows were dropped (more than 5%): check data.format and data.fields; the "
+        "rows were read as format 'messages' with fields messages -> 'messages'.",
+    ]
+    assert [r.getMessage() for r in caplog.records if r.name == "smolforge.data"] == \
+        [lines[0], lines[1].removeprefix("warning: ")]
+    assert [r.levelname for r in caplog.records if r.name == "smolforge.data"] == ["INFO", "WARNING"]
+
+
+def test_drop_report_is_quiet_without_drops_and_warns_only_above_five_percent(tmp_path):
+    from smolforge.data import drop_report
+
+    assert drop_report(_prep(write_rows(tmp_path / "ok.jsonl", [{"messages": CHAT}] * 5)).stats) == []
+    few = _prep(write_rows(tmp_path / "few.jsonl", [{"messages": CHAT}] * 95 + [{"messages": [CHAT[0]]}] * 5))
+    assert drop_report(few.stats) == ["dropped 5 of 100 training rows (5.0%): no non-empty assistant turn: 5"]
+
+
+def test_drop_report_covers_the_eval_split_and_unknown_roles(tmp_path):
+    from smolforge.data import drop_report
+
+    write_rows(tmp_path / "d" / "train.jsonl", [{"messages": CHAT}] * 10)
+    write_rows(tmp_path / "d" / "test.jsonl", [{"messages": CHAT}] * 3 + [{"messages": HUMAN_BOT[1:]}])
+    data = prepare(DataSection(name=str(tmp_path / "d")))
+    assert data.stats["eval_unknown_roles"] == {"human": 1, "bot": 1}
+    assert drop_report(data.stats) == [
+        "dropped 1 of 4 evaluation rows (25.0%): unknown role: 1",
+        "Roles the chat template does not know: human (1 row), bot (1 row); accepted: system, user, assistant, "
+        "tool. Map each one with data.roles, e.g. --set data.roles.human=user --set data.roles.bot=assistant.",
+        "warning: 25.0% of the evaluation rows were dropped (more than 5%): check data.format and data.fields; the "
+        "rows were read as format 'messages' with fields messages -> 'messages'.",
+    ]
 
 
 def test_drop_counts_stay_exact_across_arrow_batches(tmp_path):

@@ -2,6 +2,7 @@
 
 - `sources`: where rows come from (builtin, local files and folders, Hub ids) and read errors.
 - `formats`: format detection and row normalisation to TRL's conversational shapes.
+- `turns`: chat turns and their roles (data.roles), shared by the formats.
 - `prepare`: `prepare()` (load, detect, normalise, sample, split) and the statistics it records.
 - `lengths`: token lengths with the chat template, length filters and the max_length check.
 
@@ -21,7 +22,7 @@ from smolforge.data.formats import (
     resolve_loss_on,
 )
 from smolforge.data.lengths import apply_length_filters, length_stats, token_length
-from smolforge.data.prepare import PreparedData, prepare
+from smolforge.data.prepare import PreparedData, drop_report, prepare
 from smolforge.data.sources import (
     EVAL_SPLIT_NAMES,
     LOCAL_SUFFIXES,
@@ -31,10 +32,12 @@ from smolforge.data.sources import (
     is_local_source,
     load_splits,
 )
+from smolforge.data.turns import STANDARD_ROLES
 
 __all__ = [
     "DEFAULT_FIELDS", "EVAL_SPLIT_NAMES", "FORMAT_HELP", "KIND_OF_FORMAT", "LOCAL_SUFFIXES", "REQUIRED_ROLES",
-    "Detected", "PreparedData", "apply_length_filters", "check_method_fits", "detect_format", "display_name",
+    "STANDARD_ROLES", "Detected", "PreparedData", "apply_length_filters", "check_method_fits", "detect_format",
+    "display_name", "drop_report",
     "hub_error_message", "is_hub_dataset_id", "is_local_source", "length_stats", "load_splits", "normalize_row",
     "prepare", "reasoning_kwargs", "resolve_loss_on", "token_length",
 ]

@@ -13,21 +13,16 @@ A row that cannot be used yields the reason it is dropped; nothing falls back to
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from smolforge.config import DataSection
+from smolforge.data.turns import UNKNOWN_ROLE, UnknownRoles, as_turns, norm_turns, text_of
 from smolforge.errors import DataError
 
 MESSAGE_COLUMNS = ("messages", "conversations", "conversation", "chat", "dialog")
 QUESTION_COLUMNS = ("question", "query", "input_text")
 ANSWER_COLUMNS = ("answer", "response", "output_text")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-                  "system": "system"}
-STANDARD_ROLES = {"system", "user", "assistant", "tool"}
 
 FORMAT_HELP = (
     "messages (a `messages`/`conversations` column of {role, content} turns), "
@@ -72,20 +67,8 @@ def _first_non_null(rows: list[dict], column: str) -> Any:
     return next((r.get(column) for r in rows if r.get(column) is not None), None)
 
 
-def _as_turns(value: Any) -> Any:
-    """A turn list stored as a JSON string (CSV files cannot hold lists) becomes the list."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return value
-        if isinstance(parsed, list) and parsed and all(isinstance(t, dict) for t in parsed):
-            return parsed
-    return value
-
-
 def _turn_keys(value: Any) -> set[str]:
-    value = _as_turns(value)
+    value = as_turns(value)
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return set(value[0])
     return set()
@@ -163,7 +146,7 @@ def detect_format(columns: list[str], sample: list[dict], cfg: DataSection) -> D
             )
         _check_fields(det.format, det.fields, overrides, columns)
     if det.format == "preference" and det.fields["prompt"] not in cols \
-            and not isinstance(_as_turns(_first_non_null(sample, det.fields["chosen"])), list):
+            and not isinstance(as_turns(_first_non_null(sample, det.fields["chosen"])), list):
         raise DataError(
             f"data: preference pairs given as plain text need a prompt column, and there is no "
             f"'{det.fields['prompt']}'. Columns found: {', '.join(columns)}. Map it with "
@@ -199,38 +182,6 @@ def resolve_loss_on(loss_on: str, kind: str) -> str:
     return loss_on
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-        return str(value)
-    return None
-
-
-def _norm_turns(turns: Any, sharegpt: bool) -> tuple[list[dict] | None, str]:
-    turns = _as_turns(turns)
-    if not isinstance(turns, list) or not turns:
-        return None, "empty or not a list of turns"
-    out = []
-    for t in turns:
-        if not isinstance(t, dict):
-            return None, "a turn is not a mapping"
-        if sharegpt or ("from" in t and "role" not in t):
-            role = SHAREGPT_ROLES.get(str(t.get("from", "")).lower())
-            content = _text(t.get("value"))
-        else:
-            role = str(t.get("role", "")).lower() or None
-            content = _text(t.get("content"))
-        if role not in STANDARD_ROLES:
-            return None, "unknown role"
-        if content is None:
-            return None, "a turn has no text content"
-        out.append({"role": role, "content": content})
-    return out, ""
-
-
 def _check_conversation(messages: list[dict]) -> str:
     if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
         return "no non-empty assistant turn"
@@ -251,31 +202,38 @@ def _split_prompt(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     return messages[:last], messages[last:]
 
 
-def normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | None, str]:
-    """One raw row -> (TRL-format row, "") or (None, reason it was dropped)."""
+def normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | None, str, list[str]]:
+    """One raw row -> (TRL-format row, "", []) or (None, why it was dropped, its unknown roles as written)."""
+    try:
+        return (*_normalize_row(row, det, cfg), [])
+    except UnknownRoles as e:
+        return None, UNKNOWN_ROLE, e.names
+
+
+def _normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | None, str]:
     fmt, f = det.format, det.fields
     if fmt in ("messages", "sharegpt"):
-        msgs, why = _norm_turns(row.get(f["messages"]), fmt == "sharegpt")
+        msgs, why = norm_turns(row.get(f["messages"]), fmt == "sharegpt", cfg.roles)
         if msgs is None:
             return None, why
         why = _check_conversation(msgs)
         return (None, why) if why else ({"messages": _with_system(msgs, cfg.system_prompt)}, "")
     if fmt == "text":
-        text = _text(row.get(f["text"]))
+        text = text_of(row.get(f["text"]))
         return (None, "empty text") if not text or not text.strip() else ({"text": text}, "")
     if fmt == "preference":
         return _normalize_preference(row, f, cfg)
     if fmt == "prompt_completion":
-        prompt_raw, completion_raw = _as_turns(row.get(f["prompt"])), _as_turns(row.get(f["completion"]))
+        prompt_raw, completion_raw = as_turns(row.get(f["prompt"])), as_turns(row.get(f["completion"]))
         if isinstance(prompt_raw, list) or isinstance(completion_raw, list):  # already TRL's conversational form
             return _normalize_chat_pair(prompt_raw, completion_raw, cfg)
-        prompt, completion = _text(prompt_raw), _text(completion_raw)
+        prompt, completion = text_of(prompt_raw), text_of(completion_raw)
     elif fmt == "alpaca":
-        instruction, extra = _text(row.get(f["instruction"])), _text(row.get(f.get("input", "input")))
+        instruction, extra = text_of(row.get(f["instruction"])), text_of(row.get(f.get("input", "input")))
         prompt = instruction if not extra or not extra.strip() else f"{instruction}\n\n{extra}"
-        completion = _text(row.get(f["output"]))
+        completion = text_of(row.get(f["output"]))
     else:  # question_answer
-        prompt, completion = _text(row.get(f["question"])), _text(row.get(f["answer"]))
+        prompt, completion = text_of(row.get(f["question"])), text_of(row.get(f["answer"]))
     if not prompt or not prompt.strip():
         return None, "empty prompt"
     if not completion or not completion.strip():
@@ -285,8 +243,8 @@ def normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | No
 
 
 def _normalize_chat_pair(prompt_raw: Any, completion_raw: Any, cfg: DataSection) -> tuple[dict | None, str]:
-    prompt, _ = _norm_turns(prompt_raw, False)
-    completion, _ = _norm_turns(completion_raw, False)
+    prompt, _ = norm_turns(prompt_raw, False, cfg.roles)
+    completion, _ = norm_turns(completion_raw, False, cfg.roles)
     if prompt is None or not any(m["role"] == "user" and m["content"].strip() for m in prompt):
         return None, "empty prompt"
     if completion is None or not any(m["role"] == "assistant" and m["content"].strip() for m in completion):
@@ -296,11 +254,11 @@ def _normalize_chat_pair(prompt_raw: Any, completion_raw: Any, cfg: DataSection)
 
 def _normalize_preference(row: dict, f: dict[str, str], cfg: DataSection) -> tuple[dict | None, str]:
     """Preference pairs as text, as messages (TRL's prompt/chosen/rejected), or as whole chats."""
-    chosen_raw, rejected_raw = _as_turns(row.get(f["chosen"])), _as_turns(row.get(f["rejected"]))
-    prompt_raw = _as_turns(row.get(f["prompt"]))
+    chosen_raw, rejected_raw = as_turns(row.get(f["chosen"])), as_turns(row.get(f["rejected"]))
+    prompt_raw = as_turns(row.get(f["prompt"]))
     if isinstance(chosen_raw, list) or isinstance(rejected_raw, list):
-        chosen, _ = _norm_turns(chosen_raw, False)
-        rejected, _ = _norm_turns(rejected_raw, False)
+        chosen, _ = norm_turns(chosen_raw, False, cfg.roles)
+        rejected, _ = norm_turns(rejected_raw, False, cfg.roles)
         if chosen is None or rejected is None:
             return None, "chosen/rejected are not valid turns"
         if not any(m["role"] == "assistant" for m in chosen) or not any(m["role"] == "assistant" for m in rejected):
@@ -309,16 +267,16 @@ def _normalize_preference(row: dict, f: dict[str, str], cfg: DataSection) -> tup
             prompt, chosen = _split_prompt(chosen)
             _, rejected = _split_prompt(rejected)
         elif isinstance(prompt_raw, list):
-            prompt, _ = _norm_turns(prompt_raw, False)
+            prompt, _ = norm_turns(prompt_raw, False, cfg.roles)
             if prompt is None:
                 return None, "prompt is not valid turns"
         else:
-            text = _text(prompt_raw)
+            text = text_of(prompt_raw)
             if not text or not text.strip():
                 return None, "empty prompt"
             prompt = [{"role": "user", "content": text}]
     else:
-        text, c, r = _text(prompt_raw), _text(chosen_raw), _text(rejected_raw)
+        text, c, r = text_of(prompt_raw), text_of(chosen_raw), text_of(rejected_raw)
         if not text or not text.strip():
             return None, "empty prompt"
         if not c or not c.strip() or not r or not r.strip():

@@ -1,11 +1,13 @@
 """`prepare()`: load, detect, normalise, sample and split; the statistics the card reports.
 
 Runs before any model is loaded. Rows that cannot be used are dropped and counted by reason;
-the counts go to results.json and the card.
+the counts go to results.json and the card, and `drop_report` turns them into console lines so
+a format mismatch that drops half the data cannot pass unnoticed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +23,18 @@ from smolforge.data.formats import (
     resolve_loss_on,
 )
 from smolforge.data.sources import EVAL_SPLIT_NAMES, display_name, is_local_source, load_splits
+from smolforge.data.turns import UNKNOWN_ROLE, unknown_roles_help
 from smolforge.errors import DataError
+
+log = logging.getLogger("smolforge.data")
+log.addHandler(logging.NullHandler())  # records reach the run log; the console gets drop_report's lines from the caller
+
+DROP = "_smolforge_drop"  # the column that carries each row's drop reason ("" = kept) during normalisation
+ROLES = "_smolforge_roles"  # ...and the roles of a dropped row that the chat template does not know
+OUTSIDE_TOKENS = "outside data.min_tokens/max_tokens"  # drop reasons of the length stage (lengths.py)
+NO_SUPERVISED = "no supervised token within training.max_length"
+LENGTH_REASONS = (OUTSIDE_TOKENS, NO_SUPERVISED)
+WARN_SHARE = 0.05  # above this share of dropped rows, drop_report adds a warning
 
 
 @dataclass
@@ -32,13 +45,11 @@ class PreparedData:
     eval: Any | None
     detected: Detected
     stats: dict[str, Any] = field(default_factory=dict)
+    length_checked: int | None = None  # the training.max_length the length filters were applied for
 
     @property
     def kind(self) -> str:
         return self.detected.kind
-
-
-DROP = "_smolforge_drop"  # the column that carries each row's drop reason ("" = kept) during normalisation
 
 
 def _features(kind: str) -> Any:
@@ -48,14 +59,16 @@ def _features(kind: str) -> Any:
     turns = List({"role": Value("string"), "content": Value("string")})
     columns = {"conversational": ["messages"], "prompt_completion": ["prompt", "completion"],
                "preference": ["prompt", "chosen", "rejected"]}
+    marks = {DROP: Value("string"), ROLES: List(Value("string"))}
     if kind == "text":
-        return Features({"text": Value("string"), DROP: Value("string")})
+        return Features({"text": Value("string"), **marks})
     return Features({**{c: turns for c in columns[kind]}, "chat_template_kwargs": {"enable_thinking": Value("bool")},
-                     DROP: Value("string")})
+                     **marks})
 
 
-def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Counter]:
-    """Map a split to the TRL format; return the kept rows (None if none) and the drop reasons.
+def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Counter, Counter]:
+    """Map a split to the TRL format; return the kept rows (None if none), the drop reasons and the unknown
+    roles (rows with each).
 
     Runs as one `Dataset.map` (Arrow, cached for Hub data), so a million-row split is not copied
     through Python lists; each row's drop reason travels in a column and is counted exactly.
@@ -66,26 +79,37 @@ def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Cou
     def normalise(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {name: [] for name in features}
         for values in zip(*(batch[c] for c in columns), strict=True):
-            row, why = normalize_row(dict(zip(columns, values, strict=True)), det, cfg)
+            row, why, unknown = normalize_row(dict(zip(columns, values, strict=True)), det, cfg)
             if row is not None and det.kind != "text":
                 row["chat_template_kwargs"] = reasoning_kwargs(row, cfg.reasoning)
             for name in features:
-                out[name].append(why if name == DROP else (row or {}).get(name))
+                out[name].append(why if name == DROP else unknown if name == ROLES else (row or {}).get(name))
         return out
 
     mapped = ds.map(normalise, batched=True, remove_columns=columns, features=features, num_proc=None,
                     desc="Normalising rows")
     drops = list(mapped[DROP])
     reasons = Counter(r for r in drops if r)
+    unknown = Counter(name for names in mapped[ROLES] for name in names) if reasons[UNKNOWN_ROLE] else Counter()
     keep = [i for i, r in enumerate(drops) if not r]
     if not keep:
-        return None, reasons
-    kept = mapped.remove_columns(DROP)
-    return (kept if len(keep) == len(drops) else kept.select(keep)), reasons
+        return None, reasons, unknown
+    kept = mapped.remove_columns([DROP, ROLES])
+    return (kept if len(keep) == len(drops) else kept.select(keep)), reasons, unknown
 
 
-def _fmt_reasons(reasons: Counter) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in reasons.most_common())
+def _fmt_reasons(reasons: Counter | dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v:,}" for k, v in Counter(reasons).most_common())
+
+
+def _all_dropped(cfg: DataSection, det: Detected, rows_read: int, reasons: Counter, unknown: Counter) -> DataError:
+    fields = ", ".join(f"{k} -> '{v}'" for k, v in det.fields.items())
+    hint = unknown_roles_help(unknown, det.format) if unknown else ""
+    if set(reasons) != {UNKNOWN_ROLE}:
+        hint += (" " if hint else "") + (f"The rows were read as format {det.format!r} with fields {fields}: "
+                                         "check data.format and data.fields.")
+    return DataError(f"data: every one of the {rows_read:,} rows of {display_name(cfg)} was dropped "
+                     f"({_fmt_reasons(reasons)}). {hint}")
 
 
 def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
@@ -112,19 +136,18 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
                         "its training rows. Choose another split, or leave data.eval_split unset.")
 
     rows_read = len(train_raw)
-    train, reasons = _normalize_split(train_raw, det, cfg)
+    train, reasons, unknown = _normalize_split(train_raw, det, cfg)
     if train is None:
-        raise DataError(f"data: every one of the {rows_read} rows of {display_name(cfg)} was dropped "
-                        f"({_fmt_reasons(reasons)}). Check data.format and data.fields.")
+        raise _all_dropped(cfg, det, rows_read, reasons, unknown)
     sampled = bool(cfg.max_samples and cfg.max_samples < len(train))
     if sampled:
         train = train.shuffle(seed=cfg.seed).select(range(cfg.max_samples))
 
-    eval_ds, eval_desc, eval_reasons, eval_read = None, None, Counter(), 0
+    eval_ds, eval_desc, eval_reasons, eval_unknown, eval_read = None, None, Counter(), Counter(), 0
     if eval_name is not None:
         eval_raw = splits[eval_name]
         eval_read = len(eval_raw)
-        eval_ds, eval_reasons = _normalize_split(eval_raw, det, cfg)
+        eval_ds, eval_reasons, eval_unknown = _normalize_split(eval_raw, det, cfg)
         eval_desc = f"the dataset's `{eval_name}` split"
         if eval_ds is not None and cfg.max_samples:
             n_eval = max(1, min(len(eval_ds), math.ceil(cfg.max_samples * max(cfg.eval_ratio, 0.05))))
@@ -145,6 +168,7 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
         "rows_read": rows_read,
         "rows_dropped": sum(reasons.values()),
         "drop_reasons": dict(reasons.most_common()),
+        "unknown_roles": dict(unknown.most_common()),  # role as written -> rows dropped with it
         "max_samples": cfg.max_samples if sampled else None,  # only when it actually sampled
         "train_size": len(train),
         "eval_size": len(eval_ds) if eval_ds is not None else 0,
@@ -154,8 +178,54 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
         "eval_rows_read": eval_read,
         "eval_rows_dropped": sum(eval_reasons.values()),
         "eval_drop_reasons": dict(eval_reasons.most_common()),
+        "eval_unknown_roles": dict(eval_unknown.most_common()),
         "seed": cfg.seed,
         "system_prompt": cfg.system_prompt,
         "reasoning": cfg.reasoning,
     }
+    log_drops(stats, ("read",))
     return PreparedData(train=train, eval=eval_ds, detected=det, stats=stats)
+
+
+def drop_report(stats: dict[str, Any], stages: tuple[str, ...] = ("read", "length")) -> list[str]:
+    """Console lines for every dropped row, by split and stage, with a `warning:` line above WARN_SHARE.
+
+    Stage "read": rows normalisation could not use, out of the rows read. Stage "length": rows the
+    length filters dropped, out of the rows that reached them. Empty when nothing was dropped.
+    """
+    lines: list[str] = []
+    for prefix, label in (("", "training"), ("eval_", "evaluation")):
+        reasons = stats.get(f"{prefix}drop_reasons") or {}
+        read_drops = {k: v for k, v in reasons.items() if k not in LENGTH_REASONS}
+        length_drops = {k: v for k, v in reasons.items() if k in LENGTH_REASONS}
+        size = stats.get("train_size" if not prefix else "eval_size") or 0
+        if "read" in stages and read_drops and stats.get(f"{prefix}rows_read"):
+            n, total = sum(read_drops.values()), stats[f"{prefix}rows_read"]
+            lines.append(f"dropped {n:,} of {total:,} {label} rows ({n / total:.1%}): {_fmt_reasons(read_drops)}")
+            if stats.get(f"{prefix}unknown_roles"):
+                lines.append(unknown_roles_help(stats[f"{prefix}unknown_roles"], stats.get("format", "")))
+            if n / total > WARN_SHARE:
+                fields = ", ".join(f"{k} -> '{v}'" for k, v in (stats.get("fields") or {}).items())
+                lines.append(f"warning: {n / total:.1%} of the {label} rows were dropped (more than "
+                             f"{WARN_SHARE:.0%}): check data.format and data.fields; the rows were read as format "
+                             f"{stats.get('format')!r} with fields {fields}.")
+        if "length" in stages and length_drops:
+            n = sum(length_drops.values())
+            total = n + size
+            lines.append(f"dropped {n:,} of {total:,} {label} rows ({n / total:.1%}) by token length: "
+                         f"{_fmt_reasons(length_drops)}")
+            if n / total > WARN_SHARE:
+                fix = " or ".join(fix for reason, fix in ((NO_SUPERVISED, "raise training.max_length"),
+                                                          (OUTSIDE_TOKENS, "widen data.min_tokens / data.max_tokens"))
+                                  if reason in length_drops)
+                lines.append(f"warning: {n / total:.1%} of the {label} rows were dropped by token length (more "
+                             f"than {WARN_SHARE:.0%}): {fix} to keep them.")
+    return lines
+
+
+def log_drops(stats: dict[str, Any], stages: tuple[str, ...]) -> None:
+    for line in drop_report(stats, stages):
+        if line.startswith("warning: "):
+            log.warning(line.removeprefix("warning: "))
+        else:
+            log.info(line)
