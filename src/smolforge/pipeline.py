@@ -219,12 +219,13 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     """The whole pipeline. `confirm(rows)` shows the summary and returns False to stop."""
     from smolforge import logs
     from smolforge.credentials import cached_username
-    from smolforge.data import prepare
+    from smolforge.data import precheck, prepare
 
     set_quiet_env(cfg)
     cfg, run, resume_from = prepare_run(cfg, opts)
     set_quiet_env(cfg)
     data = prepare(cfg.data, cfg.training.method)
+    precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: fails before any folder
     if not confirm(summary_rows(cfg, run, data.stats)):
         raise SmolforgeError("Stopped before training; nothing was written.")
 

@@ -626,3 +626,108 @@ def test_preference_length_is_the_longer_pair(tokenizer):
     full = tokenizer.apply_chat_template(PROMPT + row["rejected"], tokenize=True, return_dict=True,
                                          enable_thinking=False)["input_ids"]
     assert token_length(row, tokenizer, "preference") == len(full)
+
+
+# ---------------------------------------------------------------- training.max_length vs the prompts
+
+def _prompt_tokens(tokenizer, messages: list[dict]) -> int:
+    """Tokens before the first assistant token, from the rendered text (the template marks no boundary inside)."""
+    first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    text = tokenizer.apply_chat_template(messages[:first], tokenize=False, enable_thinking=False)
+    return len(tokenizer(text + "<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
+
+
+def _full_tokens(tokenizer, messages: list[dict]) -> int:
+    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                             enable_thinking=False)["input_ids"])
+
+
+def test_a_max_length_below_every_prompt_is_an_error_naming_a_value_that_works(tmp_path, tokenizer):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": c["messages"]} for c in chats(50)])
+    cfg = DataSection(name=str(path), eval_ratio=0.0)
+    data = prepare(cfg)
+    fulls = sorted(_full_tokens(tokenizer, r["messages"]) for r in data.train)
+    shortest_prompt = min(_prompt_tokens(tokenizer, r["messages"]) for r in data.train)
+    p90 = fulls[round(0.9 * 49)]
+    works = 1 << (p90 - 1).bit_length()
+    assert shortest_prompt > 16 and works >= p90 > works // 2
+    with pytest.raises(DataError) as e:
+        apply_length_filters(data, tokenizer, cfg, max_length=16)
+    assert _one_paragraph(e.value) == (
+        "training.max_length: 16 tokens cannot hold the prompt of any training row (everything before its first "
+        "trained token, with the chat template), so TRL would cut every row before its first trained token: the "
+        f"shortest prompt is {shortest_prompt} tokens and the shortest example {fulls[0]} tokens; 90% of the examples "
+        f"are at most {p90}. Set --set training.max_length={works} (the smallest power of two that fits 90% of them), "
+        "or shorten the prompts.")
+    data = prepare(cfg)
+    apply_length_filters(data, tokenizer, cfg, max_length=works)  # the suggested value keeps every row here
+    assert data.stats["train_size"] == 50 and data.stats["rows_dropped"] == 0
+
+
+def test_rows_whose_prompt_fills_max_length_are_dropped_and_counted(tmp_path, tokenizer):
+    from smolforge.data import drop_report
+
+    long_q = [{"role": "user", "content": " ".join([USER] * 6)}, CHAT[1]]
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}] * 20 + [{"messages": long_q}] * 10)
+    short_prompt, long_prompt = _prompt_tokens(tokenizer, CHAT), _prompt_tokens(tokenizer, long_q)
+    max_length = short_prompt + 1  # the short rows keep one trained token
+    assert long_prompt >= max_length and _full_tokens(tokenizer, CHAT) > max_length
+    cfg = DataSection(name=str(path), eval_ratio=0.0)
+    data = prepare(cfg)
+    apply_length_filters(data, tokenizer, cfg, max_length=max_length)
+    assert [r["messages"] for r in data.train] == [CHAT] * 20
+    assert data.stats["drop_reasons"] == {"no supervised token within training.max_length": 10}
+    assert (data.stats["rows_dropped"], data.stats["train_size"], data.stats["train_truncated_rows"]) == (10, 20, 20)
+    assert drop_report(data.stats) == [
+        "dropped 10 of 30 training rows (33.3%) by token length: no supervised token within training.max_length: 10",
+        "warning: 33.3% of the training rows were dropped by token length (more than 5%): raise "
+        "training.max_length to keep them.",
+    ]
+    apply_length_filters(data, tokenizer, cfg, max_length=max_length)  # the trainer's second call changes nothing
+    assert (data.stats["rows_dropped"], len(data.train)) == (10, 20)
+
+
+def test_loss_on_all_trains_every_token_so_a_short_max_length_drops_nothing(tmp_path, tokenizer):
+    path = write_rows(tmp_path / "d.jsonl", [{"prompt": USER, "completion": ASSISTANT}] * 4)
+    cfg = DataSection(name=str(path), eval_ratio=0.0, loss_on="all")
+    data = prepare(cfg)
+    apply_length_filters(data, tokenizer, cfg, max_length=4)
+    assert (data.stats["train_size"], data.stats["train_truncated_rows"], data.stats["rows_dropped"]) == (4, 4, 0)
+
+
+@pytest.mark.parametrize(("kind", "sets"), [
+    ("chats", ["training.batching=padding_free"]),
+    ("chats", ["training.batching=padded", "data.reasoning=think"]),
+    ("prompt_completion", ["training.batching=padded"]),
+    ("prompt_completion", ["training.batching=padding_free"]),
+    ("preference", ["training.method=dpo"]),
+])
+def test_the_rows_kept_are_exactly_the_rows_trl_trains_on(tmp_path, kind, sets):
+    """Set max_length to the median prompt length, then let TRL prepare the same rows: same train and eval sizes."""
+    import statistics
+
+    from smolforge.configfile import load_config
+    from smolforge.data import measure, precheck
+    from smolforge.runfolder import RunFolder
+    from smolforge.train import build_trainer, load_tokenizer, model_source
+    from tests.conftest import FAST_TINY
+    from tests.datafiles import preference_rows, prompt_completion_rows
+
+    rows = {"chats": [{"messages": c["messages"]} for c in chats(150)],
+            "prompt_completion": prompt_completion_rows(150), "preference": preference_rows(150)}[kind]
+    path = write_rows(tmp_path / "d.jsonl", rows)
+    base = [*FAST_TINY[1::2], "tracking.backend=none", f"output_dir={tmp_path / 'run'}", "experiment_name=x",
+            f"data.name={path}", "data.eval_ratio=0.2", *sets]
+    cfg = load_config(preset="tiny", sets=base)
+    data = prepare(cfg.data, cfg.training.method)
+    tok = load_tokenizer(cfg, model_source(cfg), needs_markers=True)
+    loss_on = "completion" if kind != "chats" else "assistant"
+    median = int(statistics.median(measure(r, tok, data.kind, loss_on)[1] for r in data.train))
+    cfg = load_config(preset="tiny", sets=[*base, f"training.max_length={median}"])
+    data = prepare(cfg.data, cfg.training.method)
+    precheck(cfg, data)
+    dropped = data.stats["drop_reasons"]["no supervised token within training.max_length"]
+    assert 0 < dropped < 120 and data.length_checked == median
+    trainer = build_trainer(cfg, RunFolder(tmp_path / "run"), data).trainer
+    assert (len(trainer.train_dataset), len(trainer.eval_dataset)) == \
+        (data.stats["train_size"], data.stats["eval_size"]) == (len(data.train), len(data.eval))

@@ -93,9 +93,9 @@ CHUNK = 1 << 20  # bytes per read when scanning a file: a huge file is never hel
 
 
 @contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """`datasets` logs a failed file read to stderr before raising; smolforge reports it as one paragraph."""
-    lg = logging.getLogger("datasets")
+def quiet_logger(name: str) -> Iterator[None]:
+    """Silence a library's logger for a moment: its line on stderr would precede smolforge's error paragraph."""
+    lg = logging.getLogger(name)
     level = lg.level
     lg.setLevel(logging.CRITICAL)
     try:
@@ -114,7 +114,7 @@ def read_local(path: Path, files: dict[str, list[str]]) -> dict[str, Any]:
 
     builder = LOCAL_SUFFIXES[Path(next(iter(files.values()))[0]).suffix.lower()]
     try:
-        with _quiet_datasets():
+        with quiet_logger("datasets"):  # it logs a failed read before raising; the DataError below says it all
             splits = dict(datasets.load_dataset(builder, data_files=files))
     except Exception as e:  # datasets raises many types for unreadable files
         raise DataError(diagnose_local(files, builder) or _unreadable(path, builder, e)) from None
