@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import FAST_TINY, run_cli
-from tests.datafiles import chats, first_exchange, write_rows
+from tests.datafiles import chats, first_exchange, preference_rows, write_rows
 
 
 def _fails_cleanly(tmp_path, *args: str) -> str:
@@ -103,3 +103,99 @@ def test_mixed_formats_train_on_what_is_left_and_record_the_drops(tmp_path):
         "warning: 60.0% of the training rows were dropped (more than 5%): check data.format and data.fields; the "
         "rows were read as format 'messages' with fields messages -> 'messages'.",
     ]
+
+
+# ---------------------------------------------------------------- training.max_length shorter than the prompts
+
+def _tiny_tokenizer(*sets: str):
+    from transformers import AutoTokenizer
+
+    from smolforge.configfile import load_config
+    from smolforge.tiny import ensure_tiny
+
+    return AutoTokenizer.from_pretrained(ensure_tiny(load_config(preset="tiny", sets=list(sets)).model.tiny))
+
+
+def _ids(tok, messages: list[dict], **kw) -> list[int]:
+    kw = {"enable_thinking": False, **kw}
+    return tok.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)["input_ids"]
+
+
+def _chat_prompt_length(tok, row: dict) -> int:
+    """Tokens before the first assistant token: the rendered turns before it plus the assistant header."""
+    first = next(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+    text = tok.apply_chat_template(row["messages"][:first], tokenize=False, **row["chat_template_kwargs"])
+    return len(tok(text + "<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
+
+
+def _pair_lengths(tok, pair: dict) -> tuple[int, int]:
+    """(longer of prompt+chosen / prompt+rejected, prompt with the generation prompt), as TRL's DPO tokenises."""
+    prompt = [{"role": "user", "content": pair["prompt"]}]
+    full = max(len(_ids(tok, prompt + [{"role": "assistant", "content": pair[k]}])) for k in ("chosen", "rejected"))
+    return full, len(_ids(tok, prompt, add_generation_prompt=True))
+
+
+def _p90_and_fit(lengths: list[int]) -> tuple[int, int]:
+    s = sorted(lengths)
+    p90 = s[round(0.9 * (len(s) - 1))]
+    return p90, 1 << (p90 - 1).bit_length()
+
+
+def test_sft_max_length_shorter_than_every_prompt_fails_before_the_model_loads(tmp_path):
+    """`smolforge run --preset tiny --set training.max_length=16` crashed inside TRL with num_samples=0."""
+    from smolforge.config import DataSection
+    from smolforge.data import prepare
+
+    err = _fails_cleanly(tmp_path, "--preset", "tiny", "--set", "training.max_length=16")
+    tok = _tiny_tokenizer()
+    train = prepare(DataSection(eval_ratio=0.1, seed=42)).train  # the preset's data and split
+    fulls = [len(_ids(tok, r["messages"], **r["chat_template_kwargs"])) for r in train]
+    prompts = [_chat_prompt_length(tok, r) for r in train]
+    p90, fit = _p90_and_fit(fulls)
+    assert err == (
+        "error: training.max_length: 16 tokens cannot hold the prompt of any training row (everything before its "
+        "first trained token, with the chat template), so TRL would cut every row before its first trained token: "
+        f"the shortest prompt is {min(prompts)} tokens and the shortest example {min(fulls)} tokens; 90% of the "
+        f"examples are at most {p90}. Set --set training.max_length={fit} (the smallest power of two that fits 90% "
+        "of them), or shorten the prompts.")
+
+
+@pytest.mark.parametrize("max_length", [16, 32])
+def test_dpo_max_length_shorter_than_every_prompt_fails_before_the_model_loads(tmp_path, max_length):
+    """TRL silently drops the pairs whose prompt fills max_length: with none left, say so before anything runs."""
+    pairs = [p for p in preference_rows() if len(p["chosen"]) < 60 and len(p["rejected"]) < 60][:40]
+    data = write_rows(tmp_path / "pairs.jsonl", pairs)
+    err = _fails_cleanly(tmp_path, "--preset", "tiny", *FAST_TINY, "--set", "training.method=dpo",
+                         "--set", f"data.name={data}", "--set", "data.eval_ratio=0", "--set",
+                         f"training.max_length={max_length}")
+    fulls, prompts = zip(*(_pair_lengths(_tiny_tokenizer(*FAST_TINY[1::2]), p) for p in pairs), strict=True)
+    p90, fit = _p90_and_fit(list(fulls))
+    assert err == (
+        f"error: training.max_length: {max_length} tokens cannot hold the prompt of any training pair (everything "
+        "before its first trained token, with the chat template), so TRL would drop every pair: the shortest "
+        f"prompt is {min(prompts)} tokens and the shortest example {min(fulls)} tokens; 90% of the examples are at "
+        f"most {p90}. Set --set training.max_length={fit} (the smallest power of two that fits 90% of them), or "
+        "shorten the prompts.")
+
+
+def test_dpo_pairs_too_long_for_max_length_are_dropped_counted_and_not_trained_on(tmp_path):
+    """40 short pairs and 10 with a long prompt: the 10 are dropped as TRL drops them, and the numbers say so."""
+    short = [p for p in preference_rows() if len(p["chosen"]) < 60 and len(p["rejected"]) < 60][:40]
+    long = [{**p, "prompt": " ".join([p["prompt"]] * 4)} for p in short[:10]]
+    data = write_rows(tmp_path / "pairs.jsonl", short + long)
+    tok = _tiny_tokenizer(*FAST_TINY[1::2])
+    max_length = max(_pair_lengths(tok, p)[1] for p in short) + 1
+    assert min(_pair_lengths(tok, p)[1] for p in long) >= max_length
+    proc = run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "dpo", *FAST_TINY, "--set",
+                   "training.method=dpo", "--set", f"data.name={data.name}", "--set", "data.eval_ratio=0", "--set",
+                   f"training.max_length={max_length}", "--set", "training.batch_size=1", "--set",
+                   "training.epochs=1", "--set", "tracking.backend=none", cwd=tmp_path)
+    assert "pairs.jsonl (preference, 40 train / 0 eval)" in proc.stdout  # the summary counts what TRL trains on
+    run = tmp_path / "runs" / "dpo"
+    results = json.loads((run / "results.json").read_text())
+    assert results["global_steps"] == 40  # one pair per step, one epoch: TRL trained on exactly the 40 kept pairs
+    stats = results["dataset"]
+    assert (stats["rows_read"], stats["train_size"], stats["rows_dropped"]) == (50, 40, 10)
+    assert stats["drop_reasons"] == {"no supervised token within training.max_length": 10}
+    assert ("| **Rows read** | 50 from split `train`; 10 dropped (no supervised token within training.max_length: "
+            "10) |") in (run / "model" / "README.md").read_text()
