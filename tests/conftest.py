@@ -65,7 +65,8 @@ def run_cli(*args: str, cwd: Path | str, env: dict | None = None, check: bool = 
 def tiny_run(tmp_path_factory) -> Path:
     """One real tiny SFT run through the CLI, shared by tests that only read its run folder."""
     work = tmp_path_factory.mktemp("tiny-run")
-    run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "shared", *FAST_TINY, *SHORT_RUN, cwd=work)
+    proc = run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "shared", *FAST_TINY, *SHORT_RUN, cwd=work)
+    (work / "stdout.txt").write_text(proc.stdout)  # what the user saw, for tests of the console output
     return work / "runs" / "shared"
 
 

@@ -31,7 +31,7 @@ SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any config value: section.key=value (repeatable), e.g. --set training.learning_rate=1e-4.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (required outside a "
                                                           "terminal).")]
-RunDir = Annotated[Path, typer.Argument(help="The run folder (runs/<experiment_name>).")]
+RunDir = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run folder (runs/<experiment_name>).")]
 TokenFile = Annotated[Path | None, typer.Option(help="File holding an HF token (else HF_TOKEN or the login "
                                                      "cache). Tokens are never accepted on the command line.")]
 Flags = dict[str, Any]
@@ -46,7 +46,8 @@ def _console():
 @app.command()
 @with_config_flags("config", "run")
 def run(
-    config: Annotated[Path | None, typer.Argument(help="smolforge.yaml, or a run folder with --resume.")] = None,
+    config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml, or a run folder with "
+                                                                            "--resume.")] = None,
     preset: Annotated[str | None, typer.Option(help="Start from a preset (see `smolforge presets`).")] = None,
     set_: SetOpt = None,
     yes: YesOpt = False,

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
-from smolforge.errors import PublishError, SmolforgeError
+from smolforge.errors import PublishError, SmolforgeError, first_line
 from smolforge.hubclient import endpoint_from_env
-from smolforge.runfolder import RunFolder, atomic_write_text
+from smolforge.runfolder import RunFolder, atomic_write_text, umask_mode
 
 APP_FILES = ("app.py", "demo_config.json", "requirements.txt", "README.md")
 GENERATOR = "smolforge demo"
@@ -172,15 +172,6 @@ def check_output(output: Path) -> None:
                              "--output, or the folder of an earlier `smolforge demo`, which is regenerated.")
 
 
-def _make_readable(folder: Path) -> None:
-    """mkdtemp/mkstemp create owner-only modes; the app is meant to be shared: use the umask's defaults."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        path.chmod(0o666 & ~umask)
-
-
 def write_app(settings: DemoSettings, output: Path) -> Path:
     """Write the app folder atomically: built in a sibling temp folder, then swapped into place."""
     check_output(output)
@@ -197,7 +188,7 @@ def write_app(settings: DemoSettings, output: Path) -> Path:
         if output.exists():
             old = output.with_name(f".{output.name}.old-{os.getpid()}")
             output.rename(old)
-        _make_readable(tmp)
+        tmp.chmod(umask_mode(0o777))  # mkdtemp makes an owner-only folder; the app is meant to be shared
         tmp.rename(output)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -234,7 +225,7 @@ def publish_space(output: Path, space_id: str, *, private: bool, token: str, end
     except (OSError, ValueError) as e:  # HfHubHTTPError and httpx2 errors are OSErrors; the folder is intact
         from smolforge.credentials import redact
 
-        reason = (redact(str(e)).strip().splitlines() or [type(e).__name__])[0]
+        reason = redact(first_line(e))
         raise PublishError(f"Could not publish the demo to the Space {space_id}: {reason}. "
                            f"The app folder {output} is complete; check the token's write access and retry "
                            f"`smolforge demo ... --space {space_id}`.") from None

@@ -7,6 +7,16 @@ traceback. Code raises these for bad input; anything else is a bug and keeps its
 from __future__ import annotations
 
 
+def first_line(err: BaseException | str) -> str:
+    """The first non-blank line of an error message, or the exception's type name when it has none.
+
+    Error paragraphs quote a library's message; an empty one must not turn into an IndexError.
+    """
+    text = err if isinstance(err, str) else str(err)
+    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
+    return line or (type(err).__name__ if isinstance(err, BaseException) else "(no message)")
+
+
 class SmolforgeError(Exception):
     """Bad input or environment the user can fix; `str(err)` is the whole message."""
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from smolforge.credentials import redact
-from smolforge.errors import PublishError, SmolforgeError
+from smolforge.errors import PublishError, SmolforgeError, first_line
 
 log = logging.getLogger("smolforge.publish")
 T = TypeVar("T")
@@ -106,7 +106,7 @@ def short(e: BaseException) -> str:
         if isinstance(x, HfHubHTTPError):
             status = status_of(x)
             server = getattr(x, "server_message", None)
-            return redact(f"HTTP {status}" + (f": {server.strip().splitlines()[0]}" if server else ""))
+            return redact(f"HTTP {status}" + (f": {first_line(server)}" if server and server.strip() else ""))
     text = str(e).strip().splitlines()
     return redact(f"{type(e).__name__}: {text[0]}" if text else type(e).__name__)
 

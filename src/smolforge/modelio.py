@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
-from smolforge.errors import SmolforgeError
+from smolforge.errors import SmolforgeError, first_line
 
 log = logging.getLogger("smolforge.model")
 
@@ -37,10 +37,6 @@ def model_source(cfg: SmolforgeConfig) -> str:
     return cfg.model.name_or_path
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 def load_tokenizer(cfg: SmolforgeConfig, source: str, needs_markers: bool):
     from transformers import AutoTokenizer
     from trl.chat_template_utils import has_generation_markers
@@ -49,7 +45,7 @@ def load_tokenizer(cfg: SmolforgeConfig, source: str, needs_markers: bool):
         tok = AutoTokenizer.from_pretrained(source, revision=cfg.model.revision,
                                             trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as e:
-        raise SmolforgeError(f"model.name_or_path: cannot load a tokenizer from {source!r}: {_first_line(e)}. Check "
+        raise SmolforgeError(f"model.name_or_path: cannot load a tokenizer from {source!r}: {first_line(e)}. Check "
                              "the id or path, and that you are online (or the model is in the Hugging Face "
                              "cache).") from None
     template = tok.chat_template if isinstance(tok.chat_template, str) else None
@@ -93,7 +89,7 @@ def load_model(cfg: SmolforgeConfig, source: str, rt):
             source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
             dtype=torch_dtype(rt), attn_implementation=rt.attn_implementation)
     except (OSError, ValueError) as e:
-        raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {_first_line(e)}. Check the id or path, "
+        raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {first_line(e)}. Check the id or path, "
                              "and that you are online (or the model is cached).") from None
 
 

@@ -180,11 +180,15 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     """The whole pipeline. `confirm(rows)` shows the summary and returns False to stop."""
     from smolforge import logs
     from smolforge.credentials import cached_username
-    from smolforge.data import prepare
+    from smolforge.data import drop_report, precheck, prepare
 
     processenv.prepare(cfg, console)
     cfg, run, resume_from = prepare_run(cfg, opts, console)
     data = prepare(cfg.data, cfg.training.method)
+    precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: fails before any folder
+    drops = drop_report(data.stats)
+    for line in drops:
+        console.print(line, markup=False)
     if not confirm(summary_rows(cfg, run, data.stats)):
         raise SmolforgeError("Stopped before training; nothing was written.")
 
@@ -195,6 +199,8 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     if opts.overrides:
         run.write_overrides(opts.overrides)
     handler = logs.attach_file(run.logs_dir)
+    for line in drops:
+        logs.log.warning(line) if line.startswith("warning") else logs.log.info(line)
     try:
         try:
             results = _train(cfg, run, data, console, resume_from)

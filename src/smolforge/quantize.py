@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
-from smolforge.errors import SmolforgeError
-from smolforge.runfolder import RunFolder
+from smolforge.errors import SmolforgeError, first_line
+from smolforge.runfolder import RunFolder, share_like_other_files
 
 log = logging.getLogger("smolforge.quantize")
 
@@ -208,7 +208,7 @@ def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work:
             info = build_variant(m, source, tmp, rt)
         except (RuntimeError, NotImplementedError, ImportError, AssertionError) as e:
             # torchao raises these when a kernel is missing for this device: record why, keep going
-            why = f"torchao could not quantize this model to {m} on {rt.device}: {str(e).splitlines()[0]}"
+            why = f"torchao could not quantize this model to {m} on {rt.device}: {first_line(e)}"
             section[m] = {"skipped": why}
             _say(console, f"{m}: skipped: {why}.")
             continue
@@ -226,6 +226,7 @@ def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work:
             entry["eval_loss"] = loss
             if perplexity(loss) is not None:
                 entry["perplexity"] = perplexity(loss)
+        share_like_other_files(tmp)
         _place_atomically(tmp, run.root / entry["path"])
         section[m] = entry
         _say(console, _summary_line(m, entry))

@@ -115,8 +115,8 @@ def _resume_config(req: RunRequest):
     run = RunFolder.existing(req.config)
     changes = nest(req.flags)
     sets = parse_sets(req.sets) if req.sets else {}
-    refused = sorted({*(p for p in req.flags if p.split(".")[0] not in OVERRIDABLE),
-                      *(k for k in sets if k not in OVERRIDABLE)})
+    given = [*req.flags, *(item.partition("=")[0].strip() for item in req.sets)]
+    refused = sorted({p for p in given if p.split(".")[0] not in OVERRIDABLE})
     if refused or req.preset:
         what = ", ".join(refused + (["--preset"] if req.preset else []))
         raise SmolforgeError(f"--resume continues {run.root} exactly as it was configured, so {what} cannot change "

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from smolforge.credentials import redact
-from smolforge.errors import SmolforgeError
+from smolforge.errors import SmolforgeError, first_line
 
 
 def umask_mode(mode: int = 0o666) -> int:
@@ -34,6 +34,15 @@ def umask_mode(mode: int = 0o666) -> int:
     umask = os.umask(0)
     os.umask(umask)
     return mode & ~umask
+
+
+def share_like_other_files(folder: Path) -> None:
+    """Give every file under `folder` the mode the umask gives new files (some writers create owner-only files:
+    safetensors' writer, mkstemp)."""
+    mode = umask_mode()
+    for p in folder.rglob("*"):
+        if p.is_file():
+            p.chmod(mode)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -127,7 +136,7 @@ class RunFolder:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise SmolforgeError(f"{path} cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}). "
+            raise SmolforgeError(f"{path} cannot be read ({type(e).__name__}: {first_line(e)}). "
                                  "Restore it, or start the run again.") from None
         if not isinstance(data, dict):
             raise SmolforgeError(f"{path} is not a YAML mapping. Restore it, or start the run again.")

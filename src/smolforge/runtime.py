@@ -1,6 +1,6 @@
 """Turn `auto` settings into concrete ones for the machine at hand.
 
-Decisions come from measurements (benchmarks/throughput.py, STACK_NOTES): fp32 on CPU (bf16 is
+Decisions come from measurements (benchmarks/throughput.py): fp32 on CPU (bf16 is
 ~5x slower there), bf16 on GPUs that support it; padding-free batches with per-document
 attention for SFT, because on length-spread chat data plain padding wastes most tokens.
 """
@@ -93,8 +93,8 @@ def tune_malloc() -> bool:
     """Keep freed memory in glibc's heap instead of returning it to the OS after every step.
 
     Training allocates and frees the same large activation buffers each step; with glibc's
-    defaults each one is a fresh mmap whose pages fault in again (STACK_NOTES measured ~21% of CPU
-    time in page faults). Raising the mmap/trim thresholds and the top pad reuses them instead.
+    defaults each one is a fresh mmap whose pages fault in again (about a fifth of the CPU time went to
+    page faults on a 2-core CPU). Raising the mmap/trim thresholds and the top pad reuses them instead.
     Numerically a no-op. Only on Linux/glibc; SMOLFORGE_MALLOC_TUNE=0 turns it off.
     """
     import ctypes

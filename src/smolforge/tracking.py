@@ -133,13 +133,11 @@ def drop_points_after(cfg: SmolforgeConfig, step: int) -> int:
     db = SQLiteStorage.get_project_db_path(project)
     if not Path(db).is_file():
         return 0
+    # trackio numbers points itself; the trainer's step is the metric `train/global_step` inside each point
     with sqlite3.connect(db) as conn:
-        removed = 0
-        for table in ("metrics", "system_metrics"):
-            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            if {"run_name", "step"} <= columns:
-                removed += conn.execute(f"DELETE FROM {table} WHERE run_name = ? AND step > ?",  # noqa: S608
-                                        (cfg.experiment_name, step)).rowcount
+        removed = conn.execute("DELETE FROM metrics WHERE run_name = ? AND "
+                               "json_extract(CAST(metrics AS TEXT), '$.\"train/global_step\"') > ?",
+                               (cfg.experiment_name, step)).rowcount
     if removed:
         log.info("trackio: removed %d points after step %d (they are trained again after the resume)", removed, step)
     return removed

@@ -22,7 +22,7 @@ from smolforge import hardware, tracking
 from smolforge.config import SmolforgeConfig
 from smolforge.data import PreparedData, apply_length_filters
 from smolforge.errors import SmolforgeError
-from smolforge.runfolder import RunFolder
+from smolforge.runfolder import RunFolder, share_like_other_files
 from smolforge.runtime import Runtime, resolve
 
 log = logging.getLogger("smolforge.train")
@@ -178,9 +178,9 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     if not trainer.is_world_process_zero():
         return {}
     save_model(trainer, tokenizer, cfg, run)
-    segment = {**trainer.sf_segment, "to_step": trainer.state.global_step,
-               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "runtime_s": float(train_log.get("train_runtime", 0.0))}
+    segment = {**trainer.sf_segment_record(counts, trainer.state.global_step,
+                                           float(train_log.get("train_runtime", 0.0))),
+               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built, segment)
 
 
@@ -205,6 +205,7 @@ def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder) -> None
     run.model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(run.model_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(run.model_dir))
+    share_like_other_files(run.model_dir)
 
 
 def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built: Built,
@@ -216,9 +217,8 @@ def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts
     by_step = {h["step"]: {"step": h["step"], "epoch": h.get("epoch"), "eval_loss": h["eval_loss"]}
                for h in history if "eval_loss" in h}  # the final evaluate() may repeat the last step's
     eval_history = [by_step[s] for s in sorted(by_step)]
-    previous = trainer.sf_previous
-    segments = [*previous.get("segments", []), segment]
-    runtime_s = float(previous.get("train_seconds", 0.0)) + segment["runtime_s"]
+    segments = [*trainer.sf_previous.get("segments", []), segment]
+    runtime_s = sum(s["runtime_s"] for s in segments)  # every segment up to the checkpoint the next one resumed
     results: dict[str, Any] = {
         "schema_version": 1,
         "experiment_name": cfg.experiment_name,

@@ -84,11 +84,10 @@ class TokenAccounting:
         before = self.sf_previous.get("tokens") or {}
         return {k: int(v) + int(before.get(k, 0)) for k, v in zip(COUNTS, t.tolist(), strict=True)}
 
-    def sf_train_seconds(self) -> float:
-        """Training time of this segment so far plus the earlier segments' (up to their checkpoints)."""
+    def sf_segment_seconds(self) -> float:
+        """Training time of this segment so far."""
         started = getattr(self, "sf_segment_t0", None)
-        now = time.perf_counter() - started if started is not None else 0.0
-        return float(self.sf_previous.get("train_seconds", 0.0)) + now
+        return time.perf_counter() - started if started is not None else 0.0
 
     def _save_checkpoint(self, model, trial):
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
@@ -108,10 +107,16 @@ class TokenAccounting:
                 f"`smolforge run {folder.parent.parent} --resume`, which starts from the last complete "
                 "checkpoint.") from None
         if self.args.should_save:
-            progress = {"step": self.state.global_step, "tokens": counts, "train_seconds": self.sf_train_seconds(),
-                        "segments": [*self.sf_previous.get("segments", []), {**self.sf_segment,
-                                                                             "to_step": self.state.global_step}]}
+            segment = self.sf_segment_record(counts, self.state.global_step, self.sf_segment_seconds())
+            progress = {"step": self.state.global_step, "tokens": counts,
+                        "segments": [*self.sf_previous.get("segments", []), segment]}
             (folder / PROGRESS_FILE).write_text(json.dumps(progress, indent=2) + "\n", encoding="utf-8")
+
+    def sf_segment_record(self, totals: dict[str, int], to_step: int, seconds: float) -> dict[str, Any]:
+        """This segment as results.json lists it: where it started and ended, its time and its own tokens."""
+        before = self.sf_previous.get("tokens") or {}
+        return {**self.sf_segment, "to_step": to_step, "runtime_s": round(seconds, 3),
+                "tokens": {k: totals[k] - int(before.get(k, 0)) for k in COUNTS}}
 
 
 def make_sft_trainer_class():

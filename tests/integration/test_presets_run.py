@@ -39,7 +39,8 @@ def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
     t = preset.training
     data = fixtures["dpo" if t.method == "dpo" else "sft"]
     code = run_main("run", "--preset", name, "--yes", "--experiment-name", "p", "--set", "model.name_or_path=tiny",
-                    *FAST_TINY, "--set", f"data.name={data}", "--set", "training.max_steps=2",
+                    *FAST_TINY, "--set", f"model.tiny.max_position_embeddings={max(2048, t.max_length)}",
+                    "--set", f"data.name={data}", "--set", "training.max_steps=2",
                     "--set", "tracking.backend=none", "--license", "apache-2.0", cwd=tmp_path)
     assert code == 0
     run = tmp_path / "runs" / "p"

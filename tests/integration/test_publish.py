@@ -252,3 +252,14 @@ def test_bad_endpoint_and_conflicting_flags(quantized_copy):
                    check=False)
     assert proc.returncode == 2 and "--repo-id" in proc.stderr
 
+
+
+def test_a_hub_compatible_server_without_xet_gets_plain_lfs_uploads(hub, quantized_copy):
+    """Without HF_HUB_DISABLE_XET, a push to another endpoint must not ask it for Xet (it would 404)."""
+    env = {k: v for k, v in hub_env().items() if k != "HF_HUB_DISABLE_XET"}
+    big = quantized_copy / "model" / "extra_weights.bin"
+    big.write_bytes(os.urandom(11 * 1024 * 1024))
+    proc = publish(quantized_copy, hub.url, "--repo-id", f"{USER}/plain", env=env)
+    assert "Published:" in proc.stdout
+    assert not [r.path for r in hub.requests if "xet-" in r.path]  # e.g. /api/models/.../xet-write-token
+    assert hub.repos[f"{USER}/plain"].files["extra_weights.bin"].lfs

@@ -52,6 +52,15 @@ def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, si
     results = json.loads((run / "results.json").read_text())
     assert results["global_steps"] == 120
     assert results["resumed_from"] == f"checkpoint-{stopped_at}"
+    # the record covers the whole run: both segments, their totals, and the command that started it
+    first, second = results["segments"]
+    assert (first["from_step"], first["to_step"], second["from_step"], second["to_step"]) == \
+        (0, stopped_at, stopped_at, 120)
+    assert first["command"].startswith("smolforge run --preset tiny") and second["command"].endswith("--resume --yes")
+    assert results["command"] == first["command"]
+    assert results["train_runtime_s"] == pytest.approx(first["runtime_s"] + second["runtime_s"])
+    for key in ("processed", "real", "supervised"):
+        assert results["tokens"][key] == first["tokens"][key] + second["tokens"][key] > second["tokens"][key]
     state = json.loads((run / "checkpoints" / "checkpoint-120" / "trainer_state.json").read_text())
     assert state["global_step"] == 120 and state["max_steps"] == 120
     assert (run / "model" / "model.safetensors").exists()
@@ -102,3 +111,68 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path
     # so eval loss matches only approximately; the training losses above match step for step.
     assert r2["eval_loss"] == pytest.approx(r1["eval_loss"], rel=1e-2)
     assert (tmp_path / "runs" / "two" / "logs" / "rank1.log").exists()
+
+
+def _trackio_steps(run_name: str) -> list[int]:
+    """The trainer steps of the training-loss points trackio holds for a run."""
+    import sqlite3
+
+    db = Path(os.environ["TRACKIO_DIR"]) / f"{run_name}.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        rows = [json.loads(m) for (m,) in conn.execute("select metrics from metrics where run_name = ?", (run_name,))]
+    return [r["train/global_step"] for r in rows if "train/loss" in r]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_continues_from_the_last_complete_checkpoint_without_repeated_points(tmp_path):
+    proc = subprocess.Popen([SMOLFORGE, "run", "--preset", "tiny", "--yes", "--experiment-name", "killed",
+                             *FAST_TINY, *LONG], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / "runs" / "killed"
+    deadline = time.time() + 180
+    while not any(step > 30 for step in _trackio_steps("killed")):  # points after checkpoint-30 reached trackio
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL: no handler runs, a checkpoint may be half-written
+    proc.wait(timeout=30)
+    logged_before = _trackio_steps("killed")
+    run_cli("run", str(run), "--resume", "--yes", cwd=tmp_path)
+    results = json.loads((run / "results.json").read_text())
+    resumed = int(results["resumed_from"].split("-")[1])
+    assert results["global_steps"] == 120 and resumed % 10 == 0 and resumed <= max(logged_before)
+    steps = _trackio_steps("killed")
+    assert len(steps) == len(set(steps)), "points between the checkpoint and the kill were logged twice"
+    assert set(range(resumed + 5, 121, 5)) <= set(steps)  # the resumed segment logged every step again, once
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_a_checkpoint_is_one_paragraph_and_resume_uses_the_last_complete_one(
+        tmp_path, monkeypatch, capsys):
+    import torch
+
+    from tests.conftest import run_main
+
+    real_save = torch.save
+
+    def disk_full_at_checkpoint_12(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt") and "checkpoint-12" in str(f):
+            Path(f).write_bytes(b"partial")  # what a full disk leaves behind
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0: "
+                               "PytorchStreamWriter failed writing file data/0: file write failed")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_full_at_checkpoint_12)
+    args = ["--preset", "tiny", "--yes", "--experiment-name", "full", *FAST_TINY, "--max-steps", "18",
+            "--set", "training.save_steps=6", "--set", "training.eval_steps=100", "--tracking", "none"]
+    assert run_main("run", *args, cwd=tmp_path) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "No space left on the disk" in err and "while saving checkpoint-12" in err and "--resume" in err
+    assert "Traceback" not in err and "enforce fail" not in err
+    checkpoints = tmp_path / "runs" / "full" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-6"]  # the partial one is gone
+
+    monkeypatch.setattr(torch, "save", real_save)
+    assert run_main("run", "runs/full", "--resume", "--yes", cwd=tmp_path) == 0
+    results = json.loads((tmp_path / "runs" / "full" / "results.json").read_text())
+    assert results["global_steps"] == 18 and results["resumed_from"] == "checkpoint-6"

@@ -53,7 +53,9 @@ def test_dashboard_serves_the_runs_project(tiny_run, tmp_path):
         assert status == 200
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        out, _ = proc.communicate(timeout=20)
+    assert f"http://127.0.0.1:{port}?project=shared" in out  # the link to open, said by smolforge
+    assert "opened in browser" not in out and "\x1b[" not in out  # --no-browser, and no colour codes in a pipe
 
 
 def test_dashboard_of_an_untracked_run_says_why(run_copy, tmp_path):

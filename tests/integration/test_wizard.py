@@ -289,6 +289,24 @@ def test_typed_token_is_hidden_checked_stored_after_confirm_and_never_written(tm
     assert (hf_home / "token").read_text().strip() == token  # stored by huggingface_hub.login
 
 
+def test_a_token_typed_offline_is_explained_and_can_be_stored(tmp_path):
+    hf_home = tmp_path / "hf"
+    token = "hf_" + "Offline" * 5
+    child, screen = spawn(tmp_path, "--output", "cfg.yaml", env={"HF_HOME": str(hf_home)})
+    answer(child, "Hugging Face token:", token, ENTER)
+    child.expect(pat("cannot be checked now"))
+    answer(child, "Store it in the huggingface_hub login cache", "y")
+    for question in DEFAULT_RUN[1:]:
+        answer(child, question, ENTER)
+    answer(child, "Write the config?", ENTER)
+    assert finish(child) == 0, clean(screen)
+    out = clean(screen)
+    assert "`smolforge run` will not find it (set HF_TOKEN then)" in out
+    assert token not in screen.getvalue()
+    assert token not in (tmp_path / "cfg.yaml").read_text()
+    assert (hf_home / "token").read_text().strip() == token  # where huggingface_hub's get_token() looks
+
+
 def test_run_without_config_offers_the_wizard_in_a_terminal(tmp_path):
     env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
     child = pexpect.spawn(SMOLFORGE, ["run"], cwd=str(tmp_path), env=env, dimensions=(60, 150), encoding="utf-8",

@@ -240,13 +240,105 @@ def test_loss_on_that_does_not_fit_the_data_fails_in_prepare(tmp_path, rows, los
     (lambda p: (p / "empty").mkdir() or p / "empty", "holds no .jsonl, .json, .csv, .parquet files"),
     (lambda p: write_rows(p / "m" / "a.jsonl", [{"text": "x"}]) and write_rows(p / "m" / "b.csv", [{"text": "y"}])
      and p / "m", "mixes file types"),
-    (lambda p: (p / "bad.jsonl").write_text('{"text": "ok"}\n{not json\n') and p / "bad.jsonl", "cannot read"),
+    (lambda p: (p / "bad.jsonl").write_text('{"text": "ok"}\n{not json\n') and p / "bad.jsonl",
+     "bad.jsonl line 2 is not valid JSON (Expecting property name enclosed in double quotes, column 2): fix that line"),
+    (lambda p: (p / "fake.parquet").write_text("not parquet") and p / "fake.parquet", "cannot read"),
 ])
 def test_local_source_errors(tmp_path, make, expected):
     with pytest.raises(DataError) as e:
         _prep(make(tmp_path))
     msg = _one_paragraph(e.value)
     assert msg.startswith("data.name:") and expected in msg
+
+
+def _write_bytes(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(("name", "content", "why"), [
+    ("zero.jsonl", b"", "zero.jsonl is empty (0 rows). Add rows"),
+    ("blank.jsonl", b"\n  \n\n", "blank.jsonl is empty (0 rows): it holds only blank lines. Add rows"),
+    ("array.json", b"[\n]\n", "array.json is empty (0 rows): the JSON array has no elements"),
+    ("zero.csv", b"", "zero.csv is empty (0 rows). Add data rows below the header"),
+    ("header.csv", b"prompt,completion\r\n",
+     "header.csv is empty (0 rows): the CSV has a header (columns prompt, completion) but no data rows. "
+     "Add data rows below the header, or point data.name at a file that has them."),
+])
+def test_an_empty_file_says_it_is_empty(tmp_path, name, content, why):
+    with pytest.raises(DataError) as e:
+        _prep(_write_bytes(tmp_path / name, content))
+    assert _one_paragraph(e.value).startswith(f"data.name: {tmp_path / why}")
+
+
+def test_an_empty_parquet_file_says_it_is_empty(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    with pytest.raises(DataError) as e:
+        _prep(tmp_path / "none.parquet")
+    assert _one_paragraph(e.value) == (f"data.name: {tmp_path / 'none.parquet'} is empty (0 rows): the Parquet file "
+                                       "has no rows. Write rows into it, or point data.name at a file that has them.")
+
+
+def test_an_empty_split_in_a_folder_names_its_file(tmp_path):
+    write_rows(tmp_path / "d" / "train.jsonl", [{"messages": CHAT}] * 3)
+    _write_bytes(tmp_path / "d" / "test.jsonl", b"\n")
+    with pytest.raises(DataError) as e:
+        prepare(DataSection(name=str(tmp_path / "d")))
+    assert _one_paragraph(e.value).startswith(f"data.name: {tmp_path / 'd' / 'test.jsonl'} is empty (0 rows)")
+    # an empty shard next to files with rows is no problem
+    _write_bytes(tmp_path / "d" / "test.jsonl", b"")
+    write_rows(tmp_path / "d" / "test-2.jsonl", [{"messages": CHAT}] * 2)
+    assert len(prepare(DataSection(name=str(tmp_path / "d"))).eval) == 2
+
+
+@pytest.mark.parametrize("name", ["latin.jsonl", "latin.csv"])
+def test_a_file_that_is_not_utf8_names_the_byte_and_its_line(tmp_path, name):
+    rows = [f"row {i} caf\u00e9" for i in range(30)]  # UTF-8 text, then one line saved as Latin-1
+    lines = ([json.dumps({"text": r}, ensure_ascii=False) for r in rows] if name.endswith(".jsonl")
+             else ["text", *rows])
+    bad_line = 17
+    data = [line.encode("latin-1" if n == bad_line else "utf-8") for n, line in enumerate(lines, 1)]
+    path = _write_bytes(tmp_path / name, b"\n".join(data) + b"\n")
+    with pytest.raises(DataError) as e:
+        _prep(path)
+    assert _one_paragraph(e.value).startswith(
+        f"data.name: {path} is not UTF-8 (byte 0xe9 at line {bad_line}): re-save it as UTF-8")
+
+
+def test_the_utf8_scan_reads_in_chunks_and_keeps_characters_split_by_a_chunk(tmp_path, monkeypatch):
+    from smolforge.data import sources
+
+    monkeypatch.setattr(sources, "CHUNK", 7)  # every multi-byte character below straddles some boundary
+    text = "".join(f'{{"text": "\u00e9\u20ac\U0001f600 {i}"}}\n' for i in range(50)).encode()
+    path = _write_bytes(tmp_path / "d.jsonl", text + b'{"text": "\xff"}\n')
+    assert sources._not_utf8(_write_bytes(tmp_path / "ok.jsonl", text)) is None
+    assert "(byte 0xff at line 51)" in sources._not_utf8(path)
+    truncated = _write_bytes(tmp_path / "cut.jsonl", text + "\u20ac".encode()[:2])  # cut inside the last character
+    assert "(byte 0xe2 at line 51)" in sources._not_utf8(truncated)
+
+
+def test_a_broken_jsonl_line_is_named_by_its_number(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"text": f"row {i}"} for i in range(60)])
+    lines = path.read_text().splitlines()
+    lines[40] = '{"text": "row 40"'  # line 41 lost its closing brace
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        _prep(path)
+    assert _one_paragraph(e.value) == (
+        f"data.name: {path} line 41 is not valid JSON (Expecting ',' delimiter, column 18): fix that line "
+        "(JSON Lines: one complete JSON object per line).")
+
+
+def test_first_line_of_an_empty_message_is_the_error_type():
+    from smolforge.errors import first_line
+
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line(OSError("\n  \n")) == "OSError"
+    assert first_line(RuntimeError("\n  boom \nmore")) == "boom"
+    assert first_line("") == "(no message)"
 
 
 def test_split_errors(tmp_path):
@@ -315,6 +407,96 @@ def test_every_row_dropped_is_an_error_with_the_reasons(tmp_path):
         _prep(write_rows(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}] * 4))
     msg = _one_paragraph(e.value)
     assert "every one of the 4 rows" in msg and "no non-empty assistant turn: 4" in msg
+    assert "The rows were read as format 'messages' with fields messages -> 'messages': check data.format" in msg
+
+
+HUMAN_BOT = [{"role": "sys", "content": "Be brief."}, {"role": "human", "content": USER},
+             {"role": "bot", "content": ASSISTANT}]
+
+
+def test_unknown_roles_name_the_roles_found_the_accepted_ones_and_the_fix(tmp_path):
+    rows = [{"messages": HUMAN_BOT}] * 6 + [{"messages": HUMAN_BOT[1:]}] * 4
+    with pytest.raises(DataError) as e:
+        _prep(write_rows(tmp_path / "d.jsonl", rows))
+    assert _one_paragraph(e.value) == (
+        f"data: every one of the 10 rows of {tmp_path / 'd.jsonl'} was dropped (unknown role: 10). Roles the chat "
+        "template does not know: human (10 rows), bot (10 rows), sys (6 rows); accepted: system, user, assistant, "
+        "tool. Map each one with data.roles, e.g. --set data.roles.human=user --set data.roles.bot=assistant "
+        "--set data.roles.sys=system.")
+
+
+def test_data_roles_maps_the_roles_of_messages_and_preference_turns(tmp_path):
+    roles = {"human": "user", "bot": "assistant", "sys": "system"}
+    data = _prep(write_rows(tmp_path / "d.jsonl", [{"messages": HUMAN_BOT}]), roles=roles)
+    assert _rows(data.train) == [_no_think({"messages": [{"role": "system", "content": "Be brief."}, *CHAT]})]
+    pairs = [{"prompt": [HUMAN_BOT[1]], "chosen": [HUMAN_BOT[2]], "rejected": [{"role": "Bot", "content": "Paris."}]}]
+    data = _prep(write_rows(tmp_path / "p.jsonl", pairs), method="dpo", roles=roles)  # matched case-insensitively
+    assert _rows(data.train) == [_no_think({"prompt": PROMPT, "chosen": COMPLETION,
+                                            "rejected": [{"role": "assistant", "content": "Paris."}]})]
+
+
+def test_sharegpt_roles_under_role_content_keys_suggest_and_accept_format_sharegpt(tmp_path):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": [{"role": "human", "content": USER},
+                                                           {"role": "gpt", "content": ASSISTANT}]}] * 3)
+    with pytest.raises(DataError) as e:
+        _prep(path)
+    assert ("--set data.roles.human=user --set data.roles.gpt=assistant, or read the turns as ShareGPT (human/gpt) "
+            "with --set data.format=sharegpt.") in _one_paragraph(e.value)
+    assert _rows(_prep(path, format="sharegpt").train) == [_no_think({"messages": CHAT})] * 3
+
+
+def test_a_config_role_must_be_one_the_chat_template_knows():
+    from pydantic import ValidationError
+
+    assert DataSection(roles={"human": "user"}).roles == {"human": "user"}
+    with pytest.raises(ValidationError, match="'system', 'user', 'assistant' or 'tool'"):
+        DataSection(roles={"human": "person"})
+
+
+# ---------------------------------------------------------------- drop report
+
+def test_mixed_formats_drop_report_counts_by_reason_and_warns(tmp_path, caplog):
+    """80 chats and 120 prompt/completion rows in one file: read as messages, 60% are dropped."""
+    from smolforge.data import drop_report
+
+    rows = [{"messages": CHAT}] * 80 + [{"prompt": USER, "completion": ASSISTANT}] * 100 + \
+        [{"messages": [CHAT[0]]}] * 20
+    with caplog.at_level("INFO", logger="smolforge.data"):
+        data = _prep(write_rows(tmp_path / "mixed.jsonl", rows))
+    assert (data.stats["rows_read"], data.stats["rows_dropped"], len(data.train)) == (200, 120, 80)
+    lines = drop_report(data.stats)
+    assert lines == [
+        "dropped 120 of 200 training rows (60.0%): empty or not a list of turns: 100, no non-empty assistant turn: 20",
+        "warning: 60.0% of the training rows were dropped (more than 5%): check data.format and data.fields; the "
+        "rows were read as format 'messages' with fields messages -> 'messages'.",
+    ]
+    assert [r.getMessage() for r in caplog.records if r.name == "smolforge.data"] == \
+        [lines[0], lines[1].removeprefix("warning: ")]
+    assert [r.levelname for r in caplog.records if r.name == "smolforge.data"] == ["INFO", "WARNING"]
+
+
+def test_drop_report_is_quiet_without_drops_and_warns_only_above_five_percent(tmp_path):
+    from smolforge.data import drop_report
+
+    assert drop_report(_prep(write_rows(tmp_path / "ok.jsonl", [{"messages": CHAT}] * 5)).stats) == []
+    few = _prep(write_rows(tmp_path / "few.jsonl", [{"messages": CHAT}] * 95 + [{"messages": [CHAT[0]]}] * 5))
+    assert drop_report(few.stats) == ["dropped 5 of 100 training rows (5.0%): no non-empty assistant turn: 5"]
+
+
+def test_drop_report_covers_the_eval_split_and_unknown_roles(tmp_path):
+    from smolforge.data import drop_report
+
+    write_rows(tmp_path / "d" / "train.jsonl", [{"messages": CHAT}] * 10)
+    write_rows(tmp_path / "d" / "test.jsonl", [{"messages": CHAT}] * 3 + [{"messages": HUMAN_BOT[1:]}])
+    data = prepare(DataSection(name=str(tmp_path / "d")))
+    assert data.stats["eval_unknown_roles"] == {"human": 1, "bot": 1}
+    assert drop_report(data.stats) == [
+        "dropped 1 of 4 evaluation rows (25.0%): unknown role: 1",
+        "Roles the chat template does not know: human (1 row), bot (1 row); accepted: system, user, assistant, "
+        "tool. Map each one with data.roles, e.g. --set data.roles.human=user --set data.roles.bot=assistant.",
+        "warning: 25.0% of the evaluation rows were dropped (more than 5%): check data.format and data.fields; the "
+        "rows were read as format 'messages' with fields messages -> 'messages'.",
+    ]
 
 
 def test_drop_counts_stay_exact_across_arrow_batches(tmp_path):
@@ -444,3 +626,109 @@ def test_preference_length_is_the_longer_pair(tokenizer):
     full = tokenizer.apply_chat_template(PROMPT + row["rejected"], tokenize=True, return_dict=True,
                                          enable_thinking=False)["input_ids"]
     assert token_length(row, tokenizer, "preference") == len(full)
+
+
+# ---------------------------------------------------------------- training.max_length vs the prompts
+
+def _prompt_tokens(tokenizer, messages: list[dict]) -> int:
+    """Tokens before the first assistant token, from the rendered text (the template marks no boundary inside)."""
+    first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    text = tokenizer.apply_chat_template(messages[:first], tokenize=False, enable_thinking=False)
+    return len(tokenizer(text + "<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
+
+
+def _full_tokens(tokenizer, messages: list[dict]) -> int:
+    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                             enable_thinking=False)["input_ids"])
+
+
+def test_a_max_length_below_every_prompt_is_an_error_naming_a_value_that_works(tmp_path, tokenizer):
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": c["messages"]} for c in chats(50)])
+    cfg = DataSection(name=str(path), eval_ratio=0.0)
+    data = prepare(cfg)
+    fulls = sorted(_full_tokens(tokenizer, r["messages"]) for r in data.train)
+    shortest_prompt = min(_prompt_tokens(tokenizer, r["messages"]) for r in data.train)
+    p90 = fulls[round(0.9 * 49)]
+    works = 1 << (p90 - 1).bit_length()
+    assert shortest_prompt > 16 and works >= p90 > works // 2
+    with pytest.raises(DataError) as e:
+        apply_length_filters(data, tokenizer, cfg, max_length=16)
+    assert _one_paragraph(e.value) == (
+        "training.max_length: 16 tokens cannot hold the prompt of any training row (everything before its first "
+        "trained token, with the chat template), so TRL would cut every row before its first trained token: the "
+        f"shortest prompt is {shortest_prompt} tokens and the shortest example {fulls[0]} tokens; 90% of the examples "
+        f"are at most {p90}. Set --set training.max_length={works} (the smallest power of two that fits 90% of them), "
+        "or shorten the prompts.")
+    data = prepare(cfg)
+    apply_length_filters(data, tokenizer, cfg, max_length=works)  # the suggested value keeps every row here
+    assert data.stats["train_size"] == 50 and data.stats["rows_dropped"] == 0
+
+
+def test_rows_whose_prompt_fills_max_length_are_dropped_and_counted(tmp_path, tokenizer):
+    from smolforge.data import drop_report
+
+    long_q = [{"role": "user", "content": " ".join([USER] * 6)}, CHAT[1]]
+    path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}] * 20 + [{"messages": long_q}] * 10)
+    short_prompt, long_prompt = _prompt_tokens(tokenizer, CHAT), _prompt_tokens(tokenizer, long_q)
+    max_length = short_prompt + 1  # the short rows keep one trained token
+    assert long_prompt >= max_length and _full_tokens(tokenizer, CHAT) > max_length
+    cfg = DataSection(name=str(path), eval_ratio=0.0)
+    data = prepare(cfg)
+    apply_length_filters(data, tokenizer, cfg, max_length=max_length)
+    assert [r["messages"] for r in data.train] == [CHAT] * 20
+    assert data.stats["drop_reasons"] == {"no supervised token within training.max_length": 10}
+    assert (data.stats["rows_dropped"], data.stats["train_size"], data.stats["train_truncated_rows"]) == (10, 20, 20)
+    assert drop_report(data.stats) == [
+        "dropped 10 of 30 training rows (33.3%) by token length: no supervised token within training.max_length: 10",
+        "warning: 33.3% of the training rows were dropped by token length (more than 5%): raise "
+        "training.max_length to keep them.",
+    ]
+    apply_length_filters(data, tokenizer, cfg, max_length=max_length)  # the trainer's second call changes nothing
+    assert (data.stats["rows_dropped"], len(data.train)) == (10, 20)
+
+
+def test_loss_on_all_trains_every_token_so_a_short_max_length_drops_nothing(tmp_path, tokenizer):
+    path = write_rows(tmp_path / "d.jsonl", [{"prompt": USER, "completion": ASSISTANT}] * 4)
+    cfg = DataSection(name=str(path), eval_ratio=0.0, loss_on="all")
+    data = prepare(cfg)
+    apply_length_filters(data, tokenizer, cfg, max_length=4)
+    assert (data.stats["train_size"], data.stats["train_truncated_rows"], data.stats["rows_dropped"]) == (4, 4, 0)
+
+
+@pytest.mark.parametrize(("kind", "sets"), [
+    ("chats", ["training.batching=padding_free"]),
+    ("chats", ["training.batching=padded", "data.reasoning=think"]),
+    ("prompt_completion", ["training.batching=padded"]),
+    ("prompt_completion", ["training.batching=padding_free"]),
+    ("preference", ["training.method=dpo"]),
+])
+def test_the_rows_kept_are_exactly_the_rows_trl_trains_on(tmp_path, kind, sets):
+    """Set max_length to the median prompt length, then let TRL prepare the same rows: same train and eval sizes."""
+    import statistics
+
+    from smolforge.config.loading import load_config
+    from smolforge.data import measure, precheck
+    from smolforge.modelio import load_tokenizer, model_source
+    from smolforge.runfolder import RunFolder
+    from smolforge.train import build_trainer
+    from tests.conftest import FAST_TINY
+    from tests.datafiles import preference_rows, prompt_completion_rows
+
+    rows = {"chats": [{"messages": c["messages"]} for c in chats(150)],
+            "prompt_completion": prompt_completion_rows(150), "preference": preference_rows(150)}[kind]
+    path = write_rows(tmp_path / "d.jsonl", rows)
+    base = [*FAST_TINY[1::2], "tracking.backend=none", f"output_dir={tmp_path / 'run'}", "experiment_name=x",
+            f"data.name={path}", "data.eval_ratio=0.2", *sets]
+    cfg = load_config(preset="tiny", sets=base)
+    data = prepare(cfg.data, cfg.training.method)
+    tok = load_tokenizer(cfg, model_source(cfg), needs_markers=True)
+    loss_on = "completion" if kind != "chats" else "assistant"
+    median = int(statistics.median(measure(r, tok, data.kind, loss_on)[1] for r in data.train))
+    cfg = load_config(preset="tiny", sets=[*base, f"training.max_length={median}"])
+    data = prepare(cfg.data, cfg.training.method)
+    precheck(cfg, data)
+    dropped = data.stats["drop_reasons"]["no supervised token within training.max_length"]
+    assert 0 < dropped < 120 and data.length_checked == median
+    trainer = build_trainer(cfg, RunFolder(tmp_path / "run"), data).trainer
+    assert (len(trainer.train_dataset), len(trainer.eval_dataset)) == \
+        (data.stats["train_size"], data.stats["eval_size"]) == (len(data.train), len(data.eval))

@@ -27,6 +27,7 @@ SAMPLES = {
     "experiment_name": "run-7", "output_dir": "elsewhere", "model.name_or_path": "someone/base",
     "model.revision": "main", "model.license": "mit", "data.name": "other.jsonl", "data.config": "all",
     "data.split": "train_sft", "data.eval_split": "test", "data.fields": {"prompt": "q"},
+    "data.roles": {"bot": "assistant"},
     "data.system_prompt": "Be brief.", "tracking.space_id": "ada/trackio", "tracking.dataset_repo": "ada/metrics",
     "tracking.project": "p", "tracking.dir": "/tmp/t", "card.license": "mit", "card.license_name": "my-lic-1.0",
     "card.license_link": "https://example.com/l", "card.tags": ["chat"], "card.language": ["fr"],

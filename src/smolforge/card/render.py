@@ -63,6 +63,7 @@ def card_class():
 
 
 WRAPPER = "---\n{{ card_data }}\n---\n\n{{ body }}"
+MAX_CARD_BYTES = 2_000_000  # a real run's card is about 20 KB
 
 
 def default_template() -> str:
@@ -189,6 +190,11 @@ def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], u
     template = read_template(path) if path else default_template()
     body = render_body(template, ctx, source=f"Card template {path}" if path else "The default card template")
     body = body.lstrip("\r\n")
+    if len(body.encode("utf-8")) > MAX_CARD_BYTES:
+        raise SmolforgeError(f"{f'Card template {path}' if path else 'The default card template'} rendered "
+                             f"{len(body.encode('utf-8')) / 1e6:,.1f} MB of text; a model card is capped at "
+                             f"{MAX_CARD_BYTES // 1_000_000} MB (the Hub shows it on one page). Shorten the template "
+                             "or the texts it includes (a loop over a long list?). Nothing was written.")
     nl = line_ending(template)
     if nl == "\n":
         return ModelCard.from_template(data, template_str=WRAPPER, body=body)

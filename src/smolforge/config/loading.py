@@ -19,7 +19,7 @@ from smolforge import presets
 from smolforge.config import fields
 from smolforge.config.problems import format_errors
 from smolforge.config.schema import SmolforgeConfig
-from smolforge.errors import ConfigError, SmolforgeError
+from smolforge.errors import ConfigError, SmolforgeError, first_line
 
 # data keys that describe one particular dataset: reset to the schema's defaults when another dataset is chosen
 DATASET_SPECIFIC = ("config", "split", "eval_split", "format", "fields", "max_samples")
@@ -60,7 +60,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or (str(e).splitlines() or ["unreadable"])[0]
+        problem = getattr(e, "problem", None) or first_line(e)
         raise SmolforgeError(f"{path} is not valid YAML{where}: {problem}. "
                              "Fix the syntax (indentation, quotes around values with ':' or '#').") from None
     if data is None:

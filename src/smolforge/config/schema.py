@@ -105,6 +105,9 @@ class DataSection(Section):
     format: DataFormat = Field("auto", description="The data's format; auto detects it from the columns.")
     fields: dict[str, str] = Field(default_factory=dict, description="Which column each field of the format "
                                                                      "reads, e.g. {question: q, answer: a}.")
+    roles: dict[str, Literal["system", "user", "assistant", "tool"]] = Field(
+        default_factory=dict, description="A turn's role in the data -> the role the chat template knows, e.g. "
+                                          "{human: user, bot: assistant}.")
     max_samples: Annotated[int | None, Flag("--max-samples")] = Field(
         None, gt=0, le=10**12, title="Max training samples", description="Train on a seeded sample of at most this "
                                                                          "many rows; unset: all rows.")

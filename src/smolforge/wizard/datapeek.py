@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smolforge.config import DataSection
-from smolforge.errors import DataError
+from smolforge.errors import DataError, first_line
 
 SAMPLE_ROWS = 20
 
@@ -53,7 +53,7 @@ def read_rows(section: DataSection, online: bool) -> tuple[list[str], list[dict[
         stream = datasets.load_dataset(section.name, section.config, split=section.split, streaming=True)
         rows = list(itertools.islice(stream, SAMPLE_ROWS))
     except Exception as e:  # datasets raises many types for a wrong id, config or split
-        raise DataError(f"cannot read {section.name!r}: {str(e).splitlines()[0][:300]}") from None
+        raise DataError(f"cannot read {section.name!r}: {first_line(e)[:300]}") from None
     columns = list(stream.column_names or (rows[0].keys() if rows else []))
     return columns, rows
 

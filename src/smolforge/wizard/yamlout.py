@@ -18,6 +18,7 @@ import yaml
 
 from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.errors import SmolforgeError
+from smolforge.runfolder import umask_mode
 
 _MISSING = object()
 
@@ -60,6 +61,7 @@ def _try_write(path: Path, text: str, cfg: SmolforgeConfig) -> bool:
             f.write(text)
         same = dump_dict(load_config(Path(tmp))) == dump_dict(cfg)
         if same:
+            os.chmod(tmp, umask_mode())  # mkstemp makes owner-only files; a config is a file like any other
             os.replace(tmp, path)
         return same
     finally:
