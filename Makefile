@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smolforge-installed
 
-.PHONY: run test lint install clean browser-deps
+.PHONY: run test test-fast lint install clean browser-deps
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# Everyday lane: everything that does not train a model (well under a minute on 2 cores).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 # Headless Chromium + its WebDriver for the demo app's browser test (Debian packages; CI runs as root).
 browser-deps:

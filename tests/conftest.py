@@ -27,6 +27,16 @@ SHORT_RUN = [
 SMOLFORGE = str(Path(sys.executable).with_name("smolforge"))
 
 
+# Fixtures that train a model: a test that uses one is in the slow lane (`make test-fast` leaves it out).
+TRAINING_FIXTURES = {"tiny_run", "run_copy", "quantized_tiny_run", "quantized_copy"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("env")

@@ -115,7 +115,7 @@ class TokenAccounting:
     def sf_segment_record(self, totals: dict[str, int], to_step: int, seconds: float) -> dict[str, Any]:
         """This segment as results.json lists it: where it started and ended, its time and its own tokens."""
         before = self.sf_previous.get("tokens") or {}
-        return {**self.sf_segment, "to_step": to_step, "runtime_s": round(seconds, 3),
+        return {**self.sf_segment, "to_step": to_step, "runtime_s": seconds,
                 "tokens": {k: totals[k] - int(before.get(k, 0)) for k in COUNTS}}
 
 

@@ -9,6 +9,8 @@ import pytest
 from tests.conftest import FAST_TINY, run_cli
 from tests.datafiles import chats, first_exchange, preference_rows, write_rows
 
+pytestmark = pytest.mark.slow  # drives the CLI with the training libraries loaded (`make test` runs it)
+
 
 def _fails_cleanly(tmp_path, *args: str) -> str:
     proc = run_cli("run", "--yes", "--experiment-name", "x", *args, cwd=tmp_path, check=False)
@@ -87,6 +89,7 @@ def test_unknown_roles_fail_cleanly_with_the_roles_found_and_the_fix(tmp_path):
     assert "data.roles.human: Input should be 'system', 'user', 'assistant' or 'tool'" in bad
 
 
+@pytest.mark.slow
 def test_mixed_formats_train_on_what_is_left_and_record_the_drops(tmp_path):
     """A file of chats mixed with prompt/completion rows: read as messages, the other rows are counted drops."""
     from smolforge.data import drop_report
@@ -178,6 +181,7 @@ def test_dpo_max_length_shorter_than_every_prompt_fails_before_the_model_loads(t
         "shorten the prompts.")
 
 
+@pytest.mark.slow
 def test_dpo_pairs_too_long_for_max_length_are_dropped_counted_and_not_trained_on(tmp_path):
     """40 short pairs and 10 with a long prompt: the 10 are dropped as TRL drops them, and the numbers say so."""
     short = [p for p in preference_rows() if len(p["chosen"]) < 60 and len(p["rejected"]) < 60][:40]

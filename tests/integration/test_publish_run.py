@@ -8,6 +8,8 @@ import os
 import shlex
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAST_TINY, SHORT_RUN, run_cli
 from tests.hubserver import HubServer, free_port
 
@@ -46,6 +48,7 @@ def _all_bytes(root: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
+@pytest.mark.slow
 def test_run_quantizes_publishes_and_the_token_appears_nowhere(tmp_path):
     hook = tmp_path / "hook"
     hook.mkdir()
@@ -98,6 +101,7 @@ def test_run_quantizes_publishes_and_the_token_appears_nowhere(tmp_path):
         assert not any(LEAK_TOKEN in a for a in e["argv"]), e
 
 
+@pytest.mark.slow
 def test_unreachable_hub_does_not_fail_the_run_and_says_how_to_publish(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import FAST_TINY, SMOLFORGE, run_cli
 
+pytestmark = pytest.mark.slow
+
 LONG = ["--set", "training.max_steps=120", "--set", "training.save_steps=10", "--set", "training.logging_steps=5",
         "--set", "training.eval_steps=1000", "--set", "data.eval_ratio=0.02"]
 

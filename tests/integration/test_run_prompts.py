@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 
 import pexpect
+import pytest
 
 from tests.conftest import FAST_TINY, SMOLFORGE
 from tests.integration.test_wizard import ENTER, clean, finish, pat
+
+pytestmark = pytest.mark.slow  # drives the CLI with the training libraries loaded (`make test` runs it)
 
 
 def test_run_asks_for_an_unknown_license_then_confirms(tmp_path):

@@ -23,6 +23,8 @@ from smolforge.config.loading import load_config
 from smolforge.wizard.draft import preset_dump
 from tests.conftest import SMOLFORGE, run_cli
 
+pytestmark = pytest.mark.slow  # drives the CLI with the training libraries loaded (`make test` runs it)
+
 ENTER, DOWN, UP, CLEAR, CTRL_C = "\r", "\x1b[B", "\x1b[A", "\x15", "\x03"  # Ctrl-U clears a pre-filled default
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from smolforge import presets
-from smolforge.config import SmolforgeConfig
 from smolforge.config.loading import load_config, parse_sets
 from smolforge.errors import ConfigError, SmolforgeError
 
@@ -20,10 +19,20 @@ def test_all_presets_are_shipped():
 
 
 @pytest.mark.parametrize("name", ALL_PRESETS)
-def test_preset_validates(name):
-    cfg = load_config(preset=name)
-    assert isinstance(cfg, SmolforgeConfig)
-    assert cfg.preset == name
+def test_every_value_a_preset_file_sets_is_what_its_config_trains(name):
+    from smolforge.config.loading import get_path
+
+    def leaves(data, prefix=""):
+        for key, value in data.items():
+            if isinstance(value, dict) and key != "fields":
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    resolved = load_config(preset=name).model_dump(mode="json")
+    assert resolved["preset"] == name
+    for path, value in leaves(presets.load_preset_data(name)):
+        assert get_path(resolved, path) == value, path
     assert presets.description(name)  # the first comment line says what the preset is for
 
 

@@ -30,7 +30,27 @@ def is_local_source(name: str) -> bool:
 
 def is_hub_dataset_id(name: str) -> bool:
     """True for names that can only mean a Hub dataset (used for card metadata)."""
-    return not is_local_source(name) and "\\" not in name and name.count("/") <= 1 and bool(name.strip())
+    return not is_local_source(name) and source_problem(name) is None
+
+
+def source_problem(name: str) -> str | None:
+    """Why `name` cannot be data.name (None when it can): the rule `smolforge run` and the wizard share."""
+    from smolforge.identifiers import dataset_id
+
+    if name == "builtin":
+        return None
+    if is_local_source(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            return f"{name} does not exist"
+        if path.is_file() and path.suffix.lower() not in LOCAL_SUFFIXES:
+            return f"{path} has an unsupported extension {path.suffix!r}; use a {', '.join(LOCAL_SUFFIXES)} file"
+        return None
+    try:
+        dataset_id(name)
+    except ValueError as e:
+        return f"{name!r} is not an existing local path, and as a Hub dataset id it {e}"
+    return None
 
 
 def display_name(cfg: DataSection) -> str:
@@ -72,11 +92,12 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
     import datasets
 
     datasets.disable_progress_bars()
+    problem = source_problem(cfg.name)
+    if problem:
+        raise DataError(f"data.name: {problem}. Give an existing file or folder, `builtin`, or a Hub dataset id "
+                        "like `HuggingFaceTB/smoltalk`.")
     if is_local_source(cfg.name):
         path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
-        if not path.exists():
-            raise DataError(f"data.name: {cfg.name} does not exist. Give an existing file or folder, "
-                            "`builtin`, or a Hub dataset id like `HuggingFaceTB/smoltalk`.")
         return read_local(path, _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n)))
     try:
         dd = datasets.load_dataset(cfg.name, cfg.config, revision=None)

@@ -10,30 +10,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smolforge.identifiers import dataset_id, repo_id
+from smolforge.identifiers import repo_id
 
 
 def parse_dataset(text: str) -> str:
     """`builtin`, an existing local data file/folder, or a Hub dataset id."""
-    from smolforge.data import LOCAL_SUFFIXES, is_local_source  # the same rule `smolforge run` applies
+    from smolforge.data.sources import source_problem  # the same rule `smolforge run` applies
 
     name = text.strip()
     if not name:
         raise ValueError("Give a Hub dataset id (e.g. HuggingFaceTB/smoltalk), a local .jsonl/.json/.csv/.parquet "
                          "file or folder, or `builtin`")
-    if name == "builtin":
-        return name
-    path = Path(name).expanduser()
-    if is_local_source(name):
-        if not path.exists():
-            raise ValueError(f"{path} does not exist")
-        if path.is_file() and path.suffix.lower() not in LOCAL_SUFFIXES:
-            raise ValueError(f"{path.name}: use a {', '.join(LOCAL_SUFFIXES)} file")
-        return name
-    try:
-        return dataset_id(name)
-    except ValueError as e:
-        raise ValueError(f"{name!r} is not an existing local path, and as a Hub dataset id it {e}") from None
+    problem = source_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
 
 
 def parse_model(text: str) -> str:
