@@ -1,0 +1,1 @@
+"""Evaluation: does the fine-tune beat its base, measured the same way?"""
