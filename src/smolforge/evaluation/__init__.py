@@ -1,1 +1,24 @@
-"""Evaluation: does the fine-tune beat its base, measured the same way?"""
+"""Evaluation: does the fine-tune beat its base, measured the same way?
+
+Public entry points (cheap to import; torch and lm-eval load on first use):
+
+- `EvaluationSection`: the `evaluation:` config section.
+- `evaluate_models(models, tokenizer, settings, out_dir, ...)`: run it and write `evaluation/`.
+- `ModelRef`: a model's identity (for the base-results cache) and how to load it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smolforge.evaluation.models import ModelRef
+from smolforge.evaluation.settings import EvaluationSection
+
+__all__ = ["EvaluationSection", "ModelRef", "evaluate_models"]
+
+
+def evaluate_models(*args: Any, **kwargs: Any) -> dict:
+    """See `smolforge.evaluation.run.evaluate_models` (imported lazily: it pulls in rich and the task code)."""
+    from smolforge.evaluation.run import evaluate_models as run
+
+    return run(*args, **kwargs)
