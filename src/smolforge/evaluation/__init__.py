@@ -17,8 +17,10 @@ from smolforge.evaluation.settings import EvaluationSection
 __all__ = ["EvaluationSection", "ModelRef", "evaluate_models"]
 
 
-def evaluate_models(*args: Any, **kwargs: Any) -> dict:
-    """See `smolforge.evaluation.run.evaluate_models` (imported lazily: it pulls in rich and the task code)."""
-    from smolforge.evaluation.run import evaluate_models as run
+def __getattr__(name: str) -> Any:
+    """`evaluate_models` is imported on first use: it pulls in numpy, rich and the task code."""
+    if name == "evaluate_models":
+        from smolforge.evaluation.run import evaluate_models
 
-    return run(*args, **kwargs)
+        return evaluate_models
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
