@@ -78,9 +78,11 @@ def test_same_items_user_task_format_problem_and_base_cache(tiny_run, tmp_path, 
     monkeypatch.setattr(runner, "run_task", counting)
     monkeypatch.chdir(tmp_path)  # the user task's relative data file must resolve beside its YAML
 
+    models = {"base": str(base), "tuned": str(tuned), "copy": str(tuned)}  # "copy": a stand-in quantized variant
+
     def evaluate(out: Path) -> dict:
         console = Console(file=io.StringIO(), width=200)
-        result = evaluate_models({"base": str(base), "tuned": str(tuned)}, str(tuned), settings, out,
+        result = evaluate_models(models, str(tuned), settings, out,
                                  train_texts=[" ".join(m["content"] for m in r["messages"]) for r in rows[:540]],
                                  eval_rows=rows[540:], console=console)
         return result | {"_console": console.file.getvalue()}
@@ -120,18 +122,24 @@ def test_same_items_user_task_format_problem_and_base_cache(tiny_run, tmp_path, 
     assert json.loads((out / "summary.json").read_text(encoding="utf-8")) == first
     assert sorted(p.name for p in out.parent.iterdir()) == ["evaluation"]
     assert first["models"]["base"]["cache"] == {"hits": 0, "misses": 7, "enabled": True}
+    assert first["variants"] == [] and any("variants not evaluated (copy)" in n for n in first["notes"])
     per_model = len(calls) // 2
     assert per_model == 5
 
-    # --- second evaluation: the base is not re-evaluated, its numbers are identical
+    # --- second evaluation, variants on: the base is not re-evaluated, its numbers are identical
     calls.clear()
+    settings.variants = True
     second = evaluate(tmp_path / "two" / "evaluation")
     second.pop("_console")
-    assert len(calls) == per_model  # only the fine-tune ran through the harness
+    assert len(calls) == 2 * per_model  # the fine-tune and the variant ran through the harness, the base did not
     assert second["models"]["base"]["cache"] == {"hits": 7, "misses": 0, "enabled": True}
     assert [r["base"] for r in second["results"]] == [r["base"] for r in first["results"]]
     assert [r["tuned"] for r in second["results"]] == [r["tuned"] for r in first["results"]]
     assert second["samples"] == first["samples"] and second["retention"] == first["retention"]
+    # the variant holds the fine-tune's very weights: every comparison with it must be exactly zero
+    assert len(second["variants"]) == 5
+    assert all(r["reference"] == "tuned" and r["candidate"] == "copy" for r in second["variants"])
+    assert all(r["delta"] == 0 and r["flipped"] == {"to_correct": 0, "to_wrong": 0} for r in second["variants"])
 
 
 def test_registry_task_offline_without_cached_data_is_a_clear_error():

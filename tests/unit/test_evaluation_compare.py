@@ -103,3 +103,35 @@ def test_output_folder_is_replaced_whole_or_left_alone(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation"]  # no temporary leftovers
     write_folder(target, {"summary.json": "v2\n"})
     assert sorted(p.name for p in target.iterdir()) == ["summary.json"]
+
+
+def test_unclosed_reasoning_is_reported_separately():
+    prompts = ["p0", "p1"]
+    cut = {"think": {"passed": [False, False], "outputs": ["<think>\nstill going", "Paris."]},
+           "no_think": {"passed": [True, True], "outputs": ["a", "b"]}}
+    out = thinking.report(prompts, cut, cut)
+    assert out["modes"]["think"]["unclosed_share"] == {"base": 0.5, "tuned": 0.5}
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_draws_a_bar_on_terminals_and_plain_lines_elsewhere(terminal):
+    import io
+
+    from rich.console import Console
+
+    from smolforge.evaluation.progress import EvalProgress
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=terminal, width=100)
+    with EvalProgress(console, total_items=10) as progress:
+        progress.step("base · no_think · quiz")
+        progress.advance(2.5)
+        progress.advance(7.5)
+        progress.finished("base · no_think · quiz", "acc 0.500")
+        progress.note("a note")
+    text = buf.getvalue()
+    assert progress.done == 10 and "a note" in text
+    if terminal:
+        assert "10/10" in text and "items" in text
+    else:
+        assert "  base · no_think · quiz: acc 0.500 (" in text and "\x1b[" not in text

@@ -26,21 +26,30 @@ class ModelRef:
         return model.eval()
 
 
+def _quantized(source: str) -> bool:
+    config = Path(source) / "config.json"
+    return config.is_file() and "quantization_config" in config.read_text(encoding="utf-8")
+
+
 def default_loader(source: str, revision: str | None = None) -> Any:
-    """fp32 on CPU (bf16 is slow there), bf16 on a GPU that supports it."""
+    """fp32 on CPU (bf16 is slow there), bf16 on a GPU that supports it; a quantized folder keeps its own dtypes."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from smolforge.errors import SmolforgeError
 
     cuda = torch.cuda.is_available()
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    device = "cuda" if cuda else "cpu"
+    if _quantized(source):
+        kwargs: dict[str, Any] = {"dtype": "auto", "device_map": device}
+    else:
+        kwargs = {"dtype": torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32}
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
     except OSError as e:
         raise SmolforgeError(f"evaluation: cannot load the model {source!r}: {str(e).splitlines()[0]}. Check the "
                              "path or id, and that it is cached when offline.") from None
-    return model.to("cuda" if cuda else "cpu")
+    return model if "device_map" in kwargs else model.to(device)
 
 
 def normalise(models: Mapping[str, ModelRef | str | Path]) -> dict[str, ModelRef]:

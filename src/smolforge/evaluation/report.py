@@ -81,6 +81,9 @@ def console_lines(summary: dict) -> list[str]:
         lines.append("  warning: the fine-tune lost /think: fewer well-formed <think>...</think> answers than its base")
     if ret.get("leaks_reasoning"):
         lines.append("  warning: the fine-tune reasons in /no_think mode where its base did not")
+    unclosed = ((ret.get("modes") or {}).get("think") or {}).get("unclosed_share") or {}
+    if any(unclosed.values()):
+        lines.append("  note: some /think answers hit the token cap before </think>; raise evaluation.max_gen_tokens")
     for task, row in ((summary.get("contamination") or {}).get("tasks") or {}).items():
         if row["overlapping"]:
             lines.append(f"  contamination: {row['overlapping']}/{row['items']} items of {task} share a 13-gram "

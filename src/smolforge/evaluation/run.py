@@ -36,11 +36,18 @@ log = logging.getLogger("smolforge.evaluation")
 
 
 def _load_tokenizer(tokenizer: Any) -> Any:
-    if isinstance(tokenizer, (str, Path)):
-        from transformers import AutoTokenizer
+    if not isinstance(tokenizer, (str, Path)):
+        return tokenizer
+    from transformers import AutoTokenizer
 
+    from smolforge.errors import SmolforgeError
+
+    try:
         return AutoTokenizer.from_pretrained(str(tokenizer))
-    return tokenizer
+    except OSError as e:
+        raise SmolforgeError(f"evaluation: cannot load a tokenizer from {str(tokenizer)!r}: "
+                             f"{str(e).splitlines()[0]}. Pass the fine-tune's folder (it holds the tokenizer and "
+                             "chat template both models are prompted with).") from None
 
 
 def retention_prompts(eval_rows: Sequence[dict], n: int) -> list[str]:
@@ -92,6 +99,9 @@ def evaluate_models(
     with quiet():
         tasks = (resolver or TaskResolver()).resolve(settings.tasks, settings.limit)
     notes += [t.note for t in tasks if t.note]
+    if settings.num_fewshot:
+        notes += [f"{t.name}: no few-shot split, so lm-eval draws the {settings.num_fewshot} examples from the "
+                  "scored split itself" for t in tasks if t.fewshot_split is None]
     if not has_chat_template(tok):
         notes.append("the tokenizer has no chat template: prompts are plain text")
 

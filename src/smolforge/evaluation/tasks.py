@@ -46,6 +46,7 @@ class EvalTask:
     ids: list[str] = field(repr=False)  # stable item id per doc index, for the first n_items docs
     fingerprint: str = ""
     note: str | None = None
+    fewshot_split: str | None = None  # where few-shot examples come from; None: the scored split itself
 
     @property
     def loglikelihood(self) -> bool:
@@ -55,7 +56,7 @@ class EvalTask:
     def describe(self) -> dict:
         return {"task": self.name, "source": self.spec, "kind": self.kind, "output_type": self.output_type,
                 "metric": self.metric, "items": self.n_items, "items_in_task": self.n_total,
-                "fingerprint": self.fingerprint, "note": self.note}
+                "fewshot_split": self.fewshot_split, "fingerprint": self.fingerprint, "note": self.note}
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -228,8 +229,13 @@ def _eval_task(task: Any, spec: str, kind: str, digest: str, limit: int | None) 
         log.warning(note)
     metric, filt = _primary(task)
     ids = item_ids([docs[i] for i in range(n_items)])
-    return EvalTask(name=name, spec=spec, kind=kind, task=task, output_type=task.config.output_type, metric=metric,
-                    filter=filt, n_total=n_total, n_items=n_items, ids=ids, fingerprint=digest, note=note)
+    cfg = task.config
+    fewshot = cfg.fewshot_split or cfg.training_split or cfg.validation_split
+    if fewshot and fewshot in (cfg.test_split or cfg.validation_split,):
+        fewshot = None  # the split being scored is not a separate pool
+    return EvalTask(name=name, spec=spec, kind=kind, task=task, output_type=cfg.output_type, metric=metric,
+                    filter=filt, n_total=n_total, n_items=n_items, ids=ids, fingerprint=digest, note=note,
+                    fewshot_split=fewshot)
 
 
 def benchmark_items(tasks: list[EvalTask]) -> list[BenchmarkItem]:

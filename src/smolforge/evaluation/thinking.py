@@ -5,7 +5,8 @@ same prompts in both modes, greedily. A `/think` answer is well formed when it h
 non-empty <think>...</think> block followed by a non-empty answer; a `/no_think` answer is clean
 when it holds no think tags at all (the template already closed an empty block). The fine-tune is
 flagged when it does clearly worse than its base: fewer well-formed (or clean) answers with a paired
-exact test p < 0.05, or none at all where the base managed at least half.
+exact test p < 0.05, or none at all where the base managed at least half. Reasoning cut off by the
+token cap (an unclosed <think>) is not well formed; its share is reported so the cap can be raised.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def well_formed_think(text: str) -> bool:
         return False
     m = _WELL_FORMED.match(text)
     return bool(m and m.group("reasoning").strip() and m.group("answer").strip())
+
+
+def unclosed_think(text: str) -> bool:
+    """Reasoning started but not closed within the token cap: the cap, not the model, may be at fault."""
+    return THINK_OPEN in text and THINK_CLOSE not in text
 
 
 def clean_no_think(text: str) -> bool:
@@ -61,6 +67,9 @@ def report(prompts: list[str], base: dict, tuned: dict) -> dict:
         flagged, p = _flag(b, t)
         modes[mode] = {"criterion": what, "base": sum(b) / len(b), "tuned": sum(t) / len(t), "p_value": p,
                        "flag": flagged}
+    unclosed = {name: sum(map(unclosed_think, out["think"]["outputs"])) / len(prompts)
+                for name, out in (("base", base), ("tuned", tuned))}
+    modes["think"]["unclosed_share"] = unclosed  # > 0: raise evaluation.max_gen_tokens so reasoning can finish
     return {
         "n_prompts": len(prompts), "modes": modes,
         "lost_think": modes["think"]["flag"],  # the fine-tune no longer reasons well-formedly when asked
