@@ -22,7 +22,7 @@ from smolforge.evaluation.tasks import EvalTask
 
 log = logging.getLogger("smolforge.evaluation")
 NO_ANSWER = ("", "[invalid]")  # what lm-eval's filters leave when no answer in the expected format was found
-CHUNK_ITEMS = 16  # items per call into lm-eval's model: how often progress advances
+CHUNK_ITEMS = 32  # items per call into lm-eval's model: how often progress advances (bigger: better batching)
 
 
 @dataclass
