@@ -18,6 +18,7 @@ from rich.console import Console
 from smolforge.builtin_data import generate
 from smolforge.config import TinySpec
 from smolforge.evaluation import runner
+from smolforge.evaluation.contamination import row_text
 from smolforge.evaluation.settings import EvaluationSection
 
 pytestmark = pytest.mark.slow
@@ -83,13 +84,14 @@ def test_same_items_user_task_format_problem_and_base_cache(tiny_run, tmp_path, 
     def evaluate(out: Path) -> dict:
         console = Console(file=io.StringIO(), width=200)
         result = evaluate_models(models, str(tuned), settings, out,
-                                 train_texts=[" ".join(m["content"] for m in r["messages"]) for r in rows[:540]],
+                                 train_texts=[row_text(r) for r in rows[:540]],
                                  eval_rows=rows[540:], console=console)
         return result | {"_console": console.file.getvalue()}
 
     first = evaluate(tmp_path / "one" / "evaluation")
     text = first.pop("_console")
     assert "Evaluation plan: 3 tasks (22 items" in text and "x 2 models (base, tuned) x 2 modes" in text
+    assert "note: limit 8 is more than the 6 items of user_arithmetic: all 6 were used" in text
 
     # --- same items, same prompts, for both models, in every comparison
     rows_by = {(r["task"], r["mode"]): r for r in first["results"]}

@@ -135,3 +135,14 @@ def test_progress_draws_a_bar_on_terminals_and_plain_lines_elsewhere(terminal):
         assert "10/10" in text and "items" in text
     else:
         assert "  base · no_think · quiz: acc 0.500 (" in text and "\x1b[" not in text
+
+
+def test_sample_rows_accept_messages_and_prompt_completion():
+    from smolforge.evaluation.samples import pick, split_row
+
+    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Hello"}]}
+    assert split_row(chat) == (chat["messages"][:2], "Hello")
+    assert split_row({"prompt": "Q?", "completion": "A."}) == ([{"role": "user", "content": "Q?"}], "A.")
+    assert split_row({"text": "plain"}) is None
+    assert len(pick([{"text": "x"}, chat, chat, chat], 2)) == 2

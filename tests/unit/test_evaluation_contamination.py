@@ -36,3 +36,12 @@ def test_report_counts_per_task_and_share():
 
 def test_no_training_texts_means_no_overlap():
     assert report([], [BenchmarkItem("t", "a", LONG)])["tasks"]["t"]["overlapping"] == 0
+
+
+def test_row_text_flattens_every_training_format():
+    from smolforge.evaluation.contamination import row_text
+
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    assert row_text(chat) == "Hi Hello"
+    assert row_text({"prompt": "Q?", "completion": "A.", "n": 3}) == "Q? A."
+    assert row_text({"chosen": [{"content": "yes"}], "rejected": [{"content": "no"}]}) == "yes no"

@@ -23,6 +23,19 @@ class BenchmarkItem:
     text: str  # prompt and reference answer, as the model sees and is scored on them
 
 
+def row_text(row: object) -> str:
+    """All the text of a dataset row (messages, prompt/completion, chosen/rejected...), joined by spaces.
+
+    Message roles are labels, not text: left out, so a question and its answer stay adjacent."""
+    if isinstance(row, str):
+        return row
+    if isinstance(row, dict):
+        return " ".join(t for t in (row_text(v) for k, v in row.items() if k != "role") if t)
+    if isinstance(row, (list, tuple)):
+        return " ".join(t for t in (row_text(v) for v in row) if t)
+    return ""
+
+
 def words(text: str) -> list[str]:
     """Lower-case words split on any whitespace: the normalisation both sides share."""
     return text.lower().split()

@@ -27,7 +27,7 @@ from smolforge.evaluation.plan import active_modes, make_plan
 from smolforge.evaluation.progress import EvalProgress
 from smolforge.evaluation.quiet import quiet
 from smolforge.evaluation.runner import Context, ModelOutcome, ModelPass
-from smolforge.evaluation.samples import pick
+from smolforge.evaluation.samples import pick, split_row
 from smolforge.evaluation.settings import EvaluationSection
 from smolforge.evaluation.suite import GEN_TASK, SUITE_DIR
 from smolforge.evaluation.tasks import TaskResolver, benchmark_items
@@ -54,7 +54,8 @@ def retention_prompts(eval_rows: Sequence[dict], n: int) -> list[str]:
     """The first user turn of the first n eval rows, topped up from the bundled generative task's prompts."""
     prompts = []
     for row in eval_rows:
-        first = next((m.get("content") for m in row.get("messages") or [] if m.get("role") == "user"), None)
+        pair = split_row(row)
+        first = next((m.get("content") for m in pair[0] if m.get("role") == "user"), None) if pair else None
         if isinstance(first, str) and first.strip() and first not in prompts:
             prompts.append(first)
         if len(prompts) >= n:
@@ -104,6 +105,9 @@ def evaluate_models(
                   "scored split itself" for t in tasks if t.fewshot_split is None]
     if not has_chat_template(tok):
         notes.append("the tokenizer has no chat template: prompts are plain text")
+    if "think" in modes and settings.max_gen_tokens is None:
+        notes.append("think mode keeps each task's own generation cap (32 tokens for the builtin task), which "
+                     "reasoning usually exceeds; set evaluation.max_gen_tokens")
 
     picked = pick(list(eval_rows), settings.samples)
     prompts = retention_prompts(eval_rows, settings.retention_prompts) if thinking_ok else []
@@ -111,6 +115,8 @@ def evaluate_models(
     generations = 2 * (len(picked) + 2 * len(prompts))
     plan = make_plan(list(refs), modes, tasks, generations)
     console.print(plan.headline(tasks), highlight=False, markup=False, soft_wrap=True)
+    for note in notes:
+        console.print(f"  note: {note}", highlight=False, markup=False, soft_wrap=True)
 
     outcomes: dict[str, ModelOutcome] = {}
     with EvalProgress(console, plan.scored_items) as progress:

@@ -13,9 +13,21 @@ from smolforge.evaluation.generation import generate
 MAX_CHARS = 600
 
 
+def _as_messages(row: dict) -> list[dict]:
+    """A chat from the row formats smolforge trains on: messages, or prompt + completion (text or chat)."""
+    if isinstance(row.get("messages"), list):
+        return row["messages"]
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if prompt is None or completion is None:
+        return []
+    head = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+    tail = completion if isinstance(completion, list) else [{"role": "assistant", "content": str(completion)}]
+    return [*head, *tail]
+
+
 def split_row(row: dict) -> tuple[list[dict], str] | None:
-    """(prompt messages, reference) from a `{"messages": [...]}` row; None when it has no assistant answer."""
-    messages = row.get("messages") or []
+    """(prompt messages, reference) from a chat row; None when it has no assistant answer after a user turn."""
+    messages = _as_messages(row)
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
     if last is None or not any(m.get("role") == "user" for m in messages[:last]):
         return None
