@@ -84,8 +84,10 @@ def evaluate_models(
     `settings.variants`) with one tokenizer and identical settings; write `out_dir` and return its summary.
 
     `tokenizer` is a loaded tokenizer or a folder/id to load it from (the fine-tune's, so both models see
-    the same chat template). `train_texts` feeds the contamination report (None skips it); `eval_rows`
-    (`{"messages": [...]}` rows of the eval split) feed the sample answers and the reasoning-check prompts.
+    the same chat template). `train_texts` feeds the contamination report (None skips it; `row_text` turns
+    dataset rows into texts); `eval_rows` (rows of the eval split: `messages`, or `prompt` + `completion`) feed
+    the sample answers and the reasoning-check prompts. Raises `SmolforgeError` for bad input before any model
+    loads; a task that fails inside the harness is reported in its row instead.
     """
     started = time.perf_counter()
     console = console or Console(highlight=False)
