@@ -1,0 +1,70 @@
+"""Which models an evaluation compares, and how each is loaded (one at a time, then freed)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BASE, TUNED = "base", "tuned"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model to evaluate. `source` (a folder or Hub id, plus `revision`) is its identity for the
+    base-results cache and what the default loader reads; `loader` overrides how it is loaded (e.g.
+    smolforge's own runtime, precision and attention settings, or a quantized variant)."""
+
+    source: str
+    revision: str | None = None
+    loader: Callable[[], Any] | None = None
+
+    def load(self) -> Any:
+        model = self.loader() if self.loader else default_loader(self.source, self.revision)
+        return model.eval()
+
+
+def _quantized(source: str) -> bool:
+    config = Path(source) / "config.json"
+    return config.is_file() and "quantization_config" in config.read_text(encoding="utf-8")
+
+
+def default_loader(source: str, revision: str | None = None) -> Any:
+    """fp32 on CPU (bf16 is slow there), bf16 on a GPU that supports it; a quantized folder keeps its own dtypes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from smolforge.errors import SmolforgeError
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    if _quantized(source):
+        kwargs: dict[str, Any] = {"dtype": "auto", "device_map": device}
+    else:
+        kwargs = {"dtype": torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
+    except OSError as e:
+        raise SmolforgeError(f"evaluation: cannot load the model {source!r}: {str(e).splitlines()[0]}. Check the "
+                             "path or id, and that it is cached when offline.") from None
+    return model if "device_map" in kwargs else model.to(device)
+
+
+def normalise(models: Mapping[str, ModelRef | str | Path]) -> dict[str, ModelRef]:
+    """`base` and `tuned` first (both required), then the variants in the given order."""
+    refs = {name: m if isinstance(m, ModelRef) else ModelRef(str(m)) for name, m in models.items()}
+    missing = [n for n in (BASE, TUNED) if n not in refs]
+    if missing:
+        raise ValueError(f"evaluate_models needs models named {BASE!r} and {TUNED!r}; missing {missing}")
+    return {BASE: refs[BASE], TUNED: refs[TUNED], **{n: r for n, r in refs.items() if n not in (BASE, TUNED)}}
+
+
+def release() -> None:
+    """Give a dropped model's memory back before the next one loads (the caller deletes its reference)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
