@@ -59,10 +59,10 @@ def main() -> None:
     t0 = time.perf_counter()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from smolforge.config import EvaluationSection
     from smolforge.evaluation.generation import supports_thinking
     from smolforge.evaluation.harness import make_lm, run_task
     from smolforge.evaluation.quiet import quiet
-    from smolforge.evaluation.settings import EvaluationSection
     from smolforge.evaluation.tasks import TaskResolver
 
     source = args.model or tiny_model_dir()

@@ -19,7 +19,11 @@ FAST_TINY = [
     "--set", "model.tiny.hidden_size=64", "--set", "model.tiny.intermediate_size=128",
     "--set", "model.tiny.num_layers=2", "--set", "model.tiny.num_heads=2",
     "--set", "model.tiny.num_kv_heads=1", "--set", "model.tiny.vocab_size=512",
+    "--set", "evaluation.tasks=[]",  # the benchmark stage has its own tests (and the shared tiny run below)
 ]
+# The shared run also compares base and fine-tune on a few items of the bundled suite.
+EVAL_FEW = ["--set", "evaluation.tasks=[builtin]", "--set", "evaluation.limit=6", "--set", "evaluation.samples=3",
+            "--set", "evaluation.retention_prompts=2", "--set", "evaluation.max_gen_tokens=16"]
 SHORT_RUN = [
     "--set", "training.max_steps=24", "--set", "training.eval_steps=8", "--set", "training.save_steps=12",
     "--set", "training.logging_steps=4", "--set", "training.learning_rate=3e-3",
@@ -75,7 +79,8 @@ def run_cli(*args: str, cwd: Path | str, env: dict | None = None, check: bool = 
 def tiny_run(tmp_path_factory) -> Path:
     """One real tiny SFT run through the CLI, shared by tests that only read its run folder."""
     work = tmp_path_factory.mktemp("tiny-run")
-    proc = run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "shared", *FAST_TINY, *SHORT_RUN, cwd=work)
+    proc = run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "shared", *FAST_TINY, *SHORT_RUN,
+                   *EVAL_FEW, cwd=work)
     (work / "stdout.txt").write_text(proc.stdout)  # what the user saw, for tests of the console output
     return work / "runs" / "shared"
 

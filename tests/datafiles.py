@@ -37,10 +37,22 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def unique(rows: list[dict]) -> list[dict]:
+    """Rows without repeats (case and whitespace ignored): fixtures whose row counts tests rely on must not lose
+    rows to data.dedup."""
+    seen, out = set(), []
+    for row in rows:
+        key = " ".join(json.dumps(row, sort_keys=True).lower().split())
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
+
+
 def chats(n: int | None = None) -> list[dict]:
-    """The bundled chats (`messages` rows)."""
+    """The distinct bundled chats (`messages` rows; the bundled file repeats some)."""
     with open(BUILTIN_PATH, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
+        rows = unique([json.loads(line) for line in f])
     return rows[:n] if n else rows
 
 
@@ -52,11 +64,13 @@ def first_exchange(row: dict) -> tuple[str, str]:
 
 
 def prompt_completion_rows(n: int | None = None) -> list[dict]:
-    return [dict(zip(("prompt", "completion"), first_exchange(r), strict=True)) for r in chats(n)]
+    rows = unique([dict(zip(("prompt", "completion"), first_exchange(r), strict=True)) for r in chats()])
+    return rows[:n] if n else rows
 
 
 def text_rows(n: int | None = None) -> list[dict]:
-    return [{"text": f"Question: {q}\nAnswer: {a}"} for q, a in map(first_exchange, chats(n))]
+    rows = unique([{"text": f"Question: {q}\nAnswer: {a}"} for q, a in map(first_exchange, chats())])
+    return rows[:n] if n else rows
 
 
 def preference_rows(n: int | None = None) -> list[dict]:
@@ -69,4 +83,4 @@ def preference_rows(n: int | None = None) -> list[dict]:
         while pairs[j][1] == a:
             j = (j + 1) % len(pairs)
         out.append({"prompt": q, "chosen": a, "rejected": pairs[j][1]})
-    return out
+    return unique(out)

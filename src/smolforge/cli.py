@@ -44,7 +44,7 @@ def _console():
 
 
 @app.command()
-@with_config_flags("config", "run")
+@with_config_flags("run")
 def run(
     config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml, or a run folder with "
                                                                             "--resume.")] = None,
@@ -84,7 +84,7 @@ def doctor(
 
 
 @app.command()
-@with_config_flags("config", "init")
+@with_config_flags("init")
 def init(
     output: Annotated[Path, typer.Option("--output", "-o", help="The YAML file to write.")] = Path("smolforge.yaml"),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Ask nothing: write the preset's defaults plus the flags "
@@ -102,7 +102,7 @@ def init(
 
 
 @app.command()
-@with_config_flags("card", "card")
+@with_config_flags("card")
 def card(
     run_dir: RunDir,
     output: Annotated[Path | None, typer.Option(help="Write here instead of RUN_DIR/model/README.md.")] = None,
@@ -165,6 +165,19 @@ def demo(
         system_prompt=system_prompt, thinking=thinking, examples=list(example) if example else None,
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, serve=serve, port=port,
         space=space, private=private, token_file=str(token_file) if token_file else None), _console())
+
+
+@app.command()
+@with_config_flags("evaluate")
+def evaluate(
+    run_dir: RunDir,
+    flags: Flags | None = None,
+) -> None:
+    """Compare the fine-tune with its base model on benchmarks (lm-eval), measured the same way, and update the
+    card. Tasks: `builtin` (offline), lm-eval registry names, or paths to lm-eval task YAML files."""
+    from smolforge.evaluation.stage import evaluate_command
+
+    evaluate_command(run_dir, flags or {}, _console())
 
 
 @app.command()

@@ -1,9 +1,10 @@
-"""Config settings as command-line flags: declared once in the schema, offered by `run`, `init` and `card`.
+"""Config settings as command-line flags: declared once in the schema, offered by the commands it names.
 
-A setting whose declaration carries a `Flag` becomes an option of `smolforge run` and
-`smolforge init` (and of `smolforge card` when the flag says so), with the setting's description
-as help. The option takes text; the text goes through the same parsing and validation as
-`--set` and the wizard (`config.fields`), so a value has one message wherever it is typed.
+A setting whose declaration carries a `Flag` becomes an option of the commands in `Flag.on` (`run`
+and `init` by default; `card` for choices that can change after training; `evaluate` for the
+evaluation's), with the setting's description as help. The option takes text; the text goes
+through the same parsing and validation as `--set` and the wizard (`config.fields`), so a value
+has one message wherever it is typed.
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
 from smolforge.config import fields
 from smolforge.errors import ConfigError
 from smolforge.userinput import read_text_or_file
-
-Scope = Literal["config", "card"]
 
 
 def _param_name(s: fields.Setting) -> str:
@@ -56,8 +55,9 @@ def _option(s: fields.Setting) -> inspect.Parameter:
     return inspect.Parameter(_param_name(s), inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-def settings_for(scope: Scope) -> list[fields.Setting]:
-    return [s for s in fields.flagged() if scope == "config" or s.flag.card]
+def settings_for(command: str) -> list[fields.Setting]:
+    """The settings whose flag `command` offers."""
+    return [s for s in fields.flagged() if command in s.flag.on]
 
 
 def _text(s: fields.Setting, text: str) -> Any:
@@ -69,7 +69,7 @@ def _text(s: fields.Setting, text: str) -> Any:
 def values_from_flags(given: dict[str, Any], command: str) -> dict[str, Any]:
     """{setting path: validated value} for the flags given; every bad flag at once as a ConfigError."""
     out, problems = {}, []
-    for s in fields.flagged():
+    for s in settings_for(command):
         raw = given.get(_param_name(s))
         if raw is None or raw == []:
             continue
@@ -91,14 +91,14 @@ def values_from_flags(given: dict[str, Any], command: str) -> dict[str, Any]:
     return out
 
 
-def with_config_flags(scope: Scope, command: str) -> Callable:
-    """Decorator: add the flags of `scope` to a typer command, which receives them as `flags: dict[path, value]`
-    (only those given, already validated)."""
+def with_config_flags(command: str) -> Callable:
+    """Decorator: add the flags of the settings `command` offers to its typer function, which receives them as
+    `flags: dict[path, value]` (only those given, already validated)."""
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != "flags"]
-        extra = [_option(s) for s in settings_for(scope)]
+        extra = [_option(s) for s in settings_for(command)]
         names = {p.name for p in extra}
 
         @functools.wraps(fn)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from smolforge.credentials import RedactingFilter
 
-LIBRARY_LOGGERS = ["transformers", "trl", "datasets", "peft", "accelerate", "huggingface_hub", "trackio", "torchao"]
+LIBRARY_LOGGERS = ["transformers", "trl", "datasets", "peft", "accelerate", "huggingface_hub", "trackio", "torchao",
+                   "lm_eval"]
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("smolforge")

@@ -93,15 +93,21 @@ def load_model(cfg: SmolforgeConfig, source: str, rt):
                              "and that you are online (or the model is cached).") from None
 
 
-def load_saved(folder: Path, rt):
-    """A model folder a stage wrote (model/, a merged copy, a quantized variant) on the run's device."""
+def load_saved(source: Path | str, rt, revision: str | None = None):
+    """A saved model (model/, a merged copy, a quantized variant, or a Hub model for inference) on the run's
+    device, in the run's dtype; a quantized folder keeps its own dtypes."""
     from transformers import AutoModelForCausalLM
 
     _register_attention(rt.attn_implementation)
-    config = folder / "config.json"
+    config = Path(source) / "config.json"
     quantized = config.is_file() and "quantization_config" in config.read_text(encoding="utf-8")
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto" if quantized else torch_dtype(rt),
-                                                device_map=rt.device, attn_implementation=rt.attn_implementation)
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(source), revision=revision, device_map=rt.device,
+                                                    dtype="auto" if quantized else torch_dtype(rt),
+                                                    attn_implementation=rt.attn_implementation)
+    except (OSError, ValueError) as e:
+        raise SmolforgeError(f"cannot load the model {str(source)!r}: {first_line(e)}. Check the path or id, and "
+                             "that it is cached when offline.") from None
 
 
 def finalize_for_publishing(model, tokenizer) -> Any:

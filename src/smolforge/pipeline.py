@@ -186,6 +186,10 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     cfg, run, resume_from = prepare_run(cfg, opts, console)
     data = prepare(cfg.data, cfg.training.method)
     precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: fails before any folder
+    if cfg.evaluation.tasks:
+        from smolforge.evaluation.stage import check_tasks
+
+        check_tasks(cfg)  # an unknown benchmark or a malformed task file fails now, not after training
     drops = drop_report(data.stats)
     for line in drops:
         console.print(line, markup=False)
@@ -228,6 +232,10 @@ def finish_stages(cfg: SmolforgeConfig, run: RunFolder, console, username: str |
         from smolforge.quantize import quantize_run
 
         quantize_run(run, cfg, list(cfg.quantize), console)
+    if cfg.evaluation.tasks:
+        from smolforge.evaluation.stage import evaluate_run
+
+        evaluate_run(run, cfg, console)
     card = write_card(run, cfg, username=username, force=True)
     console.print(f"Model card: {card}", markup=False)
     if cfg.publish.repo_id:

@@ -42,11 +42,13 @@ def go_offline() -> None:
 
 
 def fetches_from_hub(cfg) -> bool:
-    """Whether this run downloads anything: a Hub base model or a Hub dataset."""
+    """Whether this run downloads anything: a Hub base model, a Hub dataset, or a registry benchmark's data."""
+    from smolforge.config.schema import BUILTIN_SUITE
     from smolforge.data import is_local_source
 
     model_local = cfg.model.is_tiny or Path(cfg.model.name_or_path).expanduser().exists()
-    return not model_local or not is_local_source(cfg.data.name)
+    registry = [t for t in cfg.evaluation.tasks if t != BUILTIN_SUITE and not Path(t).expanduser().exists()]
+    return not model_local or not is_local_source(cfg.data.name) or bool(registry)
 
 
 def pushes_to_hub(cfg) -> bool:

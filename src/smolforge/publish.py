@@ -217,6 +217,8 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
                                         encoding="utf-8")
     if run.results_path.exists():
         (folder / "results.json").write_text(redact(run.results_path.read_text(encoding="utf-8")), encoding="utf-8")
+    if run.evaluation_dir.is_dir():  # per-item benchmark results: which items each model got right
+        _copy_tree(run.evaluation_dir, folder / "evaluation")
     if req.quantized_as == "subfolders":
         for name, entry in variants(run, results).items():
             _copy_tree(run.root / entry["path"], folder / (entry.get("subfolder") or name))

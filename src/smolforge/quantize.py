@@ -161,7 +161,7 @@ def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], conso
     if not (run.model_dir / "config.json").exists() and not (run.model_dir / "adapter_config.json").exists():
         raise SmolforgeError(f"{run.model_dir} holds no model to quantize. Finish the run with `smolforge run` "
                              "first (or resume it with --resume).")
-    from smolforge.evaluate import Evaluator
+    from smolforge.evalloss import Evaluator
     from smolforge.runtime import resolve
 
     rt = resolve(cfg)

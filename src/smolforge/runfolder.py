@@ -1,8 +1,10 @@
 """The run folder: the only contract between stages.
 
     runs/<experiment>/config.yaml     resolved config as trained (secrets redacted); never rewritten
-                      overrides.yaml  card:/publish: choices made after training (smolforge card, publish)
-                      results.json    measured numbers (train/eval/quantization/publish)
+                      overrides.yaml  card:/publish:/evaluation: choices made after training (card, publish,
+                                      evaluate)
+                      results.json    measured numbers (train/eval/quantization/evaluation/publish)
+                      evaluation/     per-item benchmark results, base and fine-tune
                       model/        what gets published, README.md = the card
                       checkpoints/  resumable trainer checkpoints, never published
                       quantized/    one loadable folder per variant
@@ -72,7 +74,7 @@ def _finite(obj: Any) -> Any:
 CONFIG_HEADER = "# Resolved smolforge config: exactly what this run trained with (secrets redacted).\n"
 OVERRIDES_HEADER = ("# Card and publish choices made after training (smolforge card / publish), layered over\n"
                     "# config.yaml by every stage that reads this run's config.\n")
-OVERRIDABLE = ("card", "publish")
+OVERRIDABLE = ("card", "publish", "evaluation")
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class RunFolder:
     @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.root / "evaluation"
 
     @property
     def overrides_path(self) -> Path:

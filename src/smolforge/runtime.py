@@ -37,15 +37,23 @@ def _cuda() -> tuple[bool, bool]:
     return True, torch.cuda.is_bf16_supported()
 
 
+def _auto_precision(has_cuda: bool, bf16_ok: bool) -> str:
+    return "bf16" if bf16_ok else ("fp16" if has_cuda else "fp32")
+
+
+def for_inference() -> Runtime:
+    """The runtime to run a saved model on this machine (no training settings involved)."""
+    has_cuda, bf16_ok = _cuda()
+    return Runtime(device="cuda" if has_cuda else "cpu", precision=_auto_precision(has_cuda, bf16_ok),
+                   batching="padded", attn_implementation="sdpa", activation_checkpointing=False, world_size=1)
+
+
 def resolve(cfg: SmolforgeConfig) -> Runtime:
     t = cfg.training
     has_cuda, bf16_ok = _cuda()
     device = "cuda" if has_cuda else "cpu"
 
-    if t.precision == "auto":
-        precision = "bf16" if bf16_ok else ("fp16" if has_cuda else "fp32")
-    else:
-        precision = t.precision
+    precision = _auto_precision(has_cuda, bf16_ok) if t.precision == "auto" else t.precision
     if device == "cpu" and precision == "fp16":
         raise SmolforgeError("training.precision: fp16 needs a CUDA GPU and none was found. "
                              "Use --set training.precision=fp32 (or auto) on CPU.")

@@ -91,10 +91,11 @@ class Built:
     params_total: int
 
 
-def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData) -> Built:
+def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, baseline: bool = False) -> Built:
     """Tokenizer, length filters, model and the TRL trainer exactly as `smolforge run` trains them.
 
-    Also used by benchmarks/throughput.py, so the benchmark measures the real default path.
+    `baseline`: evaluate the untrained model first (step 0), the number the final eval loss is compared
+    with. Also used by benchmarks/throughput.py, so the benchmark measures the real default path.
     """
     tracking.setup_env(cfg)
     import torch
@@ -121,6 +122,7 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData) -> B
 
     total_steps = planned_steps(cfg, len(data.train), rt.world_size)
     common = trainer_arguments(cfg, rt, run.checkpoints_dir, data.eval is not None, total_steps)
+    common["eval_on_start"] = baseline and data.eval is not None
     peft_config = _lora_config(cfg) if t.finetune == "lora" else None
     trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config)
     trainer.remove_callback(PrinterCallback)  # smolforge's ProgressLog prints and logs instead
@@ -143,7 +145,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     from smolforge.resume import read_progress
 
     started = datetime.now(timezone.utc)
-    built = build_trainer(cfg, run, data)
+    built = build_trainer(cfg, run, data, baseline=resume_from is None)  # a resumed run has its step-0 eval
     trainer, tokenizer, rt = built.trainer, built.tokenizer, built.runtime
     trainer.sf_previous = read_progress(resume_from)
     trainer.sf_segment = {"started_at": started.isoformat(timespec="seconds"), "command": _command(),
@@ -259,6 +261,12 @@ def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts
         results["final_train_loss_step"] = step_losses[-1][0]
     if segment.get("resumed_from"):
         results["resumed_from"] = segment["resumed_from"]
+    baseline = next((h["eval_loss"] for h in history if h.get("step") == 0 and "eval_loss" in h), None)
+    if baseline is not None:
+        results["baseline_eval_loss"] = baseline  # the model before training, same eval split and loss
+    if cfg.model.is_tiny and cfg.training.method == "sft":
+        # trained from random weights: the reference is chance, a uniform guess over the vocabulary
+        results["chance_loss"] = math.log(trainer.model.config.vocab_size)
     if final_eval is not None:
         eval_loss = float(final_eval["eval_loss"])
         results["eval_loss"] = eval_loss

@@ -16,7 +16,7 @@ def test_card_flags_reach_the_card_and_are_remembered(run_copy, tmp_path):
     proc = run_cli("card", str(run_copy), "--author-name", "Grace Hopper", "--model-description",
                    "A description: with # and 'quotes'", "--license", "mit", "--tag", "demo", "--tag", "tiny-chat",
                    "--usage-example", "Try: What is 2 plus 2?", "--limitations", f"@{limits}",
-                   "--citation", "@@not-a-file", cwd=tmp_path)
+                   "--citation", "@@not-a-file", "--intended-use", "Demos of the pipeline.", cwd=tmp_path)
     assert "Model card written" in proc.stdout
     card = ModelCard.load(run_copy / "model" / "README.md")
     data = card.data.to_dict()
@@ -26,6 +26,7 @@ def test_card_flags_reach_the_card_and_are_remembered(run_copy, tmp_path):
     assert "Only knows the bundled chats.\n\n- not for production" in card.text
     assert "Try: What is 2 plus 2?" in card.text
     assert "@not-a-file" in card.text
+    assert "## Uses\n\nDemos of the pipeline." in card.text  # a card input declared once in the schema
     trained = (run_copy / "config.yaml").read_bytes()
     saved = yaml.safe_load((run_copy / "overrides.yaml").read_text())["card"]  # config.yaml stays as trained
     assert saved["author_name"] == "Grace Hopper" and saved["tags"] == ["demo", "tiny-chat"]

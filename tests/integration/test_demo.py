@@ -18,7 +18,7 @@ import yaml
 
 from tests.conftest import run_cli
 
-RUN_FILES = {"config.yaml", "results.json", "model", "checkpoints", "logs"}
+RUN_FILES = {"config.yaml", "results.json", "model", "checkpoints", "logs", "evaluation", "overrides.yaml"}
 FAKE_TOKEN = "hf_" + "Zq7" * 12
 
 

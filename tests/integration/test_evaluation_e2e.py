@@ -16,10 +16,9 @@ import yaml
 from rich.console import Console
 
 from smolforge.builtin_data import generate
-from smolforge.config import TinySpec
+from smolforge.config import EvaluationSection, TinySpec
 from smolforge.evaluation import runner
 from smolforge.evaluation.contamination import row_text
-from smolforge.evaluation.settings import EvaluationSection
 
 pytestmark = pytest.mark.slow
 

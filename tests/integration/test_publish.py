@@ -61,7 +61,9 @@ def test_first_push_one_commit_with_lfs_and_the_seed_layout(hub, quantized_copy,
     files = set(repo.files)
     model_files = {p.name for p in (run / "model").iterdir()}
     int8_files = {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()}
-    assert files == model_files | int8_files | {"results.json", "config.yaml"}
+    evaluation = {f"evaluation/{p.relative_to(run / 'evaluation')}" for p in (run / "evaluation").rglob("*")
+                  if p.is_file()}
+    assert evaluation and files == model_files | int8_files | evaluation | {"results.json", "config.yaml"}
     assert not any(f.startswith(("checkpoint", "logs", "quantized/")) for f in files)
     assert repo.files["extra_weights.bin"].lfs and repo.files["extra_weights.bin"].data == big
     assert repo.files["model.safetensors"].data == (run / "model" / "model.safetensors").read_bytes()
@@ -234,8 +236,11 @@ def test_export_writes_the_same_folder_offline(quantized_copy, tmp_path):
     run_cli("publish", str(quantized_copy), "--export", str(dest), "--repo-id", f"{USER}/tiny",
             cwd=quantized_copy.parent)  # HF_HUB_OFFLINE=1 and no token, from conftest
     files = set(_tree(dest))
-    assert files == {p.name for p in (quantized_copy / "model").iterdir()} | \
-        {f"int8/{p.name}" for p in (quantized_copy / "quantized" / "int8").iterdir()} | {"results.json", "config.yaml"}
+    run = quantized_copy
+    evaluation = {f"evaluation/{p.relative_to(run / 'evaluation')}" for p in (run / "evaluation").rglob("*")
+                  if p.is_file()}
+    assert files == {p.name for p in (run / "model").iterdir()} | evaluation | \
+        {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()} | {"results.json", "config.yaml"}
     assert 'subfolder="int8"' in (dest / "README.md").read_text()
     assert _tree(quantized_copy) == before  # exporting changes nothing in the run
     again = run_cli("publish", str(quantized_copy), "--export", str(dest), cwd=quantized_copy.parent, check=False)

@@ -66,7 +66,7 @@ DEFAULT_RUN = [  # every question of the default path here (no GPU, no Hub: the 
     "Hugging Face token:", "Base model:", "Preset:", "Training method:", "Which weights train:", "Dataset:",
     "Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation", "Learning rate:",
     "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:", "Author name:", "Model description:",
-    "License:", "Tags:", "Usage example:", "Limitations:", "Quantized variants:",
+    "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:", "Benchmarks:", "Quantized variants:",
 ]
 
 
@@ -103,8 +103,8 @@ def test_the_smollm3_path_offline_leaves_the_format_to_the_run(tmp_path):
     child.expect(pat("Offline: the dataset's format is detected when the run starts."))
     for question in ["Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation",
                      "Learning rate:", "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:",
-                     "Author name:", "Model description:", "License:", "Tags:", "Usage example:", "Limitations:",
-                     "Quantized variants:", "Write the config?"]:
+                     "Author name:", "Model description:", "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:",
+                     "Benchmarks:", "Quantized variants:", "Write the config?"]:
         answer(child, question, ENTER)
     assert finish(child) == 0, clean(screen)
     cfg = load_config(tmp_path / "cfg.yaml")
@@ -153,8 +153,13 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     answer(child, "Model description:", CLEAR, "A tiny model that adds small numbers.", ENTER)
     answer(child, "License:", DOWN, ENTER)  # mit (after the tiny preset's apache-2.0)
     answer(child, "Tags:", "math, tiny-test", ENTER)
+    answer(child, "Intended use:", CLEAR, "Adding small numbers in demos.", ENTER)
+    answer(child, "Out-of-scope use:", CLEAR, ENTER)
     answer(child, "Usage example:", "Ask: What is 2 + 2?", ENTER)
     answer(child, "Limitations:", "@limits.txt", ENTER)
+    answer(child, "Benchmarks:", CLEAR, "builtin, builtin", ENTER)
+    child.expect(pat("each name may appear only once"))  # the schema's rule, re-asked
+    answer(child, "Benchmarks:", CLEAR, "builtin", ENTER)
     answer(child, "Quantized variants:", DOWN, ENTER)  # int8
     answer(child, "Publish a demo app", "y")
     answer(child, "Demo Space:", ENTER)  # ada/adder-demo
@@ -181,6 +186,7 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     assert (c.author_name, c.model_description, c.license) == ("Ada Lovelace", "A tiny model that adds small "
                                                                                "numbers.", "mit")
     assert c.tags == ["math", "tiny-test"] and c.usage_examples == ["Ask: What is 2 + 2?"]
+    assert (c.intended_use, c.out_of_scope) == ("Adding small numbers in demos.", None)
     assert c.limitations == "Only adds small numbers.\nNot for homework."
     assert cfg.quantize == ["int8"]
 
@@ -275,8 +281,8 @@ def test_typed_token_is_hidden_checked_stored_after_confirm_and_never_written(tm
         child.expect(pat("Hub repo to publish to:") + r".*alice/tiny-sft-\d{8}-\d{6}")  # default <username>/<slug>
         child.send(ENTER)
         for question in ["Visibility:", "Monitoring:", "Author name:", "Model description:", "License:", "Tags:",
-                         "Usage example:", "Limitations:", "Quantized variants:", "Publish a demo app",
-                         "Write the config?"]:
+                         "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:", "Benchmarks:",
+                         "Quantized variants:", "Publish a demo app", "Write the config?"]:
             answer(child, question, ENTER)
         assert finish(child) == 0, clean(screen)
     finally:

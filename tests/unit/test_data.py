@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from smolforge.config import DataSection
-from smolforge.data import apply_length_filters, prepare, reasoning_kwargs, token_length
+from smolforge.data import apply_length_filters, drop_report, prepare, reasoning_kwargs, token_length
 from smolforge.errors import DataError
 from tests.datafiles import chats, write_rows
 
@@ -24,8 +24,13 @@ PROMPT = [{"role": "user", "content": USER}]
 COMPLETION = [{"role": "assistant", "content": ASSISTANT}]
 
 
+def _section(**data) -> DataSection:
+    """A data section for tests of other rules: their fixtures repeat rows on purpose, so dedup is off."""
+    return DataSection(**{"dedup": False, **data})
+
+
 def _prep(path, method: str = "sft", **data):
-    return prepare(DataSection(name=str(path), eval_ratio=0.0, **data), method)
+    return prepare(_section(name=str(path), eval_ratio=0.0, **data), method)
 
 
 def _rows(ds) -> list[dict]:
@@ -104,7 +109,7 @@ def test_a_folder_of_files_is_one_dataset_and_its_validation_file_is_the_eval_sp
     write_rows(tmp_path / "d" / "train-000.jsonl", rows[:10])
     write_rows(tmp_path / "d" / "train-001.jsonl", rows[10:25])
     write_rows(tmp_path / "d" / "validation.jsonl", rows[25:])
-    data = prepare(DataSection(name=str(tmp_path / "d"), eval_ratio=0.5))  # the ratio is not used
+    data = prepare(_section(name=str(tmp_path / "d"), eval_ratio=0.5))  # the ratio is not used
     assert (len(data.train), len(data.eval)) == (25, 5)
     assert data.stats["eval_source"] == "the dataset's `validation` split"
     assert data.stats["eval_split_name"] == "validation" and data.stats["eval_rows_read"] == 5
@@ -115,10 +120,10 @@ def test_folder_files_named_like_the_configured_splits(tmp_path):
     rows = [{"prompt": USER, "chosen": ASSISTANT, "rejected": "Paris."}]
     write_rows(tmp_path / "d" / "train_prefs.jsonl", rows * 6)
     write_rows(tmp_path / "d" / "test_prefs.jsonl", rows * 2)
-    data = prepare(DataSection(name=str(tmp_path / "d"), split="train_prefs", eval_split="test_prefs"), "dpo")
+    data = prepare(_section(name=str(tmp_path / "d"), split="train_prefs", eval_split="test_prefs"), "dpo")
     assert (len(data.train), len(data.eval), data.stats["eval_split_name"]) == (6, 2, "test_prefs")
     # without those names the files go by prefix: train_prefs -> train, test_prefs -> test
-    data = prepare(DataSection(name=str(tmp_path / "d")), "dpo")
+    data = prepare(_section(name=str(tmp_path / "d")), "dpo")
     assert (len(data.train), len(data.eval), data.stats["eval_split_name"]) == (6, 2, "test")
 
 
@@ -286,12 +291,12 @@ def test_an_empty_split_in_a_folder_names_its_file(tmp_path):
     write_rows(tmp_path / "d" / "train.jsonl", [{"messages": CHAT}] * 3)
     _write_bytes(tmp_path / "d" / "test.jsonl", b"\n")
     with pytest.raises(DataError) as e:
-        prepare(DataSection(name=str(tmp_path / "d")))
+        prepare(_section(name=str(tmp_path / "d")))
     assert _one_paragraph(e.value).startswith(f"data.name: {tmp_path / 'd' / 'test.jsonl'} is empty (0 rows)")
     # an empty shard next to files with rows is no problem
     _write_bytes(tmp_path / "d" / "test.jsonl", b"")
     write_rows(tmp_path / "d" / "test-2.jsonl", [{"messages": CHAT}] * 2)
-    assert len(prepare(DataSection(name=str(tmp_path / "d"))).eval) == 2
+    assert len(prepare(_section(name=str(tmp_path / "d"))).eval) == 2
 
 
 @pytest.mark.parametrize("name", ["latin.jsonl", "latin.csv"])
@@ -344,17 +349,17 @@ def test_first_line_of_an_empty_message_is_the_error_type():
 def test_split_errors(tmp_path):
     path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}] * 3)
     with pytest.raises(DataError, match=r"data.split: the dataset has no split 'dev'; it has train\. "):
-        prepare(DataSection(name=str(path), split="dev"))
+        prepare(_section(name=str(path), split="dev"))
     with pytest.raises(DataError, match=r"data.eval_split: the dataset has no split 'test'"):
-        prepare(DataSection(name=str(path), eval_split="test"))
+        prepare(_section(name=str(path), eval_split="test"))
     with pytest.raises(DataError, match=r"data.eval_split: 'train' is also data.split"):
-        prepare(DataSection(name=str(path), eval_split="train"))
+        prepare(_section(name=str(path), eval_split="train"))
 
 
 def test_hub_dataset_offline_is_one_paragraph_naming_data_name_and_the_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError) as e:
-        prepare(DataSection(name="nobody-smolforge/no-such-dataset"))
+        prepare(_section(name="nobody-smolforge/no-such-dataset"))
     msg = _one_paragraph(e.value)
     assert msg.startswith("data.name: 'nobody-smolforge/no-such-dataset' is not a local file or folder")
     assert "the Hub is offline" in msg and "unset HF_HUB_OFFLINE" in msg
@@ -364,7 +369,7 @@ def test_hub_dataset_offline_is_one_paragraph_naming_data_name_and_the_fix(monke
 def test_a_missing_local_data_file_is_not_sent_to_the_hub(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=r"data.name: data/train.jsonl does not exist"):
-        prepare(DataSection(name="data/train.jsonl"))
+        prepare(_section(name="data/train.jsonl"))
 
 
 # ---------------------------------------------------------------- drops (counted, never str(row))
@@ -448,9 +453,9 @@ def test_sharegpt_roles_under_role_content_keys_suggest_and_accept_format_shareg
 def test_a_config_role_must_be_one_the_chat_template_knows():
     from pydantic import ValidationError
 
-    assert DataSection(roles={"human": "user"}).roles == {"human": "user"}
+    assert _section(roles={"human": "user"}).roles == {"human": "user"}
     with pytest.raises(ValidationError, match="'system', 'user', 'assistant' or 'tool'"):
-        DataSection(roles={"human": "person"})
+        _section(roles={"human": "person"})
 
 
 # ---------------------------------------------------------------- drop report
@@ -488,7 +493,7 @@ def test_drop_report_covers_the_eval_split_and_unknown_roles(tmp_path):
 
     write_rows(tmp_path / "d" / "train.jsonl", [{"messages": CHAT}] * 10)
     write_rows(tmp_path / "d" / "test.jsonl", [{"messages": CHAT}] * 3 + [{"messages": HUMAN_BOT[1:]}])
-    data = prepare(DataSection(name=str(tmp_path / "d")))
+    data = prepare(_section(name=str(tmp_path / "d")))
     assert data.stats["eval_unknown_roles"] == {"human": 1, "bot": 1}
     assert drop_report(data.stats) == [
         "dropped 1 of 4 evaluation rows (25.0%): unknown role: 1",
@@ -517,7 +522,7 @@ def test_max_samples_is_seeded(tmp_path):
     path = write_rows(tmp_path / "d.jsonl", [{"messages": c["messages"]} for c in chats(200)])
 
     def sample(seed):
-        data = prepare(DataSection(name=str(path), max_samples=50, seed=seed, eval_ratio=0.0))
+        data = prepare(_section(name=str(path), max_samples=50, seed=seed, eval_ratio=0.0))
         assert len(data.train) == 50 and data.stats["max_samples"] == 50 and data.stats["rows_read"] == 200
         return [json.dumps(r["messages"]) for r in data.train]
 
@@ -526,14 +531,14 @@ def test_max_samples_is_seeded(tmp_path):
     all_rows = {json.dumps(c["messages"]) for c in chats(200)}
     assert set(sample(3)) <= all_rows
     # a max_samples above the row count samples nothing, and the card must not claim a sample
-    assert prepare(DataSection(name=str(path), max_samples=500)).stats["max_samples"] is None
+    assert prepare(_section(name=str(path), max_samples=500)).stats["max_samples"] is None
 
 
 def test_eval_split_by_ratio_is_seeded_and_disjoint(tmp_path):
     path = write_rows(tmp_path / "d.jsonl", [{"messages": c["messages"]} for c in chats(100)])
-    a = prepare(DataSection(name=str(path), eval_ratio=0.2, seed=7))
-    b = prepare(DataSection(name=str(path), eval_ratio=0.2, seed=7))
-    c = prepare(DataSection(name=str(path), eval_ratio=0.2, seed=8))
+    a = prepare(_section(name=str(path), eval_ratio=0.2, seed=7))
+    b = prepare(_section(name=str(path), eval_ratio=0.2, seed=7))
+    c = prepare(_section(name=str(path), eval_ratio=0.2, seed=8))
     key = lambda ds: [json.dumps(r["messages"]) for r in ds]  # noqa: E731
     assert (len(a.train), len(a.eval)) == (80, 20)
     assert key(a.eval) == key(b.eval) and key(a.eval) != key(c.eval)
@@ -547,7 +552,7 @@ def test_dataset_eval_split_is_sampled_with_max_samples(tmp_path):
     rows = [{"messages": c["messages"]} for c in chats(300)]
     write_rows(tmp_path / "d" / "train.jsonl", rows[:200])
     write_rows(tmp_path / "d" / "test.jsonl", rows[200:])
-    data = prepare(DataSection(name=str(tmp_path / "d"), max_samples=40, eval_ratio=0.1))
+    data = prepare(_section(name=str(tmp_path / "d"), max_samples=40, eval_ratio=0.1))
     assert (len(data.train), len(data.eval)) == (40, 4)
     assert data.stats["eval_rows_read"] == 100
 
@@ -590,12 +595,12 @@ def tokenizer():
 def test_token_length_filters_drop_count_and_record_stats(tmp_path, tokenizer):
     rows = [{"messages": c["messages"]} for c in chats(60)]
     path = write_rows(tmp_path / "d.jsonl", rows)
-    data = prepare(DataSection(name=str(path), eval_ratio=0.0))
+    data = prepare(_section(name=str(path), eval_ratio=0.0))
     lengths = [token_length(r, tokenizer, "conversational") for r in data.train]
     lo, hi = sorted(lengths)[10], sorted(lengths)[-10]
     expected_kept = sorted(n for n in lengths if lo <= n <= hi)
 
-    cfg = DataSection(name=str(path), eval_ratio=0.0, min_tokens=lo, max_tokens=hi)
+    cfg = _section(name=str(path), eval_ratio=0.0, min_tokens=lo, max_tokens=hi)
     data = prepare(cfg)
     apply_length_filters(data, tokenizer, cfg, max_length=expected_kept[len(expected_kept) // 2])
     assert len(data.train) == len(expected_kept) == data.stats["train_size"]
@@ -614,7 +619,7 @@ def test_token_length_filters_drop_count_and_record_stats(tmp_path, tokenizer):
 
 def test_filters_that_leave_nothing_are_an_error(tmp_path, tokenizer):
     path = write_rows(tmp_path / "d.jsonl", [{"messages": CHAT}] * 3)
-    cfg = DataSection(name=str(path), eval_ratio=0.0, max_tokens=2)
+    cfg = _section(name=str(path), eval_ratio=0.0, max_tokens=2)
     data = prepare(cfg)
     with pytest.raises(DataError, match=r"no training rows are left after data.min_tokens \(0\) / data.max_tokens"):
         apply_length_filters(data, tokenizer, cfg, max_length=512)
@@ -644,7 +649,7 @@ def _full_tokens(tokenizer, messages: list[dict]) -> int:
 
 def test_a_max_length_below_every_prompt_is_an_error_naming_a_value_that_works(tmp_path, tokenizer):
     path = write_rows(tmp_path / "d.jsonl", [{"messages": c["messages"]} for c in chats(50)])
-    cfg = DataSection(name=str(path), eval_ratio=0.0)
+    cfg = _section(name=str(path), eval_ratio=0.0)
     data = prepare(cfg)
     fulls = sorted(_full_tokens(tokenizer, r["messages"]) for r in data.train)
     shortest_prompt = min(_prompt_tokens(tokenizer, r["messages"]) for r in data.train)
@@ -672,7 +677,7 @@ def test_rows_whose_prompt_fills_max_length_are_dropped_and_counted(tmp_path, to
     short_prompt, long_prompt = _prompt_tokens(tokenizer, CHAT), _prompt_tokens(tokenizer, long_q)
     max_length = short_prompt + 1  # the short rows keep one trained token
     assert long_prompt >= max_length and _full_tokens(tokenizer, CHAT) > max_length
-    cfg = DataSection(name=str(path), eval_ratio=0.0)
+    cfg = _section(name=str(path), eval_ratio=0.0)
     data = prepare(cfg)
     apply_length_filters(data, tokenizer, cfg, max_length=max_length)
     assert [r["messages"] for r in data.train] == [CHAT] * 20
@@ -689,7 +694,7 @@ def test_rows_whose_prompt_fills_max_length_are_dropped_and_counted(tmp_path, to
 
 def test_loss_on_all_trains_every_token_so_a_short_max_length_drops_nothing(tmp_path, tokenizer):
     path = write_rows(tmp_path / "d.jsonl", [{"prompt": USER, "completion": ASSISTANT}] * 4)
-    cfg = DataSection(name=str(path), eval_ratio=0.0, loss_on="all")
+    cfg = _section(name=str(path), eval_ratio=0.0, loss_on="all")
     data = prepare(cfg)
     apply_length_filters(data, tokenizer, cfg, max_length=4)
     assert (data.stats["train_size"], data.stats["train_truncated_rows"], data.stats["rows_dropped"]) == (4, 4, 0)
@@ -732,3 +737,34 @@ def test_the_rows_kept_are_exactly_the_rows_trl_trains_on(tmp_path, kind, sets):
     trainer = build_trainer(cfg, RunFolder(tmp_path / "run"), data).trainer
     assert (len(trainer.train_dataset), len(trainer.eval_dataset)) == \
         (data.stats["train_size"], data.stats["eval_size"]) == (len(data.train), len(data.eval))
+
+
+# ---------------------------------------------------------------- duplicates and overlap
+
+def test_exact_duplicates_are_removed_before_the_split_so_no_held_out_row_copies_a_training_row():
+    from smolforge.data.dedup import row_key
+
+    data = prepare(DataSection(name="builtin"))  # dedup is on by default
+    assert data.stats["drop_reasons"] == {"exact duplicate": 98} and data.stats["rows_read"] == 600
+    assert data.stats["train_size"] + data.stats["eval_size"] == 502
+    train_keys = {row_key(dict(r)) for r in data.train}
+    assert len(train_keys) == len(data.train)
+    assert not [r for r in data.eval if row_key(dict(r)) in train_keys]
+    overlap = data.stats["eval_prompt_overlap"]
+    assert overlap["of"] == len(data.eval) and 0 < overlap["rows"] < overlap["of"]  # same question, other answer
+    assert drop_report(data.stats) == ["removed 98 of 600 training rows as copies (data.dedup): exact duplicate: 98"]
+    kept = prepare(DataSection(name="builtin", dedup=False))
+    assert kept.stats["rows_dropped"] == 0 and kept.stats["train_size"] + kept.stats["eval_size"] == 600
+
+
+def test_case_and_whitespace_do_not_make_a_row_new_and_eval_copies_of_training_rows_are_removed(tmp_path):
+    a = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "Four."}]
+    b = [{"role": "user", "content": "what  is 2+2? "}, {"role": "assistant", "content": "four."}]
+    c = [{"role": "user", "content": "What is 3+3?"}, {"role": "assistant", "content": "Six."}]
+    d = [{"role": "user", "content": "What is 3+3?"}, {"role": "assistant", "content": "It is six."}]
+    write_rows(tmp_path / "d" / "train.jsonl", [{"messages": a}, {"messages": b}, {"messages": c}])
+    write_rows(tmp_path / "d" / "test.jsonl", [{"messages": b}, {"messages": d}])
+    data = prepare(DataSection(name=str(tmp_path / "d")))
+    assert data.stats["drop_reasons"] == {"exact duplicate": 1} and len(data.train) == 2
+    assert data.stats["eval_drop_reasons"] == {"copy of a training row": 1} and len(data.eval) == 1
+    assert data.stats["eval_prompt_overlap"] == {"rows": 1, "of": 1, "share": 1.0}  # d asks c's question

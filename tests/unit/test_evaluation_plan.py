@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from smolforge.config import EvaluationSection
 from smolforge.evaluation.plan import active_modes, make_plan
-from smolforge.evaluation.settings import EvaluationSection
 
 
 def task(name: str, n: int, loglikelihood: bool) -> SimpleNamespace:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from smolforge.evaluation.settings import EvaluationSection
+from smolforge.config import EvaluationSection
 
 
-def test_defaults_run_the_offline_suite_without_thinking():
+def test_defaults_run_no_benchmark_and_the_tiny_preset_runs_the_offline_suite():
+    from smolforge.config.loading import load_config
+
     s = EvaluationSection()
-    assert s.tasks == ["builtin"] and s.modes == ["no_think"] and s.num_fewshot == 0
+    assert s.tasks == [] and s.modes == ["no_think"] and s.num_fewshot == 0
+    assert load_config(preset="tiny").evaluation.tasks == ["builtin"]
     assert s.samples == 3 and s.bootstrap_resamples == 1000 and s.limit is None and s.gen_tokens == 256
 
 
@@ -19,7 +22,7 @@ def test_every_field_is_documented():
 
 
 @pytest.mark.parametrize("bad", [
-    {"tasks": []}, {"tasks": ["builtin", "builtin"]}, {"modes": ["maybe"]}, {"modes": []},
+    {"tasks": ["builtin", "builtin"]}, {"tasks": [" "]}, {"modes": ["maybe"]}, {"modes": []},
     {"limit": 0}, {"num_fewshot": -1}, {"samples": 2}, {"samples": 6}, {"bootstrap_resamples": 10},
     {"unknown_key": 1},
 ])

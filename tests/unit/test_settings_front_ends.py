@@ -35,7 +35,8 @@ SAMPLES = {
     "publish.endpoint": "http://127.0.0.1:9", "quantize": ["int8"], "training.lora.target_modules": ["q_proj"],
     "training.max_steps": 5, "data.max_tokens": 99, "training.eval_steps": 7, "card.template": "t.md",
     "model.tiny.hidden_size": 64, "model.tiny.num_heads": 2, "model.tiny.num_kv_heads": 1, "data.max_samples": 100,
-    "training.activation_checkpointing": True,
+    "training.activation_checkpointing": True, "evaluation.limit": 50, "evaluation.modes": ["think"],
+    "evaluation.max_gen_tokens": 64, "evaluation.tasks": ["builtin"],
 }
 # A value each flagged setting must refuse (as typed on the command line).
 BAD_TEXT = {int: "abc", float: "abc", str: None}
@@ -92,14 +93,15 @@ def _options(command: str) -> set[str]:
     return {name for p in click_cmd.params for name in (*p.opts, *p.secondary_opts)}
 
 
-@pytest.mark.parametrize("command,scope", [("run", "config"), ("init", "config"), ("card", "card")])
-def test_every_flag_is_an_option_of_its_commands(command, scope):
+@pytest.mark.parametrize("command", ["run", "init", "card", "evaluate"])
+def test_every_flag_is_an_option_of_its_commands(command):
     options = _options(command)
-    for s in settings_for(scope):
+    assert settings_for(command)
+    for s in settings_for(command):
         for name in s.flag.all_names:
             for single in name.split("/"):
                 assert single in options, (command, s.path, single)
-    if scope == "card":  # `card` offers only what can change after training
+    if command == "card":  # `card` offers only what can change after training
         assert all(s.path.startswith(("card.", "publish.repo_id")) for s in settings_for("card"))
 
 
@@ -145,7 +147,7 @@ def test_a_bad_value_has_one_message_from_set_flag_and_wizard(setting):
     if setting.flag.convert:
         given = {k: v for k, v in given.items()}
     with pytest.raises(ConfigError) as from_flag:
-        values_from_flags(given, "run")
+        values_from_flags(given, setting.flag.on[0])
     (flag_line,) = from_flag.value.problems
     assert flag_line == f"{setting.flag.label}: {set_line}"
 

@@ -92,6 +92,29 @@ def _dpo_eval(results: dict[str, Any]) -> dict[str, float]:
     return {k: float(log[v]) for k, v in names.items() if isinstance(log.get(v), (int, float))}
 
 
+HARNESS_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
+
+
+def _benchmarks(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fine-tune vs base rows, each with the share of its items that overlap the training data."""
+    overlap = ((evaluation.get("contamination") or {}).get("tasks")) or {}
+    rows = []
+    for row in evaluation.get("results") or []:
+        if row.get("status") != "ok":
+            continue
+        rows.append({**row, "overlap_share": (overlap.get(row["task"]) or {}).get("share")})
+    return rows
+
+
+def _loss_baseline(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The validation loss next to what it is compared with: the model before training (and chance for a model
+    trained from random weights)."""
+    if results.get("eval_loss") is None or results.get("baseline_eval_loss") is None:
+        return None
+    return {"before": results["baseline_eval_loss"], "after": results["eval_loss"],
+            "delta": results["eval_loss"] - results["baseline_eval_loss"], "chance": results.get("chance_loss")}
+
+
 def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
                   username: str | None = None) -> dict[str, Any]:
     """All template variables for this run. Raises SmolforgeError when the license cannot be known."""
@@ -186,6 +209,11 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "command": results.get("command"),
         "trained": bool(results.get("global_steps")),
         "dpo_eval": _dpo_eval(results) if t.method == "dpo" else {},
+        "evaluation": results.get("evaluation") or {},
+        "benchmarks": _benchmarks(results.get("evaluation") or {}),
+        "reasoning_check": ((results.get("evaluation") or {}).get("retention") or {}).get("modes") or {},
+        "loss_baseline": _loss_baseline(results),
+        "harness_url": HARNESS_URL,
     }
     return ctx
 

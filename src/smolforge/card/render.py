@@ -78,13 +78,22 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+def table_cell(value: Any) -> str:
+    """Text inside a Markdown table cell: one line, no column breaks, no HTML (model output, user text)."""
+    text = "" if value is None else str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return "<br>".join(line.strip() for line in text.strip().splitlines()) or " "
+
+
 def _environment(newline: str = "\n"):
     from jinja2.sandbox import SandboxedEnvironment
 
     # Unknown top-level names are rejected before rendering (see render_body); a missing attribute of a
     # known value (a metric this run did not measure) is a plain, falsy Undefined that renders empty.
-    return SandboxedEnvironment(finalize=_finalize, autoescape=False, newline_sequence=newline,
-                                keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+    env = SandboxedEnvironment(finalize=_finalize, autoescape=False, newline_sequence=newline,
+                               keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+    env.filters["cell"] = table_cell
+    return env
 
 
 def read_template(path: str | Path) -> str:
@@ -157,6 +166,15 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
         if ctx.get("perplexity") is not None:
             eval_results.append(EvalResult(metric_type="perplexity", metric_name="Perplexity",
                                            metric_value=ctx["perplexity"], **common))
+    harness = (ctx.get("evaluation") or {}).get("harness") or {}
+    for row in ctx.get("benchmarks") or []:  # the fine-tune's benchmark scores, with the harness as their source
+        eval_results = eval_results or []
+        eval_results.append(EvalResult(
+            task_type="text-generation", task_name=row["task"], dataset_type=row["task"], dataset_name=row["task"],
+            metric_type=row["metric"], metric_name=f"{row['metric']} ({row['mode']}, {row['shots']}-shot)",
+            metric_value=round(row["tuned"], 4), source_name=f"{harness.get('name', 'lm-evaluation-harness')} "
+                                                                   f"{harness.get('version', '')}".strip(),
+            source_url=ctx["harness_url"]))
     extra: dict[str, Any] = {}
     if ctx.get("base_model_id"):
         extra["base_model_relation"] = relation or ("adapter" if ctx["is_adapter"] else "finetune")

@@ -5,6 +5,7 @@ from smolforge.config.schema import (
     CardSection,
     DataSection,
     DpoSection,
+    EvaluationSection,
     LoraSection,
     ModelSection,
     PublishSection,
@@ -15,5 +16,5 @@ from smolforge.config.schema import (
     dump_dict,
 )
 
-__all__ = ["CardSection", "DataSection", "DpoSection", "LoraSection", "ModelSection", "PublishSection",
-           "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection", "dump_dict"]
+__all__ = ["CardSection", "DataSection", "DpoSection", "EvaluationSection", "LoraSection", "ModelSection",
+           "PublishSection", "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection", "dump_dict"]

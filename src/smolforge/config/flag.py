@@ -11,16 +11,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+RUN_AND_INIT = ("run", "init")
+CARD_COMMANDS = ("run", "init", "card")  # settings that may still change after training
+
 
 @dataclass(frozen=True)
 class Flag:
-    """`names`: the option names ("--private/--public" for a boolean pair). `card`: also an option of
-    `smolforge card` (a choice that can still change after training). `file`: "@FILE" reads the value
-    from a UTF-8 file. `convert`: turns the typed text into the setting's value. `implies`: other
-    settings the flag sets as well (e.g. --epochs switches training back from max_steps to epochs)."""
+    """`names`: the option names ("--private/--public" for a boolean pair). `on`: the commands that offer
+    it. `file`: "@FILE" reads the value from a UTF-8 file. `convert`: turns the typed text into the
+    setting's value. `implies`: other settings the flag sets as well (e.g. --epochs switches training
+    back from max_steps to epochs)."""
 
     names: str | tuple[str, ...]
-    card: bool = False
+    on: tuple[str, ...] = RUN_AND_INIT
     file: bool = False
     convert: Callable[[str], Any] | None = None
     implies: tuple[tuple[str, Any], ...] = ()

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smolforge.card.licenses import check_license_link, check_license_name, license_id
-from smolforge.config.flag import Flag, space_id_from_url
+from smolforge.config.flag import CARD_COMMANDS, Flag, space_id_from_url
 from smolforge.identifiers import ExperimentName, RepoId, Tag
 
 Steps = Annotated[int, Field(gt=0, le=10**9)]
@@ -108,6 +108,9 @@ class DataSection(Section):
     roles: dict[str, Literal["system", "user", "assistant", "tool"]] = Field(
         default_factory=dict, description="A turn's role in the data -> the role the chat template knows, e.g. "
                                           "{human: user, bot: assistant}.")
+    dedup: bool = Field(True, description="Remove exact duplicate rows (same text after lower-casing and collapsing "
+                                          "whitespace) before the train/eval split, and eval rows that copy a "
+                                          "training row.")
     max_samples: Annotated[int | None, Flag("--max-samples")] = Field(
         None, gt=0, le=10**12, title="Max training samples", description="Train on a seeded sample of at most this "
                                                                          "many rows; unset: all rows.")
@@ -194,31 +197,35 @@ class TrackingSection(Section):
 
 
 class CardSection(Section):
-    model_name: Annotated[str | None, Flag("--model-name", card=True)] = Field(
+    model_name: Annotated[str | None, Flag("--model-name", on=CARD_COMMANDS)] = Field(
         None, title="Model name", description="Display name on the card; unset: the repo or experiment name.")
-    author_name: Annotated[str | None, Flag("--author-name", card=True)] = Field(
+    author_name: Annotated[str | None, Flag("--author-name", on=CARD_COMMANDS)] = Field(
         None, title="Author name", description="Author for the card and the citation; unset: your HF username.")
-    model_description: Annotated[str | None, Flag("--model-description", card=True, file=True)] = Field(
+    model_description: Annotated[str | None, Flag("--model-description", on=CARD_COMMANDS, file=True)] = Field(
         None, title="Model description", description="One or two sentences about the model; unset: a sentence from "
                                                      "the base model, method and dataset.")
-    license: Annotated[LicenseId | None, Flag("--license", card=True)] = Field(
+    license: Annotated[LicenseId | None, Flag("--license", on=CARD_COMMANDS)] = Field(
         None, title="License", description="A Hub license id (apache-2.0, mit, ...), or `other` with license_name "
                                            "and license_link; unset: the base model's.")
-    license_name: Annotated[LicenseName | None, Flag("--license-name", card=True)] = Field(
+    license_name: Annotated[LicenseName | None, Flag("--license-name", on=CARD_COMMANDS)] = Field(
         None, title="License name", description="Short name of a custom license (with license: other).")
-    license_link: Annotated[LicenseLink | None, Flag("--license-link", card=True)] = Field(
+    license_link: Annotated[LicenseLink | None, Flag("--license-link", on=CARD_COMMANDS)] = Field(
         None, title="License link", description="URL or LICENSE file of a custom license (with license: other).")
     language: list[str] = Field(default_factory=lambda: ["en"], description="Languages of the model (ISO codes).")
-    tags: Annotated[list[Tag], Flag("--tag", card=True)] = Field(
+    tags: Annotated[list[Tag], Flag("--tag", on=CARD_COMMANDS)] = Field(
         default_factory=list, title="Tags", description="Card tags (one word each).")
-    usage_examples: Annotated[list[str], Flag("--usage-example", card=True, file=True)] = Field(
+    intended_use: Annotated[str | None, Flag("--intended-use", on=CARD_COMMANDS, file=True)] = Field(
+        None, title="Intended use", description="What the model is for, and for whom (the card's Uses section).")
+    out_of_scope: Annotated[str | None, Flag("--out-of-scope", on=CARD_COMMANDS, file=True)] = Field(
+        None, title="Out-of-scope use", description="Uses the model is not meant or not fit for.")
+    usage_examples: Annotated[list[str], Flag("--usage-example", on=CARD_COMMANDS, file=True)] = Field(
         default_factory=list, title="Usage example", description="Usage text shown on the card.")
-    limitations: Annotated[str | None, Flag("--limitations", card=True, file=True)] = Field(
+    limitations: Annotated[str | None, Flag("--limitations", on=CARD_COMMANDS, file=True)] = Field(
         None, title="Limitations", description="Known limitations of the model.")
-    citation: Annotated[str | None, Flag("--citation", card=True, file=True)] = Field(
+    citation: Annotated[str | None, Flag("--citation", on=CARD_COMMANDS, file=True)] = Field(
         None, title="Citation", description="How to cite the model (e.g. BibTeX); unset: a BibTeX entry from the "
                                             "run.")
-    template: Annotated[str | None, Flag("--template", card=True)] = Field(
+    template: Annotated[str | None, Flag("--template", on=CARD_COMMANDS)] = Field(
         None, description="A Jinja2 or old-style ({{#if}}) card template file.")
 
     @field_validator("*", mode="before")
@@ -235,7 +242,7 @@ class CardSection(Section):
 
 
 class PublishSection(Section):
-    repo_id: Annotated[RepoId | None, Flag("--repo-id", card=True)] = Field(
+    repo_id: Annotated[RepoId | None, Flag("--repo-id", on=CARD_COMMANDS)] = Field(
         None, title="Hub repo to publish to", description="Publish the model to this Hub repo (user/name).")
     private: Annotated[bool, Flag("--private/--public")] = Field(
         True, title="Visibility", description="Visibility of a repo smolforge creates (default private).")
@@ -245,6 +252,55 @@ class PublishSection(Section):
                                                    "huggingface.co.")
     demo_space: Annotated[RepoId | None, Flag("--demo-space")] = Field(
         None, title="Demo Space", description="Publish a Gradio chat demo of the model to this Space (user/name).")
+
+
+EvalMode = Literal["no_think", "think"]
+BUILTIN_SUITE = "builtin"  # smolforge's offline task suite (resources/eval_tasks)
+EVALUATE = ("evaluate",)
+
+
+def _unique(values: list[str]) -> list[str]:
+    if any(not str(v).strip() for v in values):
+        raise ValueError("names must not be empty")
+    if len(set(values)) != len(values):
+        raise ValueError("each name may appear only once")
+    return values
+
+
+class EvaluationSection(Section):
+    """Benchmarks run on the base model and on the fine-tune with identical prompts, items and settings."""
+
+    tasks: Annotated[list[str], AfterValidator(_unique), Flag("--tasks", on=EVALUATE)] = Field(
+        default_factory=list, title="Benchmarks",
+        description="Tasks to compare base and fine-tune on; empty: no benchmark evaluation. `builtin` (smolforge's "
+                    "offline suite), an lm-eval registry name such as `arc_easy` (its data must be cached when "
+                    "offline), or a path to an lm-eval task YAML file (e.g. `dataset_path: json` over local JSONL).")
+    limit: Annotated[int | None, Flag("--limit", on=EVALUATE)] = Field(
+        None, gt=0, le=10**7, description="Evaluate at most this many items per task (the first ones in the task's "
+                                          "order); unset: all.")
+    num_fewshot: int = Field(0, ge=0, le=64, description="Worked examples placed before each item; 0 = zero-shot.")
+    modes: Annotated[list[EvalMode], AfterValidator(_unique)] = Field(
+        default_factory=lambda: ["no_think"], min_length=1,
+        description="Reasoning modes to evaluate in; `think` runs only for chat templates that support it "
+                    "(SmolLM3's enable_thinking), and only on generative tasks.")
+    variants: bool = Field(False, description="Also evaluate the quantized variants and compare each with the "
+                                              "full-precision fine-tune.")
+    batch_size: int = Field(8, gt=0, le=4096, description="Sequences per forward pass or generation batch.")
+    max_gen_tokens: int | None = Field(None, gt=0, le=65536, description="Cap on generated tokens for generative "
+                                                                         "tasks; unset keeps each task's own limit.")
+    samples: int = Field(3, ge=3, le=5, description="Rows of the eval split shown as greedy generations, base and "
+                                                    "fine-tune side by side.")
+    retention_prompts: int = Field(8, ge=0, le=200, description="Prompts per reasoning mode for the check that the "
+                                                                "fine-tune still reasons in /think and not in "
+                                                                "/no_think; 0 skips it.")
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Paired bootstrap resamples for each "
+                                                                           "difference's 95% confidence interval.")
+    seed: int = Field(1234, description="Seed of the bootstrap and of the harness's own random state.")
+
+    @property
+    def gen_tokens(self) -> int:
+        """Token cap for smolforge's own generations (samples, reasoning check)."""
+        return self.max_gen_tokens or 256
 
 
 Quantization = Literal["int8", "int4"]
@@ -263,6 +319,7 @@ class SmolforgeConfig(Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     card: CardSection = Field(default_factory=CardSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     quantize: Annotated[list[Quantization], Flag("--quantize")] = Field(
         default_factory=list, title="Quantized variants", description="Quantized copies to make: int8 (CPU or GPU), "
                                                                       "int4 (CUDA).")
@@ -280,5 +337,6 @@ def dump_dict(cfg: SmolforgeConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
-__all__ = ["DataSection", "DpoSection", "LoraSection", "ModelSection", "PublishSection", "Quantization",
-           "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection", "CardSection", "dump_dict"]
+__all__ = ["DataSection", "EvaluationSection", "DpoSection", "LoraSection", "ModelSection", "PublishSection",
+           "Quantization", "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection", "CardSection",
+           "dump_dict"]

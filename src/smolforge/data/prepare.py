@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smolforge.config import DataSection
+from smolforge.data.dedup import COPY_OF_TRAINING, DUPLICATE, drop_duplicates, prompt_overlap
 from smolforge.data.formats import (
     Detected,
     check_method_fits,
@@ -139,6 +140,11 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
     train, reasons, unknown = _normalize_split(train_raw, det, cfg)
     if train is None:
         raise _all_dropped(cfg, det, rows_read, reasons, unknown)
+    seen: set[str] = set()
+    if cfg.dedup:  # before sampling and splitting: a held-out row is never a copy of a training row
+        train, n = drop_duplicates(train, seen)
+        if n:
+            reasons[DUPLICATE] += n
     sampled = bool(cfg.max_samples and cfg.max_samples < len(train))
     if sampled:
         train = train.shuffle(seed=cfg.seed).select(range(cfg.max_samples))
@@ -149,6 +155,11 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
         eval_read = len(eval_raw)
         eval_ds, eval_reasons, eval_unknown = _normalize_split(eval_raw, det, cfg)
         eval_desc = f"the dataset's `{eval_name}` split"
+        if eval_ds is not None and cfg.dedup:
+            eval_ds, n = drop_duplicates(eval_ds, set(seen))  # duplicates, and copies of training rows
+            if n:
+                eval_reasons[COPY_OF_TRAINING] += n
+            eval_ds = eval_ds if len(eval_ds) else None
         if eval_ds is not None and cfg.max_samples:
             n_eval = max(1, min(len(eval_ds), math.ceil(cfg.max_samples * max(cfg.eval_ratio, 0.05))))
             eval_ds = eval_ds.shuffle(seed=cfg.seed).select(range(n_eval))
@@ -179,6 +190,8 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
         "eval_rows_dropped": sum(eval_reasons.values()),
         "eval_drop_reasons": dict(eval_reasons.most_common()),
         "eval_unknown_roles": dict(eval_unknown.most_common()),
+        "dedup": cfg.dedup,
+        "eval_prompt_overlap": prompt_overlap(train, eval_ds) if eval_ds is not None else None,
         "seed": cfg.seed,
         "system_prompt": cfg.system_prompt,
         "reasoning": cfg.reasoning,
@@ -196,7 +209,11 @@ def drop_report(stats: dict[str, Any], stages: tuple[str, ...] = ("read", "lengt
     lines: list[str] = []
     for prefix, label in (("", "training"), ("eval_", "evaluation")):
         reasons = stats.get(f"{prefix}drop_reasons") or {}
-        read_drops = {k: v for k, v in reasons.items() if k not in LENGTH_REASONS}
+        copies = {k: v for k, v in reasons.items() if k in (DUPLICATE, COPY_OF_TRAINING)}
+        if "read" in stages and copies and stats.get(f"{prefix}rows_read"):
+            lines.append(f"removed {sum(copies.values()):,} of {stats[f'{prefix}rows_read']:,} {label} rows as copies "
+                         f"(data.dedup): {_fmt_reasons(copies)}")
+        read_drops = {k: v for k, v in reasons.items() if k not in LENGTH_REASONS and k not in copies}
         length_drops = {k: v for k, v in reasons.items() if k in LENGTH_REASONS}
         size = stats.get("train_size" if not prefix else "eval_size") or 0
         if "read" in stages and read_drops and stats.get(f"{prefix}rows_read"):

@@ -2,7 +2,6 @@
 
 Public entry points (cheap to import; torch and lm-eval load on first use):
 
-- `EvaluationSection`: the `evaluation:` config section.
 - `evaluate_models(models, tokenizer, settings, out_dir, ...)`: run it and write `evaluation/`.
 - `ModelRef`: a model's identity (for the base-results cache) and how to load it.
 """
@@ -12,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from smolforge.evaluation.models import ModelRef
-from smolforge.evaluation.settings import EvaluationSection
 
-__all__ = ["EvaluationSection", "ModelRef", "evaluate_models"]
+__all__ = ["ModelRef", "evaluate_models"]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,8 +17,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from smolforge.paths import cache_root
 from smolforge.runfolder import atomic_write_text
-from smolforge.tiny import cache_root
 
 log = logging.getLogger("smolforge.evaluation")
 CACHE_VERSION = 1

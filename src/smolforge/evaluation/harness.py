@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from smolforge.config import EvaluationSection
 from smolforge.evaluation.generation import has_chat_template, think_end_token
 from smolforge.evaluation.quiet import quiet
-from smolforge.evaluation.settings import EvaluationSection
 from smolforge.evaluation.tasks import EvalTask
 
 log = logging.getLogger("smolforge.evaluation")

@@ -26,30 +26,12 @@ class ModelRef:
         return model.eval()
 
 
-def _quantized(source: str) -> bool:
-    config = Path(source) / "config.json"
-    return config.is_file() and "quantization_config" in config.read_text(encoding="utf-8")
-
-
 def default_loader(source: str, revision: str | None = None) -> Any:
-    """fp32 on CPU (bf16 is slow there), bf16 on a GPU that supports it; a quantized folder keeps its own dtypes."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    """The model as any saved model loads for inference on this machine (`modelio.load_saved`)."""
+    from smolforge.modelio import load_saved
+    from smolforge.runtime import for_inference
 
-    from smolforge.errors import SmolforgeError
-
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
-    if _quantized(source):
-        kwargs: dict[str, Any] = {"dtype": "auto", "device_map": device}
-    else:
-        kwargs = {"dtype": torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
-    except OSError as e:
-        raise SmolforgeError(f"evaluation: cannot load the model {source!r}: {str(e).splitlines()[0]}. Check the "
-                             "path or id, and that it is cached when offline.") from None
-    return model if "device_map" in kwargs else model.to(device)
+    return load_saved(source, for_inference(), revision)
 
 
 def normalise(models: Mapping[str, ModelRef | str | Path]) -> dict[str, ModelRef]:

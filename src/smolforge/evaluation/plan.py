@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smolforge.evaluation.settings import EvaluationSection
+from smolforge.config import EvaluationSection
 from smolforge.evaluation.tasks import EvalTask
 
 

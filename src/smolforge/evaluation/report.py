@@ -5,13 +5,13 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any
 
+from smolforge.config import EvaluationSection
 from smolforge.evaluation import samples as sample_gen
 from smolforge.evaluation import thinking
 from smolforge.evaluation.compare import compare, item_rows
 from smolforge.evaluation.models import BASE, TUNED
 from smolforge.evaluation.output import SUMMARY, jsonl, safe_name
 from smolforge.evaluation.runner import ModelOutcome
-from smolforge.evaluation.settings import EvaluationSection
 from smolforge.evaluation.tasks import EvalTask
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from smolforge.config import EvaluationSection
 from smolforge.evaluation import report
 from smolforge.evaluation.cache import ResultCache, tokenizer_fingerprint
 from smolforge.evaluation.contamination import report as contamination_report
@@ -28,7 +29,6 @@ from smolforge.evaluation.progress import EvalProgress
 from smolforge.evaluation.quiet import quiet
 from smolforge.evaluation.runner import Context, ModelOutcome, ModelPass
 from smolforge.evaluation.samples import pick, split_row
-from smolforge.evaluation.settings import EvaluationSection
 from smolforge.evaluation.suite import GEN_TASK, SUITE_DIR
 from smolforge.evaluation.tasks import TaskResolver, benchmark_items
 
@@ -40,13 +40,13 @@ def _load_tokenizer(tokenizer: Any) -> Any:
         return tokenizer
     from transformers import AutoTokenizer
 
-    from smolforge.errors import SmolforgeError
+    from smolforge.errors import SmolforgeError, first_line
 
     try:
         return AutoTokenizer.from_pretrained(str(tokenizer))
     except OSError as e:
         raise SmolforgeError(f"evaluation: cannot load a tokenizer from {str(tokenizer)!r}: "
-                             f"{str(e).splitlines()[0]}. Pass the fine-tune's folder (it holds the tokenizer and "
+                             f"{first_line(e)}. Pass the fine-tune's folder (it holds the tokenizer and "
                              "chat template both models are prompted with).") from None
 
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from smolforge.config import EvaluationSection
 from smolforge.evaluation import samples as sample_gen
 from smolforge.evaluation import thinking
 from smolforge.evaluation.cache import ResultCache, cache_key, model_fingerprint, runtime_fingerprint
@@ -19,7 +20,6 @@ from smolforge.evaluation.harness import TaskRun, make_lm, run_task
 from smolforge.evaluation.models import BASE, TUNED, ModelRef
 from smolforge.evaluation.plan import Step
 from smolforge.evaluation.progress import EvalProgress
-from smolforge.evaluation.settings import EvaluationSection
 
 log = logging.getLogger("smolforge.evaluation")
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smolforge.config.schema import BUILTIN_SUITE
 from smolforge.errors import SmolforgeError
 from smolforge.evaluation.contamination import BenchmarkItem
-from smolforge.evaluation.settings import BUILTIN_SUITE
 from smolforge.evaluation.suite import suite_yamls
 from smolforge.evaluation.taskfile import file_digest, load_task_file
 

@@ -32,9 +32,9 @@ TRAINING_STEP = ["training.epochs", "training.max_steps", "training.batch_size",
                  "training.learning_rate", "training.max_length"]
 NAMING_STEP = ["experiment_name", "publish.repo_id", "publish.private"]
 TRACKING_STEP = ["tracking.backend", "tracking.space_id"]
-CARD_STEP = ["card.author_name", "card.model_description", "card.license", "card.tags", "card.usage_examples",
-             "card.limitations"]
-OUTPUTS_STEP = ["quantize", "publish.demo_space"]
+CARD_STEP = ["card.author_name", "card.model_description", "card.license", "card.tags", "card.intended_use",
+             "card.out_of_scope", "card.usage_examples", "card.limitations"]
+OUTPUTS_STEP = ["evaluation.tasks", "quantize", "publish.demo_space"]
 STEPS = [TRAINER_STEP, DATASET_STEP, TRAINING_STEP, NAMING_STEP, TRACKING_STEP, CARD_STEP, OUTPUTS_STEP]
 
 
@@ -306,7 +306,9 @@ def step_card(console, draft: Draft) -> None:
 # ---------------------------------------------------------------- 9. outputs
 
 def step_outputs(console, draft: Draft) -> None:
-    step(console, 9, "Extras", "quantized copies and a demo app")
+    step(console, 9, "Extras", "benchmarks against the base, quantized copies and a demo app")
+    ask(draft, "evaluation.tasks", instruction="builtin (offline suite), lm-eval names such as arc_easy, or task "
+                                               "YAML paths")
     no_gpu = None if cuda_present() else "int4 needs a CUDA GPU; none found here (add it to the YAML on a GPU machine)"
     options = {"none": [], "int8": ["int8"], "int4": ["int4"], "int8+int4": ["int8", "int4"]}
     current = "+".join(draft.get("quantize") or []) or "none"

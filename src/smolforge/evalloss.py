@@ -19,7 +19,7 @@ from pathlib import Path
 from smolforge.config import SmolforgeConfig
 from smolforge.runfolder import RunFolder
 
-log = logging.getLogger("smolforge.evaluate")
+log = logging.getLogger("smolforge.evalloss")
 
 
 class Evaluator:

@@ -1,0 +1,99 @@
+"""The evaluation stage of a run: its base model and its fine-tune on the run's tasks, inside the run folder.
+
+Reads only the run folder (config, model/, quantized variants) and the run's data; writes
+`evaluation/` (per-item results, summary) and results.json's `evaluation` section, then the card.
+`smolforge run` calls it when `evaluation.tasks` is set; `smolforge evaluate RUN_DIR` runs it alone,
+later or on a bigger machine.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+from smolforge.runfolder import RunFolder
+
+
+def _models(run: RunFolder, cfg: SmolforgeConfig, rt, workdir: Path) -> dict[str, Any]:
+    """The models compared, each loaded the way every stage loads models (modelio), one at a time."""
+    from smolforge.evaluation import ModelRef
+    from smolforge.modelio import load_model, load_saved, merged_model_folder, model_source
+
+    source = model_source(cfg)
+    tuned = merged_model_folder(run, cfg, workdir, rt)  # a LoRA run's adapter merged into its base
+    models: dict[str, Any] = {
+        "base": ModelRef(source, cfg.model.revision, loader=lambda: load_model(cfg, source, rt)),
+        "tuned": ModelRef(str(tuned), loader=lambda: load_saved(tuned, rt)),
+    }
+    for name, entry in (run.read_results().get("quantized") or {}).items():
+        folder = run.root / entry["path"] if isinstance(entry, dict) and entry.get("path") else None
+        if folder is not None and folder.is_dir():
+            models[name] = ModelRef(str(folder), loader=lambda f=folder: load_saved(f, rt))
+    return models
+
+
+def check_tasks(cfg: SmolforgeConfig):
+    """Resolve the tasks before anything is loaded or written: an unknown name or a malformed task file fails
+    here. Returns the resolver, which keeps lm-eval's task index for the evaluation itself."""
+    from smolforge.evaluation.quiet import quiet
+    from smolforge.evaluation.tasks import TaskResolver
+
+    settings = cfg.evaluation
+    if not settings.tasks:
+        raise SmolforgeError("evaluation.tasks: no tasks to run. Name them with --tasks (e.g. --tasks builtin, a "
+                             "registry name such as arc_easy, or a path to an lm-eval task YAML), or set "
+                             "evaluation.tasks in the config.")
+    resolver = TaskResolver()
+    with quiet():
+        resolver.resolve(settings.tasks, settings.limit)
+    return resolver
+
+
+def evaluate_run(run: RunFolder, cfg: SmolforgeConfig, console, resolver=None) -> dict[str, Any]:
+    """Compare base and fine-tune on `cfg.evaluation`; record the summary in results.json and return it."""
+    from smolforge.data import apply_length_filters, prepare
+    from smolforge.evaluation import evaluate_models
+    from smolforge.evaluation.contamination import row_text
+    from smolforge.modelio import load_tokenizer
+    from smolforge.runtime import for_inference
+
+    settings = cfg.evaluation
+    resolver = resolver or check_tasks(cfg)
+    rt = for_inference()
+    data = prepare(cfg.data, cfg.training.method)
+    tokenizer = load_tokenizer(cfg, str(run.model_dir), needs_markers=data.kind != "text")
+    apply_length_filters(data, tokenizer, cfg.data, cfg.training.max_length)
+    eval_rows = [dict(r) for r in data.eval] if data.eval is not None else []
+    with tempfile.TemporaryDirectory(prefix=".evaluation-", dir=run.root) as work:
+        summary = evaluate_models(_models(run, cfg, rt, Path(work)), tokenizer, settings, run.evaluation_dir,
+                                  train_texts=(row_text(dict(r)) for r in data.train), eval_rows=eval_rows,
+                                  console=console, resolver=resolver)
+    run.update_results(evaluation=summary)
+    return summary
+
+
+def evaluate_command(run_dir: Path, flags: dict[str, Any], console) -> None:
+    """`smolforge evaluate RUN_DIR [--tasks ...] [--limit N]`: the run's evaluation settings with the flags on
+    top, recorded in the run's overrides; then the card is rewritten with the results."""
+    from smolforge import logs, processenv
+    from smolforge.config.loading import deep_merge, nest, validate
+    from smolforge.credentials import cached_username
+    from smolforge.pipeline import refresh_card
+
+    run = RunFolder.existing(run_dir).require_finished()
+    changes = nest(flags)
+    cfg = validate(deep_merge(run.read_config_data(), changes), "the evaluate options",
+                   "Fix the flag's value (see `smolforge evaluate --help`).")
+    processenv.prepare(cfg, console)
+    resolver = check_tasks(cfg)  # bad input fails before the log file exists
+    handler = logs.attach_file(run.logs_dir, "evaluate.log")
+    try:
+        evaluate_run(run, cfg, console, resolver)
+        if changes:
+            run.write_overrides(changes)
+        refresh_card(run, cfg, console, cached_username())
+    finally:
+        logs.detach(handler)
