@@ -17,7 +17,7 @@ from typer.main import get_command
 from smolforge.cli import app
 from smolforge.cliflags import settings_for, values_from_flags
 from smolforge.config import fields
-from smolforge.config.loading import get_path, load_config
+from smolforge.config.loading import deep_merge, get_path, load_config, nest
 from smolforge.errors import ConfigError
 from smolforge.wizard.ask import parser
 from smolforge.wizard.flow import STEPS
@@ -37,6 +37,12 @@ SAMPLES = {
     "model.tiny.hidden_size": 64, "model.tiny.num_heads": 2, "model.tiny.num_kv_heads": 1, "data.max_samples": 100,
     "training.activation_checkpointing": True, "evaluation.limit": 50, "evaluation.modes": ["think"],
     "evaluation.max_gen_tokens": 64, "evaluation.tasks": ["builtin"],
+    "training.rdzv_endpoint": "node0:29400", "training.global_batch_size": 16,
+}
+# Settings that are valid only together with others (a multi-node topology).
+COMPANIONS = {
+    "training.nnodes": {"training.rdzv_endpoint": "node0:29400", "experiment_name": "run-7"},
+    "training.node_rank": {"training.nnodes": 2, "training.rdzv_endpoint": "node0:29400", "experiment_name": "run-7"},
 }
 # A value each flagged setting must refuse (as typed on the command line).
 BAD_TEXT = {int: "abc", float: "abc", str: None}
@@ -73,6 +79,7 @@ def test_every_setting_is_reachable_from_yaml_and_set(tmp_path, setting):
         data["card"].update(license="other", license_name="my-lic-1.0", license_link="https://example.com/l")
     if setting.path.startswith("model.tiny.num_"):
         data["model"]["tiny"].update(num_heads=2, num_kv_heads=1)
+    data = deep_merge(data, nest(COMPANIONS.get(setting.path, {})))
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump(data))
     from_file = load_config(f).model_dump(mode="json")
@@ -84,6 +91,7 @@ def test_every_setting_is_reachable_from_yaml_and_set(tmp_path, setting):
         sets += ["card.license=other", "card.license_name=my-lic-1.0", "card.license_link=https://example.com/l"]
     if setting.path.startswith("model.tiny.num_"):
         sets += ["model.tiny.num_heads=2", "model.tiny.num_kv_heads=1"]
+    sets += [f"{path}={companion}" for path, companion in COMPANIONS.get(setting.path, {}).items()]
     from_set = load_config(preset="tiny", sets=sets).model_dump(mode="json")
     assert get_path(from_set, setting.path) == value
 
@@ -130,6 +138,8 @@ def _bad_text(s: fields.Setting) -> str | None:
         return "Bad Name"
     if s.path == "card.license_link":
         return "nowhere"
+    if s.path == "training.rdzv_endpoint":
+        return "node0"
     if base in (int, float):
         return "-5" if "gt" in str(s.info.metadata) else "abc"
     return None

@@ -8,12 +8,14 @@ it holds, and config.yaml in a run folder is its resolved dump. Importing it sta
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
+from annotated_types import Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smolforge.card.licenses import check_license_link, check_license_name, license_id
-from smolforge.config.flag import CARD_COMMANDS, Flag, space_id_from_url
+from smolforge.config.flag import CARD_COMMANDS, RUN_ONLY, Flag, space_id_from_url
 from smolforge.identifiers import ExperimentName, RepoId, Tag
 
 Steps = Annotated[int, Field(gt=0, le=10**9)]
@@ -39,6 +41,24 @@ def _utf8(value: Any) -> Any:
                                  "encoding") from None
     return value
 
+
+_ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})")
+
+
+def _endpoint(value: str | None) -> str | None:
+    """HOST:PORT (an IPv6 host in brackets), as torchrun's rendezvous takes it."""
+    if value is None:
+        return None
+    m = _ENDPOINT.fullmatch(value.strip())
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ValueError("must be HOST:PORT, the address of node 0 and a free port on it (e.g. node0:29400 or "
+                         "10.0.0.1:29400)")
+    return value.strip()
+
+
+# Settings that say where this process joins a run, not what the run trains: they differ from node to node and
+# between a run and its resume, so --resume accepts them and runs are compared without them.
+LAUNCH_SETTINGS = ("training.node_rank", "training.rdzv_endpoint", "training.rdzv_timeout")
 
 SETTING_CONFIG = ConfigDict(allow_inf_nan=False)  # a setting is never nan or inf
 
@@ -176,11 +196,79 @@ class TrainingSection(Section):
     save_steps: Steps = Field(500, description="Save a resumable checkpoint every this many steps.")
     save_total_limit: int = Field(2, gt=0, le=1000, description="Checkpoints kept on disk.")
     seed: int = Field(42, description="Training seed (initial order, dropout).")
-    nproc: Annotated[int, Flag("--nproc")] = Field(1, gt=0, le=1024, description="Training processes "
-                                                                                 "(torchrun/accelerate).")
-    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="How several processes share the work.")
+    nproc: Annotated[int, Flag("--nproc")] = Field(1, gt=0, le=1024, description="Training processes per node "
+                                                                                 "(one per GPU), started by "
+                                                                                 "torchrun.")
+    nnodes: Annotated[int, Flag("--nnodes")] = Field(
+        1, gt=0, le=4096, description="Machines that train together. Each runs the same `smolforge run` with its own "
+                                      "node_rank, and every node must see the run folder on a shared filesystem.")
+    node_rank: Annotated[int, Flag("--node-rank", on=RUN_ONLY)] = Field(
+        0, ge=0, lt=4096, description="This machine's place among the nodes, 0 to nnodes - 1. Node 0 hosts the "
+                                      "rendezvous, creates the run folder and runs the stages after training.")
+    rdzv_endpoint: Annotated[str | None, AfterValidator(_endpoint), Flag("--rdzv-endpoint", on=RUN_ONLY)] = Field(
+        None, description="HOST:PORT of node 0, where the nodes meet (torchrun's c10d rendezvous); needed when "
+                          "nnodes > 1.")
+    rdzv_timeout: Annotated[int, Flag("--rdzv-timeout", on=RUN_ONLY)] = Field(
+        600, gt=0, le=86400, description="Seconds a node waits for the others (and for the run folder node 0 "
+                                         "creates) before it stops with an error.")
+    global_batch_size: Annotated[int | None, Flag("--global-batch-size")] = Field(
+        None, gt=0, le=10**7, description="Sequences per optimizer step over every process of every node. When "
+                                          "set, gradient_accumulation_steps is derived from it (global_batch_size / "
+                                          "(batch_size x nproc x nnodes)), so the run trains the same on any "
+                                          "topology; unset: batch_size x gradient_accumulation_steps x processes.")
+    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="How several processes share the work: ddp "
+                                                                    "(a full copy each) or fsdp (weights, gradients "
+                                                                    "and optimizer state sharded; full fine-tunes).")
     lora: LoraSection = Field(default_factory=LoraSection)
     dpo: DpoSection = Field(default_factory=DpoSection)
+
+    @property
+    def world_size(self) -> int:
+        """Training processes over all nodes."""
+        return self.nnodes * self.nproc
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step over all processes."""
+        return self.batch_size * self.gradient_accumulation_steps * self.world_size
+
+    @model_validator(mode="after")
+    def _topology(self) -> TrainingSection:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes}: the nodes of this run are "
+                             f"numbered 0 to {self.nnodes - 1}")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ValueError(f"nnodes {self.nnodes} needs rdzv_endpoint, the HOST:PORT of node 0 where the nodes meet "
+                             "(e.g. --rdzv-endpoint node0:29400), the same on every node")
+        if self.distributed == "fsdp" and self.finetune == "lora":
+            raise ValueError("distributed 'fsdp' shards the weights of a full fine-tune; a LoRA run trains small "
+                             "adapters and runs as ddp (set distributed: ddp)")
+        if self.global_batch_size is not None:
+            # assigned through __dict__: a derived value, and validate_assignment would run this validator again
+            self.__dict__["gradient_accumulation_steps"] = _accumulation(self)
+            self.__pydantic_fields_set__.add("gradient_accumulation_steps")
+        return self
+
+
+def _accumulation(t: TrainingSection) -> int:
+    """gradient_accumulation_steps that makes t.global_batch_size on t's topology, or why none does."""
+    goal, per_pass = int(t.global_batch_size or 0), t.batch_size * t.world_size
+    where = f"batch_size {t.batch_size} x {t.world_size} processes ({t.nnodes} node(s) x {t.nproc})"
+    if goal % per_pass:
+        if goal % t.batch_size:
+            fix = f"a batch_size that divides {goal}"
+        else:
+            worlds = [w for w in range(1, goal // t.batch_size + 1) if (goal // t.batch_size) % w == 0]
+            fix = ("a world size (nnodes x nproc) that divides " + str(goal // t.batch_size) + ": " +
+                   ", ".join(map(str, worlds[:12])) + (", ..." if len(worlds) > 12 else ""))
+        raise ValueError(f"global_batch_size {goal} is not a multiple of {where} = {per_pass} sequences per pass; "
+                         f"use {fix}, or another global_batch_size")
+    steps = goal // per_pass
+    most = next(m.le for m in TrainingSection.model_fields["gradient_accumulation_steps"].metadata if isinstance(m, Le))
+    if steps > most:
+        raise ValueError(f"global_batch_size {goal} needs {steps} accumulation steps with {where}, more than the "
+                         f"{most} gradient_accumulation_steps allows; raise batch_size or use more processes")
+    return steps
 
 
 class TrackingSection(Section):
@@ -329,6 +417,10 @@ class SmolforgeConfig(Section):
     def _coherent(self) -> SmolforgeConfig:
         if self.training.method == "dpo" and self.data.format not in ("auto", "preference"):
             raise ValueError("training.method 'dpo' needs data.format 'preference' (or 'auto')")
+        if self.training.nnodes > 1 and not (self.experiment_name or self.output_dir):
+            raise ValueError(f"training.nnodes {self.training.nnodes}: every node must name the same run folder, so "
+                             "set experiment_name (--experiment-name) or output_dir (--output-dir), the same on "
+                             "every node, on a filesystem they all share")
         return self
 
 
@@ -337,6 +429,6 @@ def dump_dict(cfg: SmolforgeConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
-__all__ = ["DataSection", "EvaluationSection", "DpoSection", "LoraSection", "ModelSection", "PublishSection",
-           "Quantization", "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection", "CardSection",
-           "dump_dict"]
+__all__ = ["LAUNCH_SETTINGS", "DataSection", "EvaluationSection", "DpoSection", "LoraSection", "ModelSection",
+           "PublishSection", "Quantization", "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection",
+           "CardSection", "dump_dict"]
