@@ -15,11 +15,24 @@ from transformers import TrainerCallback
 log = logging.getLogger("smolforge.train")
 
 
-class StopOnSignal(TrainerCallback):
-    """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, stop cleanly."""
+# Under a launcher the same stop can reach a training process twice within milliseconds: from the scheduler
+# (SLURM signals every process of a job step) and again from torchrun, which forwards what it receives. A repeat
+# inside this window is that one request; a later one aborts.
+REPEAT_WINDOW_S = 2.0
 
-    def __init__(self):
+
+class StopOnSignal(TrainerCallback):
+    """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, stop cleanly.
+
+    With several processes every one must stop after the same step (saving a checkpoint is a collective
+    operation), but the signal reaches them at different moments: after each step they agree, through one
+    small all-reduce, on whether any of them was asked to stop, and which signal asked.
+    """
+
+    def __init__(self, world_size: int = 1):
         self.received: int | None = None
+        self.world_size = world_size
+        self._received_at = 0.0
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -31,14 +44,29 @@ class StopOnSignal(TrainerCallback):
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
-        if self.received is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.received = signum
+        if self.received is not None:
+            if self.world_size > 1 and time.monotonic() - self._received_at < REPEAT_WINDOW_S:
+                return  # the same stop, delivered by the scheduler and forwarded by the launcher
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.received, self._received_at = signum, time.monotonic()
         print("\nStopping after this step and saving a checkpoint (press Ctrl-C again to abort)...",
               file=sys.stderr, flush=True)
 
+    def _agreed(self, args) -> int | None:
+        """The signal any process received (the same answer in every process)."""
+        if self.world_size < 2:
+            return self.received
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([self.received or 0], dtype=torch.int32, device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) or None
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.received is not None:
+        signum = self._agreed(args)
+        if signum is not None:
+            self.received = self.received or signum
             control.should_save = True
             control.should_training_stop = True
         return control

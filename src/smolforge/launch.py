@@ -1,38 +1,197 @@
-"""Several training processes on one machine: torchrun for DDP, accelerate for FSDP.
+"""Training processes through torchrun: one node (`--standalone`) or several (c10d rendezvous).
 
-Each process runs `smolforge.worker` on the run folder the parent prepared; the token, if any,
-travels in the environment, never in argv (visible to every process on the machine).
+torchrun's own launcher runs inside this process (`torch.distributed.run`'s argument parser and
+`elastic_launch`, which is what the `torchrun` command calls), so its failures arrive as exceptions:
+a rendezvous that cannot be reached or that not every node joins, a training process that failed
+(with the one-paragraph error it recorded), or the signal that stopped the run. DDP and FSDP take
+the same path (FSDP is configured through the trainer's arguments, see `fsdp.py`).
+
+Each process runs `smolforge.worker` on the run folder; the token, if any, travels in the
+environment, never in argv (visible to every process on the machine).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
-import subprocess
-import sys
-from importlib import resources
+import signal
+import uuid
 from pathlib import Path
+from typing import Any
 
+from smolforge.config import TrainingSection
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
 
+NODE_RANK_ENV = "SMOLFORGE_NODE_RANK"  # training.node_rank (torchrun's own group rank follows arrival order)
+STOPPED = (130, 143)  # a worker that saved a checkpoint after SIGINT / SIGTERM
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # torchrun forwards these
 
-def launch_workers(run: RunFolder, nproc: int, distributed: str, resume_from: Path | None) -> None:
-    worker = ["-m", "smolforge.worker", str(run.root)] + (["--resume-from", str(resume_from)] if resume_from else [])
-    if distributed == "fsdp":
-        fsdp_cfg = resources.files("smolforge").joinpath("resources/accelerate_fsdp.yaml")
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(fsdp_cfg),
-               "--num_processes", str(nproc), *worker]
+
+class Interrupted(SmolforgeError):
+    """The launch stopped on a signal (the workers saved a checkpoint when they had started training)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+def torchrun_args(t: TrainingSection, run: RunFolder, resume_from: Path | None) -> list[str]:
+    """The torchrun command line (without the `torchrun` itself) for this node of the run."""
+    if t.nnodes == 1:
+        # what `torchrun --standalone` does: a private rendezvous on a free local port
+        where = ["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}"]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               *worker]
-    env = dict(os.environ)
-    if "OMP_NUM_THREADS" not in env:  # N processes share the cores instead of each taking all of them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    proc = subprocess.run(cmd, env=env)
-    if proc.returncode in (130, 143, -2, -15):
-        raise SmolforgeError(f"Training was interrupted. Resume with: smolforge run {shlex.quote(str(run.root))} "
-                             "--resume")
-    if proc.returncode != 0:
-        raise SmolforgeError(f"Training workers failed (exit code {proc.returncode}); see "
-                             f"{run.logs_dir / 'run.log'} and the output above.")
+        # c10d: node 0 hosts the rendezvous store at the endpoint (is_host), the others connect to it. Both
+        # timeouts are training.rdzv_timeout: reaching the store and waiting for every node to join.
+        host = 1 if t.node_rank == 0 else 0
+        timeout = t.rdzv_timeout
+        where = [f"--nnodes={t.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={t.rdzv_endpoint}",
+                 f"--rdzv-id=smolforge-{run.root.resolve().name}",
+                 f"--rdzv-conf=is_host={host},join_timeout={timeout},read_timeout={timeout}"]
+    worker = [str(run.root.resolve())] + (["--resume-from", str(resume_from.resolve())] if resume_from else [])
+    return [*where, f"--nproc-per-node={t.nproc}", "--max-restarts=0", "--module", "smolforge.worker", *worker]
+
+
+def worker_environment(t: TrainingSection) -> dict[str, str]:
+    """What the training processes need in their environment besides ours (which they inherit, token included)."""
+    env: dict[str, str] = {NODE_RANK_ENV: str(t.node_rank)}
+    if "OMP_NUM_THREADS" not in os.environ:  # the node's processes share its cores instead of each taking all
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // t.nproc))
+    if t.distributed == "fsdp":
+        from smolforge import fsdp
+
+        env.update(fsdp.loading_environment())
+    return env
+
+
+def _failure_text(failure: Any) -> str:
+    """The paragraph a worker recorded (ErrorHandler's JSON error file), else its exit status."""
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message", "")
+    text = str(message or "")
+    if text.startswith("SmolforgeError: "):
+        return text[len("SmolforgeError: "):]
+    if failure.exitcode < 0:
+        return f"it was killed by signal {-failure.exitcode} ({failure.signal_name()})"
+    return f"exit code {failure.exitcode}"
+
+
+def _rendezvous_error(t: TrainingSection, e: BaseException) -> SmolforgeError:
+    from torch.distributed.elastic.rendezvous.api import RendezvousConnectionError, RendezvousTimeoutError
+
+    endpoint, node = t.rdzv_endpoint, f"node {t.node_rank} of {t.nnodes}"
+    if isinstance(e, RendezvousConnectionError | ConnectionError) and t.node_rank == 0:
+        return SmolforgeError(
+            f"{node} could not host the rendezvous at {endpoint} ({_cause(e)}). Node 0 listens there, so "
+            "training.rdzv_endpoint must be an address of this machine and a port no other program uses; fix "
+            "--rdzv-endpoint (the same on every node) and start the nodes again.")
+    if isinstance(e, RendezvousConnectionError | ConnectionError):
+        return SmolforgeError(
+            f"{node} could not reach the rendezvous at {endpoint} within {t.rdzv_timeout} s "
+            "(training.rdzv_timeout). Start node 0 with the same --rdzv-endpoint, check that the host name "
+            "resolves to node 0 from this machine and that the port is open between the nodes, then start this "
+            "node again.")
+    if isinstance(e, RendezvousTimeoutError):
+        return SmolforgeError(
+            f"Not every node joined the rendezvous at {endpoint} within {t.rdzv_timeout} s "
+            f"(training.rdzv_timeout; {node} was waiting for {t.nnodes} nodes). Start `smolforge run` with "
+            f"--nnodes {t.nnodes}, the same --rdzv-endpoint and node ranks 0 to {t.nnodes - 1} on every node, or "
+            "raise training.rdzv_timeout if the nodes start far apart.")
+    return SmolforgeError(f"The rendezvous at {endpoint} failed for {node}: {_cause(e)}. Start every node again.")
+
+
+def _cause(e: BaseException) -> str:
+    from smolforge.errors import first_line
+
+    inner = e.__cause__ or e.__context__
+    return first_line(inner) if inner is not None else first_line(e)
+
+
+def _host_port(t: TrainingSection) -> tuple[str, int]:
+    host, _, port = str(t.rdzv_endpoint).rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def check_endpoint(t: TrainingSection) -> None:
+    """Before torchrun meets the other nodes (which it reports with C++ stack traces when it fails): node 0 can
+    listen at the endpoint (an address of this machine, a free port); another node waits, up to
+    training.rdzv_timeout, until node 0 listens there. Either failure is one message naming the endpoint."""
+    import socket
+
+    from smolforge.nodes import wait_until
+
+    host, port = _host_port(t)
+    if t.node_rank == 0:
+        try:
+            family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as torch's store does
+                probe.bind(address)
+        except OSError as e:
+            raise _rendezvous_error(t, ConnectionError(e.strerror or str(e))) from None
+        return
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    if not wait_until(listening, t.rdzv_timeout):
+        raise _rendezvous_error(t, ConnectionError(f"nothing listens at {t.rdzv_endpoint}"))
+
+
+def run_workers(t: TrainingSection, run: RunFolder, resume_from: Path | None) -> None:
+    """Start this node's training processes and wait for them; an error or `Interrupted` when they stop."""
+    if t.nnodes > 1:
+        check_endpoint(t)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
+    from torch.distributed.launcher.api import elastic_launch
+    from torch.distributed.run import config_from_args, parse_args
+
+    config, entrypoint, args = config_from_args(parse_args(torchrun_args(t, run, resume_from)))
+    saved_env = {k: os.environ.get(k) for k in worker_environment(t)}
+    os.environ.update(worker_environment(t))  # the launcher hands its own environment to the workers
+    saved_handlers = {s: signal.getsignal(s) for s in HANDLED_SIGNALS}  # the launcher installs its own
+    # torchrun's agent logs each failure it raises; smolforge turns the exception into one message instead
+    agent_log = logging.getLogger("torch.distributed.elastic")
+    saved_level = agent_log.level
+    agent_log.setLevel(logging.CRITICAL)
+    try:
+        elastic_launch(config=config, entrypoint=entrypoint)(*args)
+    except SignalException as e:
+        raise Interrupted(int(e.sigval)) from None
+    except ChildFailedError as e:
+        codes = {f.exitcode for f in e.failures.values()}
+        if codes <= set(STOPPED):
+            raise Interrupted(max(codes) - 128) from None
+        rank, failure = sorted(e.failures.items())[0]
+        raise SmolforgeError(f"Training process {rank} failed: {_failure_text(failure)} (its log: "
+                             f"{run.logs_dir / ('run.log' if rank == 0 else f'rank{rank}.log')})") from None
+    except RendezvousError as e:
+        raise _rendezvous_error(t, e) from None
+    finally:
+        agent_log.setLevel(saved_level)
+        for s, handler in saved_handlers.items():
+            signal.signal(s, handler)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def resume_command(run: RunFolder, t: TrainingSection) -> str:
+    """The command that continues the run on this node."""
+    cmd = f"smolforge run {shlex.quote(str(run.root))} --resume"
+    if t.nnodes > 1:
+        cmd += f" --nnodes {t.nnodes} --node-rank {t.node_rank} --rdzv-endpoint {t.rdzv_endpoint}"
+        cmd += " (on every node, each with its own --node-rank)"
+    return cmd
+

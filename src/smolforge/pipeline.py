@@ -4,7 +4,8 @@ The order is chosen so that everything a user can get wrong fails before the run
 created: config (validated on load), card license, run-folder clash, publish token, dataset
 format and lengths. What can only fail after the folder exists (the model cannot be loaded,
 LoRA targets that match nothing) removes the folder it created, so the next run starts clean.
-Training runs in this process, or under torchrun/accelerate when `training.nproc > 1`.
+Training runs in this process, or under torchrun when it takes several processes (`training.nproc`,
+`training.nnodes`); on a node other than node 0, `smolforge run` only starts that node's processes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from smolforge import processenv
 from smolforge.card import defaults
 from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.errors import SmolforgeError
-from smolforge.resume import default_run_folder, resume_point
+from smolforge.resume import check_new_folder, default_run_folder, resume_point
 from smolforge.runfolder import RunFolder
 
 # `smolforge run` exit code when training, the card and every local output are complete but the push to the Hub
@@ -104,7 +105,9 @@ def summary_rows(cfg: SmolforgeConfig, run: RunFolder, data_stats: dict[str, Any
         ("Base model", cfg.model.name_or_path),
         ("Method", f"{t.method.upper()} / {t.finetune}"),
         ("Data", data),
-        ("Batch", f"{t.batch_size} x {t.gradient_accumulation_steps} accumulation"),
+        ("Batch", f"{t.batch_size} x {t.gradient_accumulation_steps} accumulation"
+                  + (f" x {t.world_size} processes = {t.global_batch} sequences per step" if t.world_size > 1 else "")),
+        *([("Topology", topology_row(t))] if t.world_size > 1 else []),
         ("Learning rate", f"{t.learning_rate:g}"),
         ("Length", f"{t.epochs:g} epochs" if t.max_steps <= 0 else f"{t.max_steps} steps"),
         ("Max length", f"{t.max_length} tokens"),
@@ -118,6 +121,14 @@ def summary_rows(cfg: SmolforgeConfig, run: RunFolder, data_stats: dict[str, Any
     if cfg.publish.repo_id:
         rows.append(("Publish to", f"{cfg.publish.repo_id} ({'private' if cfg.publish.private else 'public'})"))
     return rows
+
+
+def topology_row(t) -> str:
+    """Nodes x processes, how they share the work, and where they meet."""
+    how = "FSDP: weights, gradients and optimizer state sharded" if t.distributed == "fsdp" else \
+        "DDP: a full model copy each"
+    where = f"; node {t.node_rank}, rendezvous {t.rdzv_endpoint}" if t.nnodes > 1 else ""
+    return f"{topology_text(t)} ({how}){where}"
 
 
 def _record_command(argv: list[str]) -> str | None:
@@ -144,13 +155,7 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions, console) -> tuple[Smolfo
     if cfg.experiment_name is None:
         cfg = cfg.model_copy(update={"experiment_name": default_experiment_name(cfg)})
     run = default_run_folder(cfg)
-    if run.results_path.exists() or run.model_dir.exists() or run.checkpoints_dir.exists():
-        raise SmolforgeError(f"The run folder {run.root} already holds a run. Continue it with "
-                             f"`smolforge run {shlex.quote(str(run.root))} --resume`, choose another name with "
-                             "--experiment-name (or --output-dir), or remove the folder.")
-    if run.root.exists() and any(run.root.iterdir()) and not run.config_path.exists():
-        raise SmolforgeError(f"{run.root} exists and holds other files. Choose another --experiment-name or "
-                             "--output-dir, or remove that folder.")
+    check_new_folder(run)
     cfg = check_card_inputs(cfg, opts.ask_license)
     check_publish_inputs(cfg, opts.token_file)
     return cfg, run, None
@@ -160,12 +165,13 @@ def _train(cfg: SmolforgeConfig, run: RunFolder, data, console, resume_from: Pat
     from smolforge import logs
 
     logs.log.info("run folder %s%s", run.root, f" (resuming from {resume_from.name})" if resume_from else "")
-    if cfg.training.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        from smolforge.launch import launch_workers
+    t = cfg.training
+    if t.world_size > 1 and "LOCAL_RANK" not in os.environ:
+        from smolforge.nodes import wait_for_results
 
-        console.print(f"Launching {cfg.training.nproc} training processes ({cfg.training.distributed})...")
-        launch_workers(run, cfg.training.nproc, cfg.training.distributed, resume_from)
-        return run.read_results()
+        console.print(f"Launching {topology_text(t)} ({t.distributed})...", markup=False)
+        launch_training(run, t, resume_from)
+        return wait_for_results(run, t)
     from smolforge.train import Interrupted, train
 
     try:
@@ -176,6 +182,25 @@ def _train(cfg: SmolforgeConfig, run: RunFolder, data, console, resume_from: Pat
                              f"smolforge run {shlex.quote(str(run.root))} --resume", e.signum) from None
 
 
+def launch_training(run: RunFolder, t, resume_from: Path | None) -> None:
+    """This node's training processes under torchrun; a stop on a signal becomes RunInterrupted."""
+    from smolforge.launch import Interrupted, resume_command, run_workers
+    from smolforge.resume import last_checkpoint
+
+    try:
+        run_workers(t, run, resume_from)
+    except Interrupted as e:
+        ckpt = last_checkpoint(run)
+        saved = f"the last complete checkpoint is {ckpt}" if ckpt else "there is no complete checkpoint yet"
+        raise RunInterrupted(f"Training stopped; {saved}. Resume with: {resume_command(run, t)}", e.signum) from None
+
+
+def topology_text(t) -> str:
+    """"2 nodes x 8 processes" (or "2 processes"), as the summary and the launch line say it."""
+    per = f"{t.nproc} process{'es' if t.nproc > 1 else ''}"
+    return f"{t.nnodes} nodes x {per}" if t.nnodes > 1 else f"{per} on this node"
+
+
 def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFolder:
     """The whole pipeline. `confirm(rows)` shows the summary and returns False to stop."""
     from smolforge import logs
@@ -183,6 +208,10 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     from smolforge.data import drop_report, precheck, prepare
 
     processenv.prepare(cfg, console)
+    if cfg.training.node_rank > 0:  # another node's part of a multi-node run: its training processes only
+        from smolforge.nodes import join_run
+
+        return join_run(cfg, opts, console)
     cfg, run, resume_from = prepare_run(cfg, opts, console)
     data = prepare(cfg.data, cfg.training.method)
     precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: fails before any folder

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig, dump_dict
+from smolforge.config.schema import LAUNCH_SETTINGS
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
 
@@ -27,7 +29,28 @@ def default_run_folder(cfg: SmolforgeConfig) -> RunFolder:
 
 
 def _comparable(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in ("experiment_name", "output_dir", "card", "publish")}
+    out = {k: v for k, v in data.items() if k not in ("experiment_name", "output_dir", "card", "publish")}
+    launch = {path.split(".", 1)[1] for path in LAUNCH_SETTINGS}  # where a node joins, not what it trains
+    out["training"] = {k: v for k, v in (out.get("training") or {}).items() if k not in launch}
+    return out
+
+
+def with_launch_settings(cfg: SmolforgeConfig, given: SmolforgeConfig) -> SmolforgeConfig:
+    """`cfg` (a run's own config) joined the way `given` (this command's) says: node rank, rendezvous, timeout."""
+    launch = {path.split(".", 1)[1]: getattr(given.training, path.split(".", 1)[1]) for path in LAUNCH_SETTINGS}
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update=launch)})
+
+
+def check_new_folder(run: RunFolder) -> None:
+    """A new run needs a folder that holds no run and nothing else (a scheduler's logs/ may already be there)."""
+    if run.results_path.exists() or run.model_dir.exists() or run.checkpoints_dir.exists():
+        raise SmolforgeError(f"The run folder {run.root} already holds a run. Continue it with "
+                             f"`smolforge run {shlex.quote(str(run.root))} --resume`, choose another name with "
+                             "--experiment-name (or --output-dir), or remove the folder.")
+    others = [p for p in run.root.iterdir() if p != run.logs_dir] if run.root.is_dir() else []
+    if others and not run.config_path.exists():
+        raise SmolforgeError(f"{run.root} exists and holds other files. Choose another --experiment-name or "
+                             "--output-dir, or remove that folder.")
 
 
 def find_resumable(cfg: SmolforgeConfig) -> RunFolder | None:
@@ -96,13 +119,22 @@ def resume_point(cfg: SmolforgeConfig) -> tuple[SmolforgeConfig, RunFolder, Path
     """(the run's own config, its folder, the checkpoint to continue from; None = start over) or an error."""
     run = find_resumable(cfg)
     if run is None:
+        shared = (" With several nodes, every node must see the run folder on a shared filesystem."
+                  if cfg.training.nnodes > 1 else "")
         raise SmolforgeError("--resume: no earlier run of this config was found. Pass the run folder itself "
-                             "(smolforge run runs/<experiment> --resume), or start a new run without --resume.")
-    cfg = run.read_config()
+                             "(smolforge run runs/<experiment> --resume), or start a new run without --resume."
+                             + shared)
+    given, cfg = cfg, with_launch_settings(run.read_config(), cfg)
+    if (cfg.training.nnodes, cfg.training.nproc) != (given.training.nnodes, given.training.nproc):
+        t, g = cfg.training, given.training
+        raise SmolforgeError(f"--resume: {run.root} trained on {t.nnodes} node(s) x {t.nproc} process(es); it "
+                             f"continues on the same topology only (this command asks for {g.nnodes} x {g.nproc}). "
+                             f"Pass --nnodes {t.nnodes} --nproc {t.nproc}, or start a new run.")
     if run.finished():
         steps = run.read_results().get("global_steps")
         raise SmolforgeError(f"--resume: {run.root} is already finished (step {steps}/{steps}); nothing to resume. "
                              f"Its results are in {run.results_path}. Start a new run with another "
                              "--experiment-name to train again.")
-    drop_incomplete_checkpoints(run)
+    if cfg.training.node_rank == 0:  # one node tidies the shared folder; the others read it
+        drop_incomplete_checkpoints(run)
     return cfg, run, last_checkpoint(run)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smolforge.config.schema import LAUNCH_SETTINGS
 from smolforge.console import interactive
 from smolforge.errors import SmolforgeError
 
@@ -106,30 +107,37 @@ def print_summary(console, run_folder) -> None:
     console.print(f"Run folder: {run_folder.root}", markup=False)
 
 
+# Given with --resume, these say how this node joins the run (LAUNCH_SETTINGS), or restate its topology (checked
+# against the run's when it resumes), rather than change what it trains.
+RESUME_LAUNCH_KEYS = (*LAUNCH_SETTINGS, "training.nnodes", "training.nproc")
+
+
 def _resume_config(req: RunRequest):
-    """`smolforge run RUN_DIR --resume`: the run's own config. Only card:/publish: choices may change on resume
-    (they are recorded as the run's overrides); anything else would continue a different run."""
-    from smolforge.config.loading import nest, parse_sets
+    """`smolforge run RUN_DIR --resume`: the run's own config, joined as this node's flags say. Only card:/publish:
+    choices may change on resume (they are recorded as the run's overrides); anything else would continue a
+    different run."""
+    from smolforge.config.loading import deep_merge, nest, parse_sets, validate
     from smolforge.runfolder import OVERRIDABLE, RunFolder
 
     run = RunFolder.existing(req.config)
-    changes = nest(req.flags)
     sets = parse_sets(req.sets) if req.sets else {}
     given = [*req.flags, *(item.partition("=")[0].strip() for item in req.sets)]
-    refused = sorted({p for p in given if p.split(".")[0] not in OVERRIDABLE})
+    refused = sorted({p for p in given if p.split(".")[0] not in OVERRIDABLE and p not in RESUME_LAUNCH_KEYS})
     if refused or req.preset:
         what = ", ".join(refused + (["--preset"] if req.preset else []))
         raise SmolforgeError(f"--resume continues {run.root} exactly as it was configured, so {what} cannot change "
-                             "now (only card and publish settings can). Drop those options, or start a new run "
-                             "with them (a new --experiment-name).")
-    from smolforge.config.loading import deep_merge
-
-    wanted = deep_merge({k: v for k, v in changes.items() if k in OVERRIDABLE}, sets)
+                             "now (only card and publish settings can, and how this node joins: --node-rank, "
+                             "--rdzv-endpoint). Drop those options, or start a new run with them (a new "
+                             "--experiment-name).")
+    launch = nest({k: v for k, v in req.flags.items() if k in RESUME_LAUNCH_KEYS})
+    launch = deep_merge(launch, {"training": {k: v for k, v in (sets.get("training") or {}).items()
+                                              if f"training.{k}" in RESUME_LAUNCH_KEYS}})
+    sets = {k: v for k, v in sets.items() if k != "training"}
+    wanted = deep_merge({k: v for k, v in nest(req.flags).items() if k in OVERRIDABLE}, sets)
     if wanted:
-        from smolforge.config.loading import validate
-
         validate(deep_merge(run.read_config_data(), wanted), "the --resume options")  # refuse before writing
-    return run, wanted
+    cfg = validate(deep_merge(run.read_config_data(), launch), "the --resume options")
+    return run, wanted, cfg
 
 
 def run_command(req: RunRequest, console) -> None:
@@ -147,14 +155,18 @@ def run_command(req: RunRequest, console) -> None:
                              "--resume`; to start a new one give a YAML config file or --preset.")
     overrides: dict[str, Any] = {}
     if req.config is not None and req.config.is_dir():
-        run, overrides = _resume_config(req)
-        cfg = run.read_config().model_copy(update={"output_dir": str(req.config)})
+        run, overrides, cfg = _resume_config(req)
+        cfg = cfg.model_copy(update={"output_dir": str(req.config)})
     else:
         cfg = load_config(req.config, req.preset, req.sets, req.flags)
     ask = None if req.yes or not interactive() else ask_license
     opts = RunOptions(yes=req.yes, resume=req.resume, argv=req.argv, ask_license=ask, token_file=req.token_file,
                       overrides=overrides)
     run_folder = execute(cfg, opts, console, _confirmer(console, req.yes))
+    if cfg.training.node_rank > 0:
+        console.print(f"Node {cfg.training.node_rank} of {cfg.training.nnodes} is done; node 0 writes the results, "
+                      f"the card and publishes: see {run_folder.root}.", markup=False)
+        return
     print_summary(console, run_folder)
     check_published(run_folder)
 

@@ -139,8 +139,9 @@ def _command() -> str | None:
 
 
 def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None,
-          resume_from: Path | None = None) -> dict[str, Any]:
-    """Run the trainer; save model/; return the training section of results.json (rank 0)."""
+          resume_from: Path | None = None, topology: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the trainer; save model/; return the training section of results.json (rank 0). `topology`: the
+    nodes and processes the run met on (`nodes.meet`); None for one process."""
     from smolforge.callbacks import ProgressLog, StopOnSignal
     from smolforge.resume import read_progress
 
@@ -152,7 +153,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
                           "from_step": trainer.sf_previous.get("step", 0),
                           **({"resumed_from": resume_from.name} if resume_from else {})}
 
-    stopper = StopOnSignal()
+    stopper = StopOnSignal(world_size=rt.world_size)
     trainer.add_callback(stopper)
     if cfg.tracking.backend == "trackio":
         trainer.add_callback(tracking.config_callback(cfg))
@@ -177,13 +178,18 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     train_log = dict(trainer.state.log_history[-1])  # the trainer's final summary (train_loss, runtime...)
     final_eval = _final_eval(trainer) if data.eval is not None else None
     counts = trainer.sf_total_counts()
+    gathered = _full_weights(trainer)  # every process takes part in an FSDP gather
     if not trainer.is_world_process_zero():
         return {}
-    save_model(trainer, tokenizer, cfg, run)
+    save_model(trainer, tokenizer, cfg, run, state_dict=gathered)
     segment = {**trainer.sf_segment_record(counts, trainer.state.global_step,
                                            float(train_log.get("train_runtime", 0.0))),
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built, segment)
+    results = _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built, segment)
+    from smolforge.nodes import single_process
+
+    results["topology"] = topology or single_process()
+    return results
 
 
 def _final_eval(trainer) -> dict[str, Any]:
@@ -196,8 +202,22 @@ def _final_eval(trainer) -> dict[str, Any]:
     return trainer.evaluate()
 
 
-def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder) -> None:
-    """Write model/: full weights (or the LoRA adapter, or merged weights), tokenizer, chat template."""
+def _full_weights(trainer) -> dict[str, Any] | None:
+    """Under FSDP each process holds a shard of every weight: the full weights for model/, gathered on rank 0
+    (on the CPU) by accelerate. None when every process holds the whole model."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return None
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    # The gathered tensors no longer share storage, so save_pretrained cannot tell tied weights apart: leave out
+    # the tied copies (lm_head.weight when it is the embedding matrix), as it does for an unsharded model.
+    tied = getattr(trainer.accelerator.unwrap_model(trainer.model), "all_tied_weights_keys", None) or {}
+    return {k: v for k, v in state.items() if k not in tied}
+
+
+def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder,
+               state_dict: dict[str, Any] | None = None) -> None:
+    """Write model/: full weights (or the LoRA adapter, or merged weights), tokenizer, chat template.
+    `state_dict`: the full weights gathered from an FSDP run's shards."""
     from smolforge.modelio import finalize_for_publishing
 
     model = trainer.model
@@ -205,7 +225,7 @@ def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder) -> None
         model = model.merge_and_unload()
     finalize_for_publishing(model, tokenizer)
     run.model_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(run.model_dir), safe_serialization=True)
+    model.save_pretrained(str(run.model_dir), safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(str(run.model_dir))
     share_like_other_files(run.model_dir)
 

@@ -49,6 +49,13 @@ class TokenAccounting:
     sf_previous: dict[str, Any] = {}  # set per run by train(); class defaults keep a bare trainer usable
     sf_segment: dict[str, Any] = {}
 
+    def create_accelerator_and_postprocess(self) -> None:
+        """The trainer's Accelerator; FSDP on CPU processes needs `fsdp.allow_on_cpu`."""
+        from smolforge import fsdp
+
+        with fsdp.allow_on_cpu(bool(self.args.fsdp) and self.args.use_cpu):
+            super().create_accelerator_and_postprocess()
+
     def create_model_card(self, *args, **kwargs) -> None:
         """smolforge writes the real card from results.json; TRL's auto-card would land in checkpoints/."""
 
@@ -106,6 +113,7 @@ class TokenAccounting:
                 "checkpoint was removed. Free some space (or lower training.save_total_limit), then continue with "
                 f"`smolforge run {folder.parent.parent} --resume`, which starts from the last complete "
                 "checkpoint.") from None
+        self.accelerator.wait_for_everyone()  # every process wrote its part (RNG state, FSDP shards) first
         if self.args.should_save:
             segment = self.sf_segment_record(counts, self.state.global_step, self.sf_segment_seconds())
             progress = {"step": self.state.global_step, "tokens": counts,
@@ -193,6 +201,10 @@ def trainer_arguments(cfg: SmolforgeConfig, rt: Runtime, output_dir: Path, has_e
     if tr.backend == "trackio":
         args.update(project=tr.project or cfg.experiment_name, trackio_space_id=tr.space_id,
                     hub_private_repo=True, trackio_static_space_id=False)
+    if t.distributed == "fsdp" and rt.world_size > 1:
+        from smolforge import fsdp
+
+        args.update(fsdp.trainer_arguments())
     if rt.batching == "grouped":
         args["train_sampling_strategy"] = "group_by_length"
     return args

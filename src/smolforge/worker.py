@@ -1,7 +1,10 @@
-"""Entry point of one training process under torchrun / accelerate (`smolforge run --nproc N`).
+"""Entry point of one training process under torchrun (`smolforge run` with several processes or nodes).
 
-The parent wrote config.yaml; every rank reads it, prepares the same data, and trains; rank 0
-writes model/ and results.json. Tokens reach workers through the environment, never argv.
+The launching node wrote config.yaml (node 0) or found it (the other nodes); every rank reads it,
+joins the others, checks that they all see this run folder, prepares the same data, and trains;
+global rank 0 writes model/ and results.json. Tokens reach workers through the environment,
+never argv. An error is one paragraph, recorded for the launcher (torchrun's error file) so the
+node's `smolforge run` prints it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,17 @@ import sys
 from pathlib import Path
 
 
+def _record_error(e: BaseException) -> int:
+    """Hand the paragraph to torchrun (its JSON error file, read back by the launcher) and print it here."""
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    from smolforge.credentials import redact
+
+    ErrorHandler().record_exception(e)
+    print(f"error: {redact(str(e))}", file=sys.stderr, flush=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smolforge-worker")
     parser.add_argument("run_dir")
@@ -19,27 +33,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from smolforge import processenv
+    from smolforge.errors import SmolforgeError
     from smolforge.runfolder import RunFolder
 
     run = RunFolder(Path(args.run_dir))
-    cfg = run.read_config()
+    resume_from = Path(args.resume_from) if args.resume_from else None
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        cfg = run.read_config()
+    except SmolforgeError as e:
+        return _record_error(e)
     processenv.prepare(cfg)
-    from smolforge import logs
+    from smolforge import logs, nodes
     from smolforge.data import prepare
     from smolforge.train import Interrupted, train
 
-    rank = int(os.environ.get("RANK", "0"))
     handler = logs.attach_file(run.logs_dir, "run.log" if rank == 0 else f"rank{rank}.log")
     try:
+        nodes.start_process_group(cfg)
+        topology = nodes.meet(run, cfg.training, resume_from)
         data = prepare(cfg.data, cfg.training.method)
         try:
-            results = train(cfg, run, data, console=None,
-                            resume_from=Path(args.resume_from) if args.resume_from else None)
+            results = train(cfg, run, data, console=None, resume_from=resume_from, topology=topology)
         except Interrupted as e:
             print(f"rank {rank}: stopped at step {e.step}, checkpoint {e.checkpoint}", file=sys.stderr)
             return 128 + e.signum
         if rank == 0:
             run.write_results(results)
+        nodes.finish(cfg.training)
+    except SmolforgeError as e:
+        logs.log.error("%s", e)
+        return _record_error(e)
     finally:
         logs.detach(handler)
     return 0
