@@ -78,6 +78,27 @@ def summary(info: dict) -> str:
     return f"{gpu}; {cpu}{ram}"
 
 
+def run_summary(hardware: dict, topology: dict | None) -> str | None:
+    """The machines a run trained on, with its topology when it took several processes, e.g. "2 nodes × 8
+    processes (DDP, nccl); each node: 8x NVIDIA H100 ...". `topology` as results.json records it."""
+    here = hardware.get("summary")
+    topology = topology or {}
+    world = int(topology.get("world_size") or 1)
+    if world < 2:
+        return here
+    nodes, per = int(topology.get("nodes") or 1), int(topology.get("processes_per_node") or world)
+    how = ", ".join(str(x) for x in (str(topology.get("distributed") or "").upper(), topology.get("backend")) if x)
+    processes = f"{per} process{'es' if per > 1 else ''}"
+    shape = f"{nodes} nodes × {processes}" if nodes > 1 else processes
+    shape += f" ({how})" if how else ""
+    per_node = [h for h in topology.get("node_hardware") or [] if h]
+    if nodes > 1 and per_node:
+        if len(set(per_node)) == 1:
+            return f"{shape}; each node: {per_node[0]}"
+        return f"{shape}; " + "; ".join(f"node {i}: {h}" for i, h in enumerate(per_node))
+    return f"{shape} on {here}" if here else shape
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:

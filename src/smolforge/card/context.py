@@ -15,6 +15,7 @@ from typing import Any
 from smolforge.card import defaults
 from smolforge.config import SmolforgeConfig
 from smolforge.data import is_hub_dataset_id
+from smolforge.hardware import run_summary
 from smolforge.hubclient import endpoint_from_env
 from smolforge.runfolder import RunFolder
 
@@ -159,7 +160,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "training_loss": train_loss,
         "validation_loss": eval_loss,
         "perplexity": perplexity,
-        "hardware_info": (results.get("hardware") or {}).get("summary"),
+        "hardware_info": run_summary(results.get("hardware") or {}, results.get("topology")),
         "experiment_name": experiment,
         "trackio_url": tracking.get("url"),
         "dataset_repo": tracking.get("dataset_repo"),
@@ -182,7 +183,8 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "dpo": t.dpo.model_dump() if t.method == "dpo" else None,
         "training": t.model_dump(),
         "max_steps": t.max_steps if t.max_steps > 0 else None,
-        "effective_batch_size": t.batch_size * t.gradient_accumulation_steps * t.nproc,
+        "effective_batch_size": t.batch_size * t.gradient_accumulation_steps * int(
+            (results.get("topology") or {}).get("world_size") or t.world_size),
         "learning_rate_display": _fmt_lr(t.learning_rate),
         "runtime": results.get("runtime") or {},
         "dataset": d,
