@@ -65,6 +65,36 @@ def run(
 
 
 @app.command()
+def slurm(
+    config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml (on the shared "
+                                                                            "filesystem), or use --preset.")] = None,
+    nodes: Annotated[int, typer.Option(help="Nodes to train on (#SBATCH --nodes; sets training.nnodes).")] = ...,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node, one training process each (#SBATCH "
+                                                    "--gpus-per-node; sets training.nproc).")] = ...,
+    preset: Annotated[str | None, typer.Option(help="Start from a preset (see `smolforge presets`).")] = None,
+    set_: SetOpt = None,
+    partition: Annotated[str | None, typer.Option(help="#SBATCH --partition (default: the cluster's).")] = None,
+    time: Annotated[str | None, typer.Option(help="#SBATCH --time, e.g. 2-00:00:00 (default: the partition's "
+                                                  "limit).")] = None,
+    account: Annotated[str | None, typer.Option(help="#SBATCH --account (default: yours).")] = None,
+    cpus_per_node: Annotated[int | None, typer.Option(help="#SBATCH --cpus-per-task for the one task per node "
+                                                           "(default: the cluster's, often 1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Rendezvous port on the first node (default: torch's c10d "
+                                                  "port, 29400).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The script to write (default: "
+                                                                       "<experiment>.sbatch here).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Write an sbatch script that runs CONFIG on several nodes of a SLURM cluster (srun + torchrun), and print
+    how to submit it. Options not given are left to the cluster's defaults."""
+    from smolforge.slurm import SlurmRequest, write_script
+
+    write_script(SlurmRequest(config=config, nodes=nodes, gpus_per_node=gpus_per_node, preset=preset,
+                              sets=list(set_ or []), partition=partition, time=time, account=account,
+                              cpus_per_node=cpus_per_node, port=port, output=output, force=force), _console())
+
+
+@app.command()
 def presets() -> None:
     """List the presets with their key values (read from the same config that trains)."""
     from smolforge.presets.table import show
