@@ -24,6 +24,7 @@ from smolforge.errors import SmolforgeError
 
 TEMPLATE = "resources/slurm.sbatch.j2"
 DEFAULT_PORT = 29400  # torch's c10d rendezvous port
+TOPOLOGY_SETTINGS = ("training.nnodes", "training.nproc", "training.node_rank", "training.rdzv_endpoint")
 
 _TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}|\d+-\d+(:\d{1,2}){0,2}")  # sbatch --time formats
 _NAME = re.compile(r"[A-Za-z0-9_.,+-]+")  # partition (or a comma list of them), account
@@ -55,6 +56,10 @@ def _check_options(req: SlurmRequest) -> None:
             problems.append(f"{flag} {value!r} is not a SLURM name (letters, digits, _ . , + -)")
     if req.cpus_per_node is not None and req.cpus_per_node < 1:
         problems.append(f"--cpus-per-node {req.cpus_per_node} must be at least 1")
+    topology = sorted({item.partition("=")[0].strip() for item in req.sets} & set(TOPOLOGY_SETTINGS))
+    if topology:
+        problems.append(f"--set {', '.join(topology)}: the script sets them itself; give the topology with --nodes "
+                        "and --gpus-per-node (node rank and rendezvous come from the allocation)")
     if req.port is not None and not 0 < req.port < 65536:
         problems.append(f"--port {req.port} is not a TCP port (1 to 65535)")
     if problems:
@@ -105,10 +110,6 @@ def resolve(req: SlurmRequest, cwd: Path | None = None) -> Resolved:
     topology = {"training.nnodes": req.nodes, "training.nproc": req.gpus_per_node, "training.node_rank": 0,
                 "training.rdzv_endpoint": f"localhost:{req.port or DEFAULT_PORT}"}
     cfg = load_config(req.config, req.preset, req.sets, topology | named)
-    if (cfg.training.nnodes, cfg.training.nproc) != (req.nodes, req.gpus_per_node):
-        raise SmolforgeError(f"smolforge slurm: --set gives training.nnodes/nproc {cfg.training.nnodes} x "
-                             f"{cfg.training.nproc}, but the allocation is --nodes {req.nodes} x --gpus-per-node "
-                             f"{req.gpus_per_node}. Give the topology with --nodes and --gpus-per-node only.")
     run_dir = default_run_folder(cfg).root
     run_dir = run_dir if run_dir.is_absolute() else cwd / run_dir
 
