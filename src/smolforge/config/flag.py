@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RUN_AND_INIT = ("run", "init")
-RUN_ONLY = ("run",)  # where one process joins a run: differs per node and per launch, so not for `init`'s file
+RUN_ONLY = ("run",)  # how one launch joins a multi-node run (per node, per job): given to `run`, not written by `init`
 CARD_COMMANDS = ("run", "init", "card")  # settings that may still change after training
 
 

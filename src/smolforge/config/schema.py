@@ -199,7 +199,7 @@ class TrainingSection(Section):
     nproc: Annotated[int, Flag("--nproc")] = Field(1, gt=0, le=1024, description="Training processes per node "
                                                                                  "(one per GPU), started by "
                                                                                  "torchrun.")
-    nnodes: Annotated[int, Flag("--nnodes")] = Field(
+    nnodes: Annotated[int, Flag("--nnodes", on=RUN_ONLY)] = Field(
         1, gt=0, le=4096, description="Machines that train together. Each runs the same `smolforge run` with its own "
                                       "node_rank, and every node must see the run folder on a shared filesystem.")
     node_rank: Annotated[int, Flag("--node-rank", on=RUN_ONLY)] = Field(
