@@ -150,7 +150,7 @@ def single_process() -> dict[str, Any]:
     return {"nodes": 1, "processes_per_node": 1, "world_size": 1}
 
 
-def finish(t: TrainingSection) -> None:
+def finish() -> None:
     """In every training process, after rank 0 wrote model/ and results.json: wait for each other, so that no
     node's launch returns before the run's results exist."""
     import torch.distributed as dist

@@ -72,11 +72,18 @@ def planned_steps(cfg: SmolforgeConfig, train_rows: int, world: int) -> int:
 
 
 def _peak_memory(rt: Runtime) -> dict[str, float]:
+    """This process's peak memory; with several processes (a collective), the largest of any of them."""
     out = {"cpu_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if rt.device == "cuda":
         import torch
 
         out["gpu_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 1024**2, 1)
+    if rt.world_size > 1:
+        import torch.distributed as dist
+
+        every: list[dict[str, float]] = [{} for _ in range(dist.get_world_size())]
+        dist.all_gather_object(every, out)
+        out = {k: max(m[k] for m in every) for k in out}
     return out
 
 
@@ -179,6 +186,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     final_eval = _final_eval(trainer) if data.eval is not None else None
     counts = trainer.sf_total_counts()
     gathered = _full_weights(trainer)  # every process takes part in an FSDP gather
+    peak = _peak_memory(rt)  # and in the peak-memory gather
     if not trainer.is_world_process_zero():
         return {}
     save_model(trainer, tokenizer, cfg, run, state_dict=gathered)
@@ -188,7 +196,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     results = _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built, segment)
     from smolforge.nodes import single_process
 
-    results["topology"] = topology or single_process()
+    results.update(peak_memory=peak, topology=topology or single_process())
     return results
 
 
@@ -267,7 +275,6 @@ def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts
                        "trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)},
         "loss_on": built.loss_on,
         "runtime": rt.as_dict(),
-        "peak_memory": _peak_memory(rt),
         "hardware": hardware.detect(),
         "versions": hardware.versions(),
         "dataset": data.stats,

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             return 128 + e.signum
         if rank == 0:
             run.write_results(results)
-        nodes.finish(cfg.training)
+        nodes.finish()
     except SmolforgeError as e:
         logs.log.error("%s", e)
         return _record_error(e)
