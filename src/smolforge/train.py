@@ -36,7 +36,7 @@ class Interrupted(Exception):
         super().__init__(f"interrupted at step {step}")
 
 
-def _lora_config(cfg: SmolforgeConfig):
+def lora_config(cfg: SmolforgeConfig):
     from peft import LoraConfig
 
     lc = cfg.training.lora
@@ -123,7 +123,7 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     total_steps = planned_steps(cfg, len(data.train), rt.world_size)
     common = trainer_arguments(cfg, rt, run.checkpoints_dir, data.eval is not None, total_steps)
     common["eval_on_start"] = baseline and data.eval is not None
-    peft_config = _lora_config(cfg) if t.finetune == "lora" else None
+    peft_config = lora_config(cfg) if t.finetune == "lora" else None
     trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config)
     trainer.remove_callback(PrinterCallback)  # smolforge's ProgressLog prints and logs instead
     return Built(trainer, tokenizer, rt, loss["loss_on"], params_total)

@@ -47,6 +47,7 @@ class PreparedData:
     detected: Detected
     stats: dict[str, Any] = field(default_factory=dict)
     length_checked: int | None = None  # the training.max_length the length filters were applied for
+    lengths: dict[str, list[int]] = field(default_factory=dict)  # split -> kept rows' token lengths, in order
 
     @property
     def kind(self) -> str:

@@ -87,6 +87,17 @@ def _local_files(path: Path, named: tuple[str, ...] = ()) -> dict[str, list[str]
     return splits
 
 
+def source_files(cfg: DataSection) -> list[Path]:
+    """The local files `load_splits` reads (builtin: the bundled file; a Hub dataset: none)."""
+    if cfg.name == "builtin":
+        return [BUILTIN_PATH]
+    if not is_local_source(cfg.name) or source_problem(cfg.name):
+        return []
+    path = Path(cfg.name).expanduser()
+    named = tuple(n for n in (cfg.split, cfg.eval_split) if n)
+    return [Path(f) for group in _local_files(path, named).values() for f in group]
+
+
 def load_splits(cfg: DataSection) -> dict[str, Any]:
     """Every split of the source, as `datasets.Dataset`s (the Hub only when online or cached)."""
     import datasets
@@ -100,7 +111,7 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
         path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
         return read_local(path, _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n)))
     try:
-        dd = datasets.load_dataset(cfg.name, cfg.config, revision=None)
+        dd = datasets.load_dataset(cfg.name, cfg.config, revision=cfg.revision)
     except Exception as e:  # offline, unknown id, gated, bad config: one message each
         raise DataError(hub_error_message(cfg, e)) from None
     return dict(dd)
