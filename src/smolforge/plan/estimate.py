@@ -1,0 +1,189 @@
+"""The plan: predicted peak memory and time for a config on a device, before any weights load.
+
+Puts together the model facts (config.json on the meta device), the data's token lengths batched like the
+run, the memory and FLOP formulas, and the device. When the peak does not fit, the same estimator tries
+what would: LoRA, activation checkpointing, a smaller batch with more accumulation (same effective batch),
+FSDP over more GPUs. A calibration measured on this machine (`smolforge plan --calibrate`) replaces the
+assumed rate and corrects the memory by what it measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from smolforge.config import SmolforgeConfig
+from smolforge.plan.batches import Batches, plan_batches
+from smolforge.plan.memory import Layout, Memory, cuda_needed, estimate_memory
+from smolforge.plan.model import ModelFacts, read_model
+from smolforge.plan.speed import Flops, Rate, Timing, estimate_time, flops_per_token
+from smolforge.plan.target import Target, layout, rate
+
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `--calibrate` measured: a few real steps of this config on this machine."""
+
+    key: str
+    flops_rate: float         # executed FLOP/s of one device over the steady steps
+    eval_rate: float | None   # FLOP/s of evaluation
+    startup_s: float          # the first step's extra time (kernels, allocator, caches warming up)
+    memory_residual: float    # measured peak minus the formula's peak for the same batches (bytes)
+    steps: int
+    measured_at: str
+    device: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything about the run the estimate reads; nothing here needs the model's weights."""
+
+    cfg: SmolforgeConfig
+    train_lengths: list[int] | None
+    eval_lengths: list[int] | None
+    data_note: str | None = None   # why the lengths are missing, when they are
+    baseline_rss: int = 0          # CPU: this process's resident bytes before training (measured)
+
+
+@dataclass
+class Suggestion:
+    change: str             # what to change, as --set options
+    peak: float             # predicted peak with it (bytes)
+    note: str = ""
+
+
+@dataclass
+class Estimate:
+    inputs: PlanInputs
+    target: Target
+    model: ModelFacts
+    layout: Layout
+    batches: Batches
+    memory: Memory
+    flops: Flops
+    rate: Rate
+    timing: Timing
+    calibration: Calibration | None = None
+    suggestions: list[Suggestion] = field(default_factory=list)
+
+    @property
+    def peak(self) -> float:
+        """Predicted peak of what the run measures: RSS on a CPU, torch's allocated bytes on a GPU."""
+        return self.memory.total + (self.calibration.memory_residual if self.calibration else 0.0)
+
+    @property
+    def needed(self) -> float:
+        return cuda_needed(self.peak) if self.target.kind == "cuda" else self.peak
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.target.capacity is None else self.needed <= self.target.capacity
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.batches.steps or self.timing.total_s <= 0:
+            return None
+        return self.batches.total_tokens / self.timing.total_s
+
+    @property
+    def mfu(self) -> float | None:
+        """Model FLOPs utilisation the prediction implies on a GPU of the table."""
+        gpu = self.target.gpu
+        if gpu is None or not self.timing.train_s:
+            return None
+        model_flops = self.batches.total_tokens * self.flops.model
+        return model_flops / (self.timing.train_s * gpu.peak_flops * max(1, self.layout.world))
+
+
+def _memory(inputs: PlanInputs, target: Target, m: ModelFacts, lay: Layout, b: Batches) -> Memory:
+    runtime = inputs.baseline_rss if target.kind == "cpu" else 0
+    return estimate_memory(m, lay, b.peak_micro_tokens, b.context_per_token, runtime)
+
+
+def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None = None,
+             model: ModelFacts | None = None, suggest: bool = True) -> Estimate:
+    cfg = inputs.cfg
+    m = model or read_model(cfg, target.dtype_name)
+    lay = layout(cfg, target)
+    b = plan_batches(cfg, target.runtime.batching, cfg.training.nproc, inputs.train_lengths, inputs.eval_lengths)
+    mem = _memory(inputs, target, m, lay, b)
+    fl = flops_per_token(m, lay, b.context_per_token, b.eval_context)
+    if calibration is not None:
+        r = Rate(flops=calibration.flops_rate, how=f"measured by --calibrate ({calibration.steps} steps, "
+                                                   f"{calibration.measured_at})")
+        eval_rate = Rate(flops=calibration.eval_rate, how="measured") if calibration.eval_rate else None
+        timing = estimate_time(m, lay, b, r, fl, startup_s=calibration.startup_s, eval_rate=eval_rate)
+    else:
+        r = rate(target, m, b.peak_micro_tokens)
+        timing = estimate_time(m, lay, b, r, fl)
+    est = Estimate(inputs=inputs, target=target, model=m, layout=lay, batches=b, memory=mem, flops=fl, rate=r,
+                   timing=timing, calibration=calibration)
+    if suggest and est.fits is False:
+        est.suggestions = _what_fits(est)
+    return est
+
+
+def _merged(cfg: SmolforgeConfig, sets: dict[str, Any]) -> SmolforgeConfig:
+    from smolforge.config.loading import deep_merge, nest, validate
+    from smolforge.config.schema import dump_dict
+
+    return validate(deep_merge(dump_dict(cfg), nest(sets)), "a plan variant")
+
+
+def _variant(est: Estimate, sets: dict[str, Any], new_model: bool) -> Estimate:
+    from smolforge.plan.target import retarget
+
+    cfg = _merged(est.inputs.cfg, sets)
+    tgt = retarget(cfg, est.target)
+    model = read_model(cfg, tgt.dtype_name) if new_model else est.model
+    return estimate(replace(est.inputs, cfg=cfg), tgt, est.calibration, model=model, suggest=False)
+
+
+def _what_fits(est: Estimate) -> list[Suggestion]:
+    """Changes that bring the peak under the device's memory, each predicted by the same estimator: the first
+    of each kind that fits (for the batch: the largest that fits, with the effective batch kept)."""
+    t = est.inputs.cfg.training
+    tries: list[tuple[str, dict[str, Any], bool]] = []
+    if not est.layout.checkpointing:
+        tries.append(("--set training.activation_checkpointing=true", {"training.activation_checkpointing": True},
+                      False))
+    batch, effective = t.batch_size, t.batch_size * t.gradient_accumulation_steps
+    while batch > 1:
+        batch //= 2
+        accum = math.ceil(effective / batch)
+        tries.append((f"--batch-size {batch} --gradient-accumulation-steps {accum}",
+                      {"training.batch_size": batch, "training.gradient_accumulation_steps": accum}, False))
+    if t.finetune == "full":
+        tries.append((f"--finetune lora (r={t.lora.r})", {"training.finetune": "lora"}, True))
+        if est.target.kind == "cuda":
+            tries += [(f"--nproc {n} --set training.distributed=fsdp ({n} GPUs)",
+                       {"training.nproc": n, "training.distributed": "fsdp"}, False) for n in (2, 4, 8) if n > t.nproc]
+    out: list[Suggestion] = []
+    kinds: set[str] = set()
+    for change, sets, new_model in tries:
+        kind = change.split()[0]
+        if kind in kinds:
+            continue
+        v = _variant(est, sets, new_model)
+        if v.fits:
+            out.append(Suggestion(change=change, peak=v.peak, note=_time_note(v)))
+            kinds.add(kind)
+    return out
+
+
+def _time_note(v: Estimate) -> str:
+    return f"about {duration(v.timing.total_s)}" if v.batches.steps else ""
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
