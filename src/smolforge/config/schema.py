@@ -97,6 +97,8 @@ class DataSection(Section):
         description="A Hub dataset id, a local .jsonl/.json/.csv/.parquet file or folder, or `builtin`.")
     config: Annotated[str | None, Flag("--dataset-config")] = Field(
         None, title="Dataset config (subset)", description="The Hub dataset's config (subset).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the dataset; "
+                                                   "`smolforge reproduce` pins the commit a run used.")
     split: str = Field("train", min_length=1, description="The split to train on.")
     eval_split: str | None = Field(None, description="The split to evaluate on; unset: the dataset's validation/"
                                                      "test split if any, else data.eval_ratio held out.")
