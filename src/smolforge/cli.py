@@ -65,6 +65,39 @@ def run(
 
 
 @app.command()
+def plan(
+    config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml to plan.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Plan a preset (see `smolforge presets`).")] = None,
+    set_: SetOpt = None,
+    gpu: Annotated[str | None, typer.Option(help="Plan for this GPU instead of this machine: h100, a100-80gb, l4, "
+                                                 "... (an unknown name lists them).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Run a few real training steps here and correct "
+                                                                "the prediction; `smolforge run` of the same config "
+                                                                "then shows the calibrated numbers.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the prediction as JSON.")] = False,
+) -> None:
+    """Predict peak memory, tokens per step and time of a run from its config and data, before any weights load;
+    say what would fit when it does not."""
+    from smolforge.plan.command import plan_command
+
+    plan_command(config, preset, list(set_ or []), gpu, calibrate, json_, _console())
+
+
+@app.command()
+def reproduce(
+    run_dir: RunDir,
+    output_dir: Annotated[Path | None, typer.Option(help="Folder for the new run (default: RUN_DIR-reproduced "
+                                                         "beside it).")] = None,
+) -> None:
+    """Train a finished run again from its manifest.json into a new folder and check every number on its card and
+    its weights against the original (exit code 0: reproduced, 1: not). Warns about every difference in the
+    environment, the data and the base model first."""
+    from smolforge.reproduce.command import reproduce_command
+
+    reproduce_command(run_dir, output_dir, _console())
+
+
+@app.command()
 def presets() -> None:
     """List the presets with their key values (read from the same config that trains)."""
     from smolforge.presets.table import show

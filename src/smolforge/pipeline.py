@@ -156,6 +156,48 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions, console) -> tuple[Smolfo
     return cfg, run, None
 
 
+@dataclass
+class Predicted:
+    """The plan shown before training, kept to be set against what the run measures."""
+
+    rows: list[tuple[str, str]]
+    record: dict[str, Any]
+    formula: dict[str, Any] | None  # the uncorrected estimate, when a calibration corrected it
+
+    def against(self, results: dict[str, Any]) -> dict[str, Any]:
+        from smolforge.plan.report import against_measured
+
+        return against_measured(self.record, results, self.formula)
+
+
+def _plan(cfg: SmolforgeConfig, data, console) -> Predicted | None:
+    """`smolforge plan` for this run on this machine; a plan that cannot be made never stops the run."""
+    from smolforge.plan.command import for_run
+    from smolforge.plan.report import not_fitting_message, record
+    from smolforge.plan.report import summary_rows as plan_rows
+
+    try:
+        est, formula = for_run(cfg, data)
+    except SmolforgeError as e:
+        console.print(f"No memory/time plan: {e}", markup=False)
+        return None
+    warning = not_fitting_message(est)
+    if warning:
+        console.print(warning, markup=False)
+    return Predicted(rows=plan_rows(est), record=record(est), formula=record(formula) if formula else None)
+
+
+def _record_manifest(cfg: SmolforgeConfig, run: RunFolder, opts: RunOptions, data) -> None:
+    """manifest.json beside config.yaml: what `smolforge reproduce` needs (a resume appends what changed)."""
+    from smolforge.reproduce import manifest
+
+    command = _record_command(opts.argv)
+    if opts.resume:
+        manifest.record_resume(run, command)
+    else:
+        manifest.write(run, manifest.build(cfg, run, command, data))
+
+
 def _train(cfg: SmolforgeConfig, run: RunFolder, data, console, resume_from: Path | None) -> dict[str, Any]:
     from smolforge import logs
 
@@ -193,13 +235,16 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     drops = drop_report(data.stats)
     for line in drops:
         console.print(line, markup=False)
-    if not confirm(summary_rows(cfg, run, data.stats)):
+    predicted = None if opts.resume else _plan(cfg, data, console)  # memory and time, before any weights load
+    rows = summary_rows(cfg, run, data.stats) + (predicted.rows if predicted else [])
+    if not confirm(rows):
         raise SmolforgeError("Stopped before training; nothing was written.")
 
     created = not run.root.exists()
     if not opts.resume:
         run.root.mkdir(parents=True, exist_ok=True)
         run.write_config(dump_dict(cfg))
+    _record_manifest(cfg, run, opts, data)
     if opts.overrides:
         run.write_overrides(opts.overrides)
     handler = logs.attach_file(run.logs_dir)
@@ -216,6 +261,8 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         command = _record_command(opts.argv)
         if command:
             results.setdefault("command", command)
+        if predicted is not None and results:
+            results["plan"] = predicted.against(results)  # every run checks the estimator
         run.write_results(results)
         finish_stages(run.read_config(), run, console, username=cached_username(), token_file=opts.token_file)
     finally:

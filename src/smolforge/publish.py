@@ -1,7 +1,7 @@
 """Publish a run to the Hugging Face Hub in one commit, or export the same folder offline.
 
 What is uploaded: model/ (weights, tokenizer, chat template, loss plot), README.md (the card),
-results.json and config.yaml (both redacted; config.yaml is the run's config with the card and
+results.json, manifest.json and config.yaml (redacted; config.yaml is the run's config with the card and
 publish choices made after training), and each quantized variant as a subfolder (`int8/`), or as
 its own repo `<repo>-int8` when `publish.quantized_as: repos`. checkpoints/ and logs/ are never
 uploaded. `stage()` lays out every repo for both `publish` and `--export`.
@@ -217,6 +217,8 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
                                         encoding="utf-8")
     if run.results_path.exists():
         (folder / "results.json").write_text(redact(run.results_path.read_text(encoding="utf-8")), encoding="utf-8")
+    if run.manifest_path.exists():  # the reproducibility record the card describes
+        (folder / "manifest.json").write_text(redact(run.manifest_path.read_text(encoding="utf-8")), encoding="utf-8")
     if run.evaluation_dir.is_dir():  # per-item benchmark results: which items each model got right
         _copy_tree(run.evaluation_dir, folder / "evaluation")
     if req.quantized_as == "subfolders":

@@ -3,7 +3,10 @@
     runs/<experiment>/config.yaml     resolved config as trained (secrets redacted); never rewritten
                       overrides.yaml  card:/publish:/evaluation: choices made after training (card, publish,
                                       evaluate)
-                      results.json    measured numbers (train/eval/quantization/evaluation/publish)
+                      results.json    measured numbers (train/eval/quantization/evaluation/publish), and the
+                                      memory/time plan next to what was measured
+                      manifest.json   reproducibility record: command, config, environment, data and model
+                                      identity (smolforge reproduce)
                       evaluation/     per-item benchmark results, base and fine-tune
                       model/        what gets published, README.md = the card
                       checkpoints/  resumable trainer checkpoints, never published
@@ -88,6 +91,10 @@ class RunFolder:
     @property
     def results_path(self) -> Path:
         return self.root / "results.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
 
     @property
     def model_dir(self) -> Path:

@@ -63,7 +63,8 @@ def test_first_push_one_commit_with_lfs_and_the_seed_layout(hub, quantized_copy,
     int8_files = {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()}
     evaluation = {f"evaluation/{p.relative_to(run / 'evaluation')}" for p in (run / "evaluation").rglob("*")
                   if p.is_file()}
-    assert evaluation and files == model_files | int8_files | evaluation | {"results.json", "config.yaml"}
+    published = {"results.json", "manifest.json", "config.yaml"}
+    assert evaluation and files == model_files | int8_files | evaluation | published
     assert not any(f.startswith(("checkpoint", "logs", "quantized/")) for f in files)
     assert repo.files["extra_weights.bin"].lfs and repo.files["extra_weights.bin"].data == big
     assert repo.files["model.safetensors"].data == (run / "model" / "model.safetensors").read_bytes()
@@ -240,7 +241,8 @@ def test_export_writes_the_same_folder_offline(quantized_copy, tmp_path):
     evaluation = {f"evaluation/{p.relative_to(run / 'evaluation')}" for p in (run / "evaluation").rglob("*")
                   if p.is_file()}
     assert files == {p.name for p in (run / "model").iterdir()} | evaluation | \
-        {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()} | {"results.json", "config.yaml"}
+        {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()} | \
+        {"results.json", "manifest.json", "config.yaml"}
     assert 'subfolder="int8"' in (dest / "README.md").read_text()
     assert _tree(quantized_copy) == before  # exporting changes nothing in the run
     again = run_cli("publish", str(quantized_copy), "--export", str(dest), cwd=quantized_copy.parent, check=False)

@@ -16,6 +16,8 @@ from smolforge.card import defaults
 from smolforge.config import SmolforgeConfig
 from smolforge.data import is_hub_dataset_id
 from smolforge.hubclient import endpoint_from_env
+from smolforge.plan.report import plan_check
+from smolforge.reproduce.manifest import card_summary
 from smolforge.runfolder import RunFolder
 
 # The variables an older tool's card templates use: every one exists here with that name.
@@ -207,6 +209,9 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "citation_year": year,
         "reproduce_command": "smolforge run config.yaml",
         "command": results.get("command"),
+        "recorded": card_summary(run),  # what manifest.json holds, for the reproduce section
+        "reproduction": results.get("reproduction"),  # the verdict, when this run is a `smolforge reproduce`
+        "plan_check": plan_check(results.get("plan")),  # predicted memory/time next to the measured
         "trained": bool(results.get("global_steps")),
         "dpo_eval": _dpo_eval(results) if t.method == "dpo" else {},
         "evaluation": results.get("evaluation") or {},
