@@ -11,8 +11,11 @@
                    with checkpointing: layers x a layer's input + the rest + one layer recomputed in backward
                  + the key/value heads repeated for grouped-query attention (smolforge's per-document SDPA,
                    and SDPA with a padding mask), + heads x context probabilities for eager attention
-    loss         in backward, the gradient of the fp32 log-probabilities and of the logits: tokens x vocab x
-                 (4 + bytes of an activation)
+                 + the final hidden states and 16 bytes per token that TRL's chunked log-prob kernel keeps
+    loss         TRL 1.16's kernel never holds the logits: one tile of TOKEN_CHUNK_SIZE tokens x 32,768 vocabulary
+                 columns (allocated whole on a GPU; on a CPU only the pages of the columns used become resident,
+                 plus its fp32 temporaries), and in backward fp32 accumulators for the hidden states' gradient and,
+                 when the output head trains, the head's weight gradient (vocab x hidden x 4)
     buffers      DDP: its gradient buckets, a second copy of the gradients; FSDP: the layers gathered for
                  compute (the largest layer, twice: one computing, the next prefetched)
     runtime      CPU: the process before training (Python, libraries, data), measured; a CUDA process keeps
@@ -34,6 +37,8 @@ GIB = 2**30
 CUDA_RESERVE = int(1.0 * GIB)  # CUDA context + allocator slack a process needs beyond torch's allocated bytes
 CUDA_SLACK = 0.05              # ...plus this share of the peak (fragmentation between differently sized blocks)
 FP32 = 4
+PAGE = 4096
+FUSED_HEAD_PER_TOKEN = 16  # TRL's kernel keeps log Z and the entropy (fp32) and the target id (int64) per token
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Layout:
     attention: str           # varlen_sdpa | sdpa | eager | flash_attention_2
     padded: bool             # batches carry a padding mask
     activation_bytes: int    # bytes of one activation element (the compute dtype)
+    on_gpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,19 @@ def saved_per_token(m: ModelFacts, lay: Layout, context: float) -> float:
         per += repeated * (1 if lay.checkpointing else m.layers)
     if lay.attention == "eager":
         per += m.quadratic * context * (1 if lay.checkpointing else m.layers)
-    return per
+    return per + m.hidden * lay.activation_bytes + FUSED_HEAD_PER_TOKEN
+
+
+def loss_bytes(m: ModelFacts, lay: Layout, tokens: int) -> float:
+    """What TRL's chunked log-prob kernel allocates at the peak (the start of backward), see the module docstring."""
+    rows, width = min(tokens, m.head_tile[0]), m.head_tile[1]
+    cols = min(m.vocab, width)
+    if lay.on_gpu:
+        tile = rows * width * lay.activation_bytes
+    else:
+        tile = rows * max(cols * lay.activation_bytes, PAGE) + 3 * rows * cols * FP32
+    head_grad = m.vocab * m.hidden * FP32 if lay.finetune == "full" else 0
+    return tile + tokens * m.hidden * FP32 + head_grad
 
 
 def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float, runtime: float) -> Memory:
@@ -116,7 +134,7 @@ def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float
     if fsdp:
         buffers = 2 * m.largest_layer_bytes * lay.activation_bytes / m.param_bytes
     activations = peak_tokens * saved_per_token(m, lay, context)
-    loss = peak_tokens * m.vocab * (FP32 + lay.activation_bytes)
+    loss = loss_bytes(m, lay, peak_tokens)
     return Memory(weights=weights, gradients=grads, optimizer=optim, activations=activations, loss=loss,
                   buffers=buffers, runtime=runtime)
 

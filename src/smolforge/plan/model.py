@@ -5,10 +5,12 @@ parameters are counted as `smolforge run` will load them: tied embeddings once, 
 itself, and accelerate's `calculate_maximum_sizes` gives the bytes and the largest layer.
 
 Activation bytes per token are what autograd keeps for the backward pass in this architecture, dtype,
-LoRA and dropout: `torch.autograd.graph.saved_tensors_hooks` count the tensors a meta-device forward of a
-short sequence saves, split into the decoder layers and the rest (embeddings, final norm, the loss's fp32
-log-probabilities). The meta device runs attention as plain math, which saves the s x s probabilities
-that the fused kernels smolforge trains with do not; two sequence lengths separate that quadratic term.
+LoRA and dropout: `torch.autograd.graph.saved_tensors_hooks` count the tensors a meta-device forward of the
+decoder (embeddings, layers, final norm) saves for a short sequence, split into the decoder layers and the
+rest. The output head is not run: TRL 1.16 scores tokens with its chunked log-probability kernel, which never
+holds the full logits (memory.py counts what it keeps and allocates). The meta device computes attention
+as plain math, which saves the s x s probabilities the fused kernels smolforge trains with do not; two
+sequence lengths separate that quadratic term.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class ModelFacts:
     outside_saved: float    # bytes saved per token outside the decoder layers
     layer_input: float      # bytes per token of a layer's input: all that activation checkpointing keeps
     quadratic: float        # bytes per token per attended position when attention probabilities are kept
+    head_tile: tuple[int, int]  # TRL's chunked log-prob kernel: tokens x vocabulary columns of one logits tile
 
     @property
     def trainable(self) -> int:
@@ -91,8 +94,12 @@ def _meta_model(config, dtype, trust_remote_code: bool):
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
+    from smolforge.attention import register
+
+    # smolforge's attention: transformers builds no mask for it (mask code cannot run on the meta device), and
+    # without document boundaries it is plain causal SDPA
     with init_empty_weights(), torch.random.fork_rng():
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa",
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=register(),
                                                  trust_remote_code=trust_remote_code)
     model.tie_weights()  # from_config leaves tied embeddings as two tensors (and cannot tie them inside the context)
     return model
@@ -146,10 +153,11 @@ def _saved_per_region(model, length: int) -> tuple[float, float, float]:
     handles = [m.register_forward_pre_hook(enter, with_kwargs=True) for m in layers]
     handles += [m.register_forward_hook(leave) for m in layers]
     ids = torch.zeros((1, length), dtype=torch.long, device="meta")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
         with torch.random.fork_rng(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model.train()
-            model(input_ids=ids, labels=ids)
+            base.base_model(input_ids=ids, use_cache=False)  # the decoder: TRL's kernel replaces the output head
     finally:
         for h in handles:
             h.remove()
@@ -186,6 +194,8 @@ def read_model(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
         model = _add_lora(model, cfg)
         adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total_bytes, (largest, _) = calculate_maximum_sizes(model)
+    from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE  # the vocabulary width of a tile TRL uses
     adapter_dtypes = {p.element_size() for p in model.parameters() if p.requires_grad} if adapter else set()
     layer, outside, layer_input, quad = _per_token(model)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -202,4 +212,5 @@ def read_model(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
         max_positions=getattr(text, "max_position_embeddings", None), weight_bytes=int(total_bytes),
         largest_layer_bytes=int(largest), param_bytes=dtype.itemsize,
         adapter_bytes=max(adapter_dtypes) if adapter_dtypes else dtype.itemsize,
-        layer_saved=layer, outside_saved=outside, layer_input=layer_input, quadratic=quad)
+        layer_saved=layer, outside_saved=outside, layer_input=layer_input, quadratic=quad,
+        head_tile=(TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE))

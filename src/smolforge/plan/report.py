@@ -80,7 +80,8 @@ def _memory_lines(e: Estimate) -> list[tuple[str, str]]:
             ("  activations", f"{size(mem.activations)} ({e.batches.peak_micro_tokens:,} tokens x "
                               f"{mem.activations / max(1, e.batches.peak_micro_tokens) / 1024:,.1f} KiB, checkpointing "
                               f"{'on' if lay.checkpointing else 'off'})"),
-            ("  loss", f"{size(mem.loss)} (gradient of the log-probabilities over {m.vocab:,} tokens)")]
+            ("  loss", f"{size(mem.loss)} (TRL's chunked log-probabilities over {m.vocab:,} tokens: one logits "
+                       "tile, fp32 gradient accumulators)")]
     if mem.buffers:
         what = "DDP gradient buckets" if lay.distributed == "ddp" else "FSDP layers gathered for compute"
         rows.append(("  " + what.split()[0], f"{size(mem.buffers)} ({what})"))

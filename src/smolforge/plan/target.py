@@ -100,7 +100,7 @@ def layout(cfg: SmolforgeConfig, target: Target) -> Layout:
                   # under FSDP the accelerate config checkpoints activations itself (fsdp_activation_checkpointing)
                   checkpointing=rt.activation_checkpointing or distributed == "fsdp",
                   attention=rt.attn_implementation, padded=rt.batching in ("padded", "grouped") or t.method == "dpo",
-                  activation_bytes=2 if rt.precision in ("bf16", "fp16") else 4)
+                  activation_bytes=2 if rt.precision in ("bf16", "fp16") else 4, on_gpu=target.kind == "cuda")
 
 
 def rate(target: Target, model: ModelFacts, micro_tokens: int) -> Rate:
