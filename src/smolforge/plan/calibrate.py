@@ -25,8 +25,10 @@ from smolforge.paths import cache_root
 from smolforge.plan.estimate import Calibration, Estimate
 from smolforge.plan.memory import estimate_memory
 
-CALIBRATION_STEPS = 3  # the first warms up; the rate comes from the others
-EVAL_BATCHES = 2
+CALIBRATION_STEPS = 3      # at least: the first warms up, the rate comes from the others...
+CALIBRATION_SECONDS = 6.0  # ...measured over at least this long (a tiny model's steps take milliseconds)
+MAX_CALIBRATION_STEPS = 200
+EVAL_SECONDS = 1.0         # evaluation batches are timed for at least this long (or the whole eval split)
 NOT_COMPUTE = ("card", "publish", "tracking", "evaluation", "quantize", "experiment_name", "output_dir", "preset")
 
 
@@ -65,7 +67,7 @@ def _probe_config(cfg: SmolforgeConfig) -> SmolforgeConfig:
     from smolforge.config.loading import deep_merge, validate
 
     return validate(deep_merge(dump_dict(cfg), {
-        "training": {"max_steps": CALIBRATION_STEPS, "gradient_accumulation_steps": 1, "eval_steps": 10**9,
+        "training": {"max_steps": MAX_CALIBRATION_STEPS, "gradient_accumulation_steps": 1, "eval_steps": 10**9,
                      "save_steps": 10**9, "logging_steps": 10**9},
         "tracking": {"backend": "none"}}), "the calibration settings")
 
@@ -74,7 +76,8 @@ def _step_timer(trainer):
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
-        """Wall time and processed tokens of each optimizer step (tokens from smolforge's token accounting)."""
+        """Wall time and processed tokens of each optimizer step (tokens from smolforge's token accounting); stops
+        training once CALIBRATION_STEPS steps and CALIBRATION_SECONDS after the first one are measured."""
 
         def __init__(self) -> None:
             self.steps: list[tuple[float, int]] = []
@@ -85,6 +88,9 @@ def _step_timer(trainer):
 
         def on_step_end(self, args, state, control, **kwargs):
             self.steps.append((time.perf_counter() - self._t0, trainer._sf_counts()["processed"] - self._tokens))
+            steady = sum(sec for sec, _ in self.steps[1:])
+            if len(self.steps) >= CALIBRATION_STEPS and steady >= CALIBRATION_SECONDS:
+                control.should_training_stop = True
 
     return StepTimer()
 
@@ -98,19 +104,24 @@ def _peak_bytes(device: str) -> float:
 
 
 def _evaluate(trainer, est: Estimate) -> float | None:
-    """FLOP/s of evaluation on the first few eval batches (SFT; DPO evaluates at the training rate)."""
+    """FLOP/s of evaluation (SFT; DPO evaluates at the training rate): whole passes over the first eval batches,
+    growing until one takes EVAL_SECONDS or covers the eval split, so a pass's fixed cost is included."""
     ds = trainer.eval_dataset
     if ds is None or est.layout.method != "sft" or "input_ids" not in ds.column_names:
         return None
-    n = min(len(ds), EVAL_BATCHES * est.inputs.cfg.training.batch_size)
-    subset = ds.select(range(n))
-    lengths = [len(ids) for ids in subset["input_ids"]]
     b = est.inputs.cfg.training.batch_size
-    tokens = sum(max(lengths[i:i + b]) * len(lengths[i:i + b]) if est.layout.padded else sum(lengths[i:i + b])
-                 for i in range(0, n, b))
-    start = time.perf_counter()
-    trainer.evaluate(eval_dataset=subset)
-    return tokens * est.flops.evaluation / (time.perf_counter() - start)
+    n = b
+    while True:
+        subset = ds.select(range(min(n, len(ds))))
+        lengths = [len(ids) for ids in subset["input_ids"]]
+        tokens = sum(max(lengths[i:i + b]) * len(lengths[i:i + b]) if est.layout.padded else sum(lengths[i:i + b])
+                     for i in range(0, len(lengths), b))
+        start = time.perf_counter()
+        trainer.evaluate(eval_dataset=subset)
+        seconds = time.perf_counter() - start
+        if seconds >= EVAL_SECONDS or n >= len(ds):
+            return tokens * est.flops.evaluation / seconds
+        n *= 4
 
 
 def calibrate(cfg: SmolforgeConfig, data, est: Estimate, key: str) -> Calibration:

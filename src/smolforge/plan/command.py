@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ def inputs_from_data(cfg: SmolforgeConfig, data) -> PlanInputs:
 
 def read_inputs(cfg: SmolforgeConfig, console) -> tuple[PlanInputs, Any]:
     """Prepare the data as the run would; (inputs, data), or inputs without lengths and why."""
+    from smolforge import processenv
     from smolforge.data import is_local_source, precheck, prepare
 
     try:
@@ -44,14 +46,20 @@ def read_inputs(cfg: SmolforgeConfig, console) -> tuple[PlanInputs, Any]:
     except DataError as e:
         if is_local_source(cfg.data.name):
             raise  # the run would stop on it too
-        note = f"{cfg.data.name} cannot be read here: {str(e).split('. ')[0]}"
+        note = f"{cfg.data.name} is not in the local cache and the Hub is offline" if processenv.offline_by_env() \
+            else f"{cfg.data.name} cannot be read: {_first_sentence(str(e))}"
     except SmolforgeError as e:  # the tokenizer (a Hub model offline): lengths need it
-        note = f"no tokenizer to measure the rows: {str(e).split('. ')[0]}"
+        note = f"no tokenizer to measure the rows with: {_first_sentence(str(e))}"
     else:
         return inputs_from_data(cfg, data), data
     console.print(f"Data: {note}. Memory is planned for full micro-batches.", markup=False)
     return PlanInputs(cfg=cfg, train_lengths=None, eval_lengths=None, data_note=note,
                       baseline_rss=process_baseline()), None
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    sentence = text.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 3] + "..."
 
 
 def for_run(cfg: SmolforgeConfig, data) -> tuple[Estimate, Estimate | None]:
@@ -72,6 +80,7 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
                  as_json: bool, console) -> Estimate:
     from smolforge import processenv
     from smolforge.config.loading import load_config
+    from smolforge.console import make_console
     from smolforge.plan import calibrate
     from smolforge.plan.gpus import lookup
     from smolforge.plan.model import read_model
@@ -86,10 +95,11 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
             raise SmolforgeError("--calibrate measures this machine, so it cannot be combined with --gpu. Drop "
                                  "--gpu (on the GPU itself the detected device is used), or drop --calibrate.")
     cfg = load_config(config, preset, sets)
-    processenv.prepare(cfg, console)
+    say = make_console(stderr=True) if as_json else console  # with --json, stdout holds only the JSON
+    processenv.prepare(cfg, say)
     target: Target = named(cfg, gpu) if gpu else detect(cfg)
     model = read_model(cfg, target.dtype_name)  # config.json only: an uncached model offline stops here
-    inputs, data = read_inputs(cfg, console)
+    inputs, data = read_inputs(cfg, say)
     key = calibrate.calibration_key(cfg, target.label)
     stored = calibrate.load(key) if target.detected and not calibrate_now else None
     est = estimate(inputs, target, stored, model=model)
@@ -97,8 +107,9 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
         if data is None:
             raise SmolforgeError("--calibrate runs real training steps, so it needs the data, which cannot be read "
                                  f"here ({inputs.data_note}).")
-        console.print(f"Calibrating: {calibrate.CALIBRATION_STEPS} real training steps on {target.label}...",
-                      markup=False)
+        say.print(
+            f"Calibrating: real training steps on {target.label} (at least {calibrate.CALIBRATION_STEPS}, over "
+            f"{calibrate.CALIBRATION_SECONDS:.0f} s or more)...", markup=False)
         cal = calibrate.calibrate(cfg, data, est, key)
         calibrate.save(cal)
         formula, est = est, estimate(inputs, target, cal, model=model)
@@ -108,7 +119,7 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
         out = record(est)
         if formula is not None:
             out["formula"] = record(formula)  # the same plan before the measured steps corrected it
-        console.print_json(json.dumps(out))
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return est
     print_table(console, table_rows(est), "smolforge plan")
     return est

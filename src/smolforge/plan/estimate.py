@@ -86,10 +86,17 @@ class Estimate:
         return None if self.target.capacity is None else self.needed <= self.target.capacity
 
     @property
+    def step_seconds(self) -> float:
+        """One optimizer step's training time (all processes together)."""
+        return self.batches.tokens_per_step * self.flops.executed / (max(1, self.layout.world) * self.rate.flops)
+
+    @property
     def tokens_per_second(self) -> float | None:
-        if not self.batches.steps or self.timing.total_s <= 0:
-            return None
-        return self.batches.total_tokens / self.timing.total_s
+        """Processed tokens per second of the run's training time (evaluations and checkpoints included); with no
+        step count, of training steps alone."""
+        if not self.batches.steps:
+            return self.batches.tokens_per_step / self.step_seconds if self.step_seconds else None
+        return self.batches.total_tokens / self.timing.total_s if self.timing.total_s > 0 else None
 
     @property
     def mfu(self) -> float | None:

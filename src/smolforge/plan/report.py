@@ -106,8 +106,7 @@ def _fit_row(e: Estimate) -> str:
 def _time_row(e: Estimate) -> str:
     tm, b = e.timing, e.batches
     if not b.steps:
-        per_step = b.tokens_per_step * e.flops.executed / (max(1, e.layout.world) * e.rate.flops)
-        return f"{per_step:,.2f} s per step (the number of steps is unknown)"
+        return f"{e.step_seconds:,.2f} s per optimizer step (the number of steps is unknown)"
     parts = [f"training {duration(tm.train_s)}"]
     if b.evals:
         parts.append(f"{b.evals} evaluations {duration(tm.eval_s)}")
@@ -121,7 +120,7 @@ def _time_row(e: Estimate) -> str:
 def _speed_row(e: Estimate) -> str:
     tps = e.tokens_per_second
     mfu = f"; MFU {100 * e.mfu:.0f}%" + (" (assumed)" if e.calibration is None else "") if e.mfu else ""
-    speed = f"{tps:,.0f} tokens/s" if tps else "unknown"
+    speed = f"{tps:,.0f} tokens/s{'' if e.batches.steps else ' in training steps'}" if tps else "unknown"
     return f"{speed}{mfu}; rate: {e.rate.how}"
 
 
