@@ -188,7 +188,7 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     assert c.tags == ["math", "tiny-test"] and c.usage_examples == ["Ask: What is 2 + 2?"]
     assert (c.intended_use, c.out_of_scope) == ("Adding small numbers in demos.", None)
     assert c.limitations == "Only adds small numbers.\nNot for homework."
-    assert cfg.quantize == ["int8"]
+    assert cfg.quantize.methods == ["int8"]
 
 
 @pytest.mark.parametrize("stop_at", ["Dataset:", "Write the config?"])
