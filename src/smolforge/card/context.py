@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from smolforge.card import defaults
+from smolforge.card.gguf import gguf_rows
 from smolforge.config import SmolforgeConfig
 from smolforge.data import is_hub_dataset_id
 from smolforge.hubclient import endpoint_from_env
@@ -128,7 +129,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
 
     adapter = t.finetune == "lora" and not t.lora.merge
     quantized = {k: v for k, v in (results.get("quantized") or {}).items() if isinstance(v, dict) and v.get("path")
-                 and (run.root / v["path"]).exists()}
+                 and v.get("format") != "gguf" and (run.root / v["path"]).exists()}  # GGUF files: `gguf` below
     quantized_skipped = {k: v["skipped"] for k, v in (results.get("quantized") or {}).items()
                          if isinstance(v, dict) and v.get("skipped")}
     tracking = results.get("tracking") or {}
@@ -201,6 +202,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "quantized": _quantized_rows(quantized, repo_name, cfg.publish.quantized_as),
         "quantized_reference": _quantized_reference(quantized),
         "quantized_skipped": quantized_skipped,
+        "gguf": gguf_rows(results, run, cfg, repo_name),
         "versions": results.get("versions") or {},
         "loss_plot": LOSS_PLOT if (run.model_dir / LOSS_PLOT).exists() else None,
         "generic_limitations": GENERIC_LIMITATIONS,
