@@ -30,12 +30,13 @@ test: $(STAMP) browser-deps
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
-# Headless Chromium + its WebDriver for the demo app's browser test (Debian packages; CI runs as root).
+# Debian packages the tests use (CI runs as root): headless Chromium + its WebDriver for the demo app's
+# browser test; Go, whose text/template renders the Ollama Modelfile template as Ollama does.
 browser-deps:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v go >/dev/null || \
 		{ SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 		  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-		  chromium chromium-driver; }
+		  chromium chromium-driver golang-go; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -90,8 +90,8 @@ def _converter_error(stderr: str, staged: Path, tokenizer_name: str) -> Smolforg
             "without the export.")
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     last = lines[-1] if lines else "no output"
-    return SmolforgeError(f"llama.cpp's GGUF converter failed on {staged}: {last}. The full output is in the run's "
-                          "logs/quantize.log.")
+    return SmolforgeError(f"llama.cpp's GGUF converter failed on {staged}: {last}. Its full output is in smolforge's "
+                          "log (the run's logs/quantize.log when converting a run).")
 
 
 def run_converter(tc: Toolchain, staged: Path, out: Path, name: str, tokenizer_name: str,

@@ -71,13 +71,15 @@ def check_before_training(cfg: SmolforgeConfig) -> None:
     from smolforge.modelio import model_source
 
     source = model_source(cfg)
-    check_architecture(cfg, source)
+    arch = check_architecture(cfg, source)
     with tempfile.TemporaryDirectory(prefix="smolforge-gguf-check-") as tmp:
         folder = Path(tmp) / "tokenizer"
         from transformers import AutoConfig
 
-        AutoConfig.from_pretrained(source, revision=cfg.model.revision,
-                                   trust_remote_code=cfg.model.trust_remote_code).save_pretrained(folder)
+        config = AutoConfig.from_pretrained(source, revision=cfg.model.revision,
+                                            trust_remote_code=cfg.model.trust_remote_code)
+        config.architectures = [arch]  # what training saves; the converter picks its model class by it
+        config.save_pretrained(folder)
         AutoTokenizer.from_pretrained(source, revision=cfg.model.revision,
                                       trust_remote_code=cfg.model.trust_remote_code).save_pretrained(folder)
         staged, _ = stage_source(folder, Path(tmp) / "staged", source)

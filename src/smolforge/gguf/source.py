@@ -79,12 +79,16 @@ def _base_spm(base_source: str | None) -> Path | None:
     """The base model's SentencePiece file, from a local folder or the Hugging Face cache (never downloaded)."""
     if not base_source:
         return None
-    local = Path(base_source) / SPM_FILE
-    if local.is_file():
-        return local
+    if Path(base_source).is_dir():
+        local = Path(base_source) / SPM_FILE
+        return local if local.is_file() else None
     from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
-    cached = try_to_load_from_cache(base_source, SPM_FILE)
+    try:
+        cached = try_to_load_from_cache(base_source, SPM_FILE)
+    except HFValidationError:  # neither a folder nor a Hub id: nothing to look up
+        return None
     return Path(cached) if isinstance(cached, str) else None
 
 
