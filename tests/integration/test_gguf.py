@@ -209,3 +209,19 @@ def test_a_tokenizer_the_converter_rejects_fails_before_training(tmp_path):
     assert "does not know the tokenizer of" in proc.stderr and str(base) in proc.stderr
     assert "convert_hf_to_gguf_update.py" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs" / "rej").exists()  # nothing trained, nothing written
+
+
+def test_a_lora_run_that_kept_only_the_adapter_is_exported_from_merged_weights(tmp_path):
+    from tests.conftest import SHORT_RUN
+
+    run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "lora", *FAST_TINY, *SHORT_RUN,
+            "--set", "training.finetune=lora", "--set", "training.learning_rate=1e-2", "--set",
+            "tracking.backend=none", cwd=tmp_path)
+    run = tmp_path / "runs" / "lora"
+    assert (run / "model" / "adapter_config.json").is_file() and not (run / "model" / "config.json").exists()
+    run_cli("quantize", str(run), "--method", "gguf-q8_0", cwd=tmp_path)
+    e = _results(run)["quantized"]["gguf-q8_0"]
+    assert e["verified"] is True and e["reference"]["note"] == "base model with the LoRA adapter merged in"
+    assert abs(e["quality_drop"]) < 0.01  # against the merged model, in transformers, on the same tokens
+    assert not (run / "model" / "config.json").exists()  # the merge was temporary: model/ still holds the adapter
+    assert sorted(p.name for p in (run / "quantized").iterdir()) == ["gguf-q8_0"]
