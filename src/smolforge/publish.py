@@ -150,9 +150,13 @@ def gguf_to_publish(run: RunFolder, results: dict[str, Any], force: bool, say=No
     chosen = published_gguf(entries, force)
     for m, e in entries.items():
         if m not in chosen and say is not None:
-            why = (f"checks failed: {', '.join(e.get('failed_checks') or [])}" if not e.get("verified") else
-                   f"quality drop {100 * e.get('quality_drop', 0):.2f}% is above quantize.max_quality_drop "
-                   f"{100 * e.get('max_quality_drop', 0):.1f}%")
+            if not e.get("verified"):
+                why = f"checks failed: {', '.join(e.get('failed_checks') or [])}"
+            elif e.get("quality_drop") is None:
+                why = "its quality drop was not measured: the run has no eval split"
+            else:
+                why = (f"quality drop {100 * e['quality_drop']:.2f}% is above quantize.max_quality_drop "
+                       f"{100 * e.get('max_quality_drop', 0):.1f}%")
             say(f"{e['file']} is not published ({why}); it stays in {e['path']}. Publish it anyway with --force.")
     return chosen
 

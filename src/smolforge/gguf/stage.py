@@ -111,9 +111,11 @@ def _summary(checks: dict[str, Any], method: str, max_drop: float) -> dict[str, 
 def _display(method: str, entry: dict[str, Any]) -> str:
     size = f"{entry['size_bytes'] / 1e6:.2f} MB"
     drop = f", quality drop {100 * entry['quality_drop']:+.2f}%" if "quality_drop" in entry else ""
-    state = "verified" if entry["verified"] else f"FAILED {', '.join(entry['failed_checks'])}"
+    state = "verified" if entry["verified"] else \
+        f"FAILED {', '.join(entry['failed_checks'])} (kept, not published without --force)"
     gate = {"passed": "", "failed": f" (above quantize.max_quality_drop {100 * entry['max_quality_drop']:.1f}%: "
-                                     "kept, not published without --force)", "not measured": ""}[entry["gate"]]
+                                     "kept, not published without --force)",
+            "not measured": " (no eval split, so no quality drop: not published without --force)"}[entry["gate"]]
     return f"{method}: {entry['path']}/{entry['file']}: {size}{drop}; {state}{gate}"
 
 
