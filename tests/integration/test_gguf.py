@@ -225,3 +225,29 @@ def test_a_lora_run_that_kept_only_the_adapter_is_exported_from_merged_weights(t
     assert abs(e["quality_drop"]) < 0.01  # against the merged model, in transformers, on the same tokens
     assert not (run / "model" / "config.json").exists()  # the merge was temporary: model/ still holds the adapter
     assert sorted(p.name for p in (run / "quantized").iterdir()) == ["gguf-q8_0"]
+
+
+def test_publish_pushes_the_gguf_repo_in_its_own_commit(gguf_copy):
+    """Through the real huggingface_hub client against the loopback Hub server: the model repo and the GGUF repo,
+    one commit each; the GGUF files go over LFS; results.json records both pushes."""
+    from tests.hubserver import HubServer
+    from tests.integration.test_publish import TOKEN, USER, hub_env, publish
+
+    with HubServer(token=TOKEN, user=USER) as hub:
+        proc = publish(gguf_copy, hub.url, "--repo-id", f"{USER}/gg", env=hub_env())
+        assert "Published:" in proc.stdout
+        results = _results(gguf_copy)
+        main, gguf_repo = hub.repos[f"{USER}/gg"], hub.repos[f"{USER}/gg-GGUF"]
+        assert len(main.commits) == 1 and len(gguf_repo.commits) == 1
+        assert not any(f.endswith(".gguf") for f in main.files)
+        for m in METHODS:
+            e = results["quantized"][m]
+            stored = gguf_repo.files[e["file"]]
+            assert stored.lfs and stored.data == (gguf_copy / e["path"] / e["file"]).read_bytes()
+            assert f"Modelfile.{e['file_type']}" in gguf_repo.files
+        card = hub.file(f"{USER}/gg-GGUF", "README.md").decode()
+        assert "base_model: alice/gg" in card and "base_model_relation: quantized" in card
+        pushed = results["publish"]["quantized_repos"]["gguf"]
+        assert pushed["repo_id"] == f"{USER}/gg-GGUF" and pushed["commit"]
+        main_card = hub.file(f"{USER}/gg", "README.md").decode()
+        assert f"[`{USER}/gg-GGUF`]({hub.url}/{USER}/gg-GGUF)" in main_card
