@@ -92,7 +92,7 @@ def _checks(path: Path, source: Path, tokenizer, facts, ref: Reference, conversa
     return checks
 
 
-def _summary(checks: dict[str, Any], method: str, max_drop: float) -> dict[str, Any]:
+def _summary(checks: dict[str, Any], max_drop: float) -> dict[str, Any]:
     gated = [k for k in ("structure", "tensors", "template", "tokenizer", "special_tokens", "greedy") if k in checks]
     failed = [k for k in gated if not checks[k]["passed"]]
     out: dict[str, Any] = {"verified": not failed, "failed_checks": failed, "max_quality_drop": max_drop}
@@ -178,7 +178,7 @@ def produce_gguf(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], sourc
             "seconds": {"convert_f16": round(convert_s, 3), "quantize": round(quantize_s, 3),
                         "verify": round(verify_s, 3)},
             "quantized_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **_summary(checks, method, cfg.quantize.max_quality_drop),
+            **_summary(checks, cfg.quantize.max_quality_drop),
         }
         if "greedy" in checks:
             entry["greedy_identical"] = f"{checks['greedy']['identical']}/{checks['greedy']['prompts']}"
