@@ -24,7 +24,7 @@ from typing import Any
 
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError, first_line
-from smolforge.runfolder import RunFolder, share_like_other_files
+from smolforge.runfolder import RunFolder
 
 log = logging.getLogger("smolforge.quantize")
 
@@ -124,12 +124,9 @@ def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, st
         dtype = torch_dtype(rt)
     model = AutoModelForCausalLM.from_pretrained(
         str(source), dtype=dtype, device_map=rt.device, quantization_config=TorchAoConfig(quant_type=ao_config))
-    from smolforge.modelio import finalize_for_publishing
+    from smolforge.modelio import save_for_publishing
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    finalize_for_publishing(model, tokenizer)
-    model.save_pretrained(str(dest_tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(dest_tmp))
+    save_for_publishing(model, AutoTokenizer.from_pretrained(str(source)), dest_tmp)
     del model
     return {"method": name, "scheme": scheme, "compute_dtype": str(dtype).replace("torch.", "")}
 
@@ -226,7 +223,6 @@ def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work:
             entry["eval_loss"] = loss
             if perplexity(loss) is not None:
                 entry["perplexity"] = perplexity(loss)
-        share_like_other_files(tmp)
         _place_atomically(tmp, run.root / entry["path"])
         section[m] = entry
         _say(console, _summary_line(m, entry))
