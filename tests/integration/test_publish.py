@@ -222,7 +222,7 @@ def test_token_file_and_quantized_variants_as_separate_repos(hub, quantized_copy
     vcard = ModelCard(variant.files["README.md"].data.decode())
     assert vcard.data.base_model == f"{USER}/sep" and vcard.data.base_model_relation == "quantized"
     q = _results(quantized_copy)["quantized"]["int8"]
-    assert vcard.data.eval_results[0].metric_value == q["eval_loss"]
+    assert vcard.data.eval_results[0].metric_value == float(f"{q['eval_loss']:.4g}")
     assert f"| Validation loss | {q['reference']['eval_loss']:.4f} | {q['eval_loss']:.4f} |" in vcard.text
     main_card = main.files["README.md"].data.decode()
     assert f'from_pretrained("{USER}/sep-int8")' in main_card and "subfolder=" not in main_card
