@@ -57,7 +57,7 @@ def main() -> None:
     source = ensure_tiny(TinySpec())
     params = parameter_count(source)
     print(machine())
-    print("load average before: %.2f %.2f %.2f (other processes share these cores)" % os.getloadavg())
+    print("load average before: {:.2f} {:.2f} {:.2f} (other processes share these cores)".format(*os.getloadavg()))
     print(f"llama.cpp: llama-cpp-python {tc.version}; tiny model: {params:,} parameters ({source})")
     best: dict[str, tuple[float, int]] = {}
     for _ in range(args.rounds):

@@ -1,8 +1,9 @@
 """Publish a run to the Hugging Face Hub in one commit, or export the same folder offline.
 
 What is uploaded: model/ (weights, tokenizer, chat template, loss plot), README.md (the card),
-results.json and config.yaml (both redacted; config.yaml is the run's config with the card and
-publish choices made after training), and each quantized variant as a subfolder (`int8/`), or as
+results.json and config.yaml (both redacted, and with this machine's absolute paths reduced to file
+names; config.yaml is the run's config with the card and publish choices made after training), the
+per-item evaluation results, and each quantized variant as a subfolder (`int8/`), or as
 its own repo `<repo>-int8` when `publish.quantized_as: repos`. GGUF files go to their own repo
 (`publish.gguf_repo_id`, default `<repo>-GGUF`), only those that passed their checks and the fidelity gate
 unless `--force`. checkpoints/ and logs/ are never uploaded. `stage()` lays out every repo for both
@@ -38,6 +39,7 @@ from smolforge.errors import PublishError, SmolforgeError
 from smolforge.hubclient import DEFAULT_ENDPOINT, HubUnreachable, Retrier
 from smolforge.identifiers import repo_id as repo_id_rule
 from smolforge.identifiers import require
+from smolforge.publicpaths import has_local_path, public_text
 from smolforge.runfolder import RunFolder, atomic_write_text
 
 log = logging.getLogger("smolforge.publish")
@@ -192,10 +194,23 @@ def _files_under(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".md", ".txt", ".jinja")  # may name local paths
+
+
 def _copy_tree(src: Path, dest: Path, skip: tuple[str, ...] = ()) -> None:
+    """Stage a folder: weights linked, text files with this machine's absolute paths reduced to their names
+    (an adapter's local base, the evaluation's model sources)."""
     for f in _files_under(src):
-        if f.relative_to(src).as_posix() not in skip:
-            _link_or_copy(f, dest / f.relative_to(src))
+        rel = f.relative_to(src)
+        if rel.as_posix() in skip:
+            continue
+        if f.suffix in TEXT_SUFFIXES:
+            text = f.read_text(encoding="utf-8", errors="surrogateescape")
+            if has_local_path(text):
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                (dest / rel).write_text(public_text(text), encoding="utf-8", errors="surrogateescape")
+                continue
+        _link_or_copy(f, dest / rel)
 
 
 @dataclass
@@ -255,10 +270,11 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
     folder = root / "repo"
     _copy_tree(run.model_dir, folder, skip=("README.md",))
     (folder / "README.md").write_text(card_text, encoding="utf-8")
-    (folder / "config.yaml").write_text(RunFolder.config_text(dump_dict(cfg), PUBLISHED_CONFIG_HEADER),
-                                        encoding="utf-8")
+    config_text = RunFolder.config_text(dump_dict(cfg), PUBLISHED_CONFIG_HEADER)
+    (folder / "config.yaml").write_text(public_text(config_text), encoding="utf-8")
     if run.results_path.exists():
-        (folder / "results.json").write_text(redact(run.results_path.read_text(encoding="utf-8")), encoding="utf-8")
+        results_text = redact(run.results_path.read_text(encoding="utf-8"))
+        (folder / "results.json").write_text(public_text(results_text), encoding="utf-8")
     if run.evaluation_dir.is_dir():  # per-item benchmark results: which items each model got right
         _copy_tree(run.evaluation_dir, folder / "evaluation")
     if req.quantized_as == "subfolders":

@@ -130,12 +130,9 @@ def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, st
         dtype = torch_dtype(rt)
     model = AutoModelForCausalLM.from_pretrained(
         str(source), dtype=dtype, device_map=rt.device, quantization_config=TorchAoConfig(quant_type=ao_config))
-    from smolforge.modelio import finalize_for_publishing
+    from smolforge.modelio import save_for_publishing
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    finalize_for_publishing(model, tokenizer)
-    model.save_pretrained(str(dest_tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(dest_tmp))
+    save_for_publishing(model, AutoTokenizer.from_pretrained(str(source)), dest_tmp)
     del model
     return {"method": name, "scheme": scheme, "compute_dtype": str(dtype).replace("torch.", "")}
 

@@ -112,11 +112,13 @@ def test_card_metadata_parses_and_numbers_equal_results(tiny_run):
     assert "datasets" not in data  # the bundled data is not a Hub dataset
     assert {"smolforge", "sft", "trl"} <= set(data["tags"])
     metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
-    assert metrics == {"loss": results["eval_loss"], "perplexity": results["perplexity"]}
+    assert metrics == {"loss": float(f"{results['eval_loss']:.4g}"),  # 4 significant digits
+                       "perplexity": float(f"{results['perplexity']:.4g}")}
     body = card.text
     assert f"| Validation loss | {results['eval_loss']:.4f} |" in body
     assert f"| Perplexity | {results['perplexity']:.2f} |" in body
-    assert f"| Final training loss | {results['final_train_loss']:.4f} |" in body
+    step = results["final_train_loss_step"]
+    assert f"| Training loss, last logged (steps {step - 3}–{step}) | {results['final_train_loss']:.4f} |" in body
     assert "![Training and validation loss](loss_curve.png)" in body
     assert "N/A" not in body and "Your Name" not in body
 

@@ -66,8 +66,8 @@ DEFAULT_RUN = [  # every question of the default path here (no GPU, no Hub: the 
     "Hugging Face token:", "Base model:", "Preset:", "Training method:", "Which weights train:", "Dataset:",
     "Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation", "Learning rate:",
     "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:", "Author name:", "Model description:",
-    "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:", "Benchmarks:",
-    "Quantized variants:",
+    "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Training data:", "Usage example:", "Limitations:",
+    "Benchmarks:", "Quantized variants:",
 ]
 
 
@@ -105,8 +105,8 @@ def test_the_smollm3_path_offline_leaves_the_format_to_the_run(tmp_path):
     for question in ["Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation",
                      "Learning rate:", "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:",
                      "Author name:", "Model description:", "License:", "Tags:", "Intended use:", "Out-of-scope use:",
-                     "Usage example:", "Limitations:",
-                     "Benchmarks:", "Quantized variants:", "Write the config?"]:
+                     "Training data:", "Usage example:", "Limitations:", "Benchmarks:", "Quantized variants:",
+                     "Write the config?"]:
         answer(child, question, ENTER)
     assert finish(child) == 0, clean(screen)
     cfg = load_config(tmp_path / "cfg.yaml")

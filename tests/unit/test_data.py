@@ -544,7 +544,7 @@ def test_eval_split_by_ratio_is_seeded_and_disjoint(tmp_path):
     assert key(a.eval) == key(b.eval) and key(a.eval) != key(c.eval)
     # together they are exactly the rows read (as a multiset: the bundled chats repeat some questions)
     assert Counter(key(a.train)) + Counter(key(a.eval)) == Counter(json.dumps(c["messages"]) for c in chats(100))
-    assert a.stats["eval_source"] == "20% of `train` held out (seed 7)"
+    assert a.stats["eval_source"] == "20% of `train` held out with seed 7"
     assert (a.stats["train_size"], a.stats["eval_size"]) == (80, 20)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
+from smolforge.card.facts import sizes
 from smolforge.config import SmolforgeConfig
 from smolforge.runfolder import RunFolder
 
@@ -43,8 +44,6 @@ def published_gguf(entries: dict[str, dict[str, Any]], force: bool) -> dict[str,
 
 def gguf_rows(results: dict[str, Any], run: RunFolder, cfg: SmolforgeConfig, repo_name: str | None,
               force: bool = False) -> list[dict[str, Any]]:
-    from smolforge.card.context import _sizes
-
     entries = gguf_entries(results, run)
     repo = gguf_repo_id(cfg, repo_name)
     published = published_gguf(entries, force)
@@ -52,7 +51,7 @@ def gguf_rows(results: dict[str, Any], run: RunFolder, cfg: SmolforgeConfig, rep
     for method, e in entries.items():
         rows.append({"quality_drop": None, "scored_tokens": None, "scored_rows": None, "greedy_identical": None,
                      **e, "name": method,
-                     "size": _sizes(e["size_bytes"]), "memory": _sizes(e.get("memory_bytes")),
+                     "size": sizes(e["size_bytes"]), "memory": sizes(e.get("memory_bytes")),
                      "use": USES[method], "recommended": method == RECOMMENDED,
                      "published": method in published, "repo_id": repo if method in published else None})
     return rows

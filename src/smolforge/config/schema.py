@@ -218,6 +218,10 @@ class CardSection(Section):
         None, title="Intended use", description="What the model is for, and for whom (the card's Uses section).")
     out_of_scope: Annotated[str | None, Flag("--out-of-scope", on=CARD_COMMANDS, file=True)] = Field(
         None, title="Out-of-scope use", description="Uses the model is not meant or not fit for.")
+    training_data: Annotated[str | None, Flag("--training-data", on=CARD_COMMANDS, file=True)] = Field(
+        None, title="Training data", description="What the training data is: its source, content and how it was "
+                                                 "collected; unset: a link to the Hub dataset's card, or smolforge's "
+                                                 "description of its bundled data.")
     usage_examples: Annotated[list[str], Flag("--usage-example", on=CARD_COMMANDS, file=True)] = Field(
         default_factory=list, title="Usage example", description="Usage text shown on the card.")
     limitations: Annotated[str | None, Flag("--limitations", on=CARD_COMMANDS, file=True)] = Field(
