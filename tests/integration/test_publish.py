@@ -120,7 +120,7 @@ def test_repush_is_not_clobbering_and_hub_edits_need_force_or_merge(hub, quantiz
 
     meta = ModelCard(merged).data.to_dict()
     assert meta["license"] == "apache-2.0"  # smolforge's key wins (metadata_update overwrite rules)
-    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == float(f"{_results(run)['eval_loss']:.4g}")  # 4 significant digits
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == float(f"{_results(run)['eval_loss']:.4g}")
     assert _results(run)["publish"]["readme_sha256"] == hashlib.sha256(merged.encode()).hexdigest()
 
     hub.edit_file(repo_id, "README.md", edited.encode())
