@@ -216,11 +216,12 @@ def evaluate(
 @app.command()
 def quantize(
     run_dir: RunDir,
-    method: Annotated[list[str] | None, typer.Option("--method", help="int8 (CPU or GPU) or int4 (CUDA only); "
+    method: Annotated[list[str] | None, typer.Option("--method", help="int8 (CPU or GPU), int4 (CUDA only), "
+                                                     "gguf-f16, gguf-q8_0 or gguf-q4_k_m (llama.cpp / Ollama); "
                                                      "repeatable. Default: the config's `quantize` list, else "
                                                      "int8.")] = None,
 ) -> None:
-    """Make quantized variants (torchao) of a finished run, measure them, and update the card."""
+    """Make quantized variants (torchao, GGUF) of a finished run, measure them, and update the card."""
     from smolforge.quantize import quantize_command
 
     quantize_command(run_dir, list(method or []), _console())
@@ -238,7 +239,9 @@ def publish(
     token_file: TokenFile = None,
     quantized_as: Annotated[str | None, typer.Option(help="subfolders (int8/ in the repo) or repos "
                                                           "(<repo>-int8). Default: publish.quantized_as.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a README.md that was edited on the Hub.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a README.md that was edited on the Hub; publish "
+                                                        "GGUF files that failed a check or the "
+                                                        "quantize.max_quality_drop gate.")] = False,
     merge_metadata: Annotated[bool, typer.Option("--merge-metadata", help="Keep a README.md edited on the Hub; "
                                                  "merge this run's metadata into it.")] = False,
     retries: Annotated[int, typer.Option(min=0, max=20, help="Retries (with backoff) of a failed Hub call.")] = 4,

@@ -113,8 +113,8 @@ def summary_rows(cfg: SmolforgeConfig, run: RunFolder, data_stats: dict[str, Any
         ("Author", cfg.card.author_name or "(HF username when known)"),
         ("License", cfg.card.license or "(base model's)"),
     ]
-    if cfg.quantize:
-        rows.append(("Quantize", ", ".join(cfg.quantize)))
+    if cfg.quantize.methods:
+        rows.append(("Quantize", ", ".join(cfg.quantize.methods)))
     if cfg.publish.repo_id:
         rows.append(("Publish to", f"{cfg.publish.repo_id} ({'private' if cfg.publish.private else 'public'})"))
     return rows
@@ -232,6 +232,9 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         from smolforge.evaluation.stage import check_tasks
 
         check_tasks(cfg)  # an unknown benchmark or a malformed task file fails now, not after training
+    from smolforge.gguf.precheck import check_before_training
+
+    check_before_training(cfg)  # gguf-* methods: llama.cpp can convert this architecture and tokenizer
     drops = drop_report(data.stats)
     for line in drops:
         console.print(line, markup=False)
@@ -275,10 +278,10 @@ def finish_stages(cfg: SmolforgeConfig, run: RunFolder, console, username: str |
     """After training: quantize (so the card can show the variants), the card, then publish when configured."""
     from smolforge.card.writer import write_card
 
-    if cfg.quantize:
+    if cfg.quantize.methods:
         from smolforge.quantize import quantize_run
 
-        quantize_run(run, cfg, list(cfg.quantize), console)
+        quantize_run(run, cfg, list(cfg.quantize.methods), console)
     if cfg.evaluation.tasks:
         from smolforge.evaluation.stage import evaluate_run
 

@@ -121,7 +121,7 @@ def test_repush_is_not_clobbering_and_hub_edits_need_force_or_merge(hub, quantiz
 
     meta = ModelCard(merged).data.to_dict()
     assert meta["license"] == "apache-2.0"  # smolforge's key wins (metadata_update overwrite rules)
-    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == _results(run)["eval_loss"]
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == float(f"{_results(run)['eval_loss']:.4g}")
     assert _results(run)["publish"]["readme_sha256"] == hashlib.sha256(merged.encode()).hexdigest()
 
     hub.edit_file(repo_id, "README.md", edited.encode())
@@ -223,7 +223,7 @@ def test_token_file_and_quantized_variants_as_separate_repos(hub, quantized_copy
     vcard = ModelCard(variant.files["README.md"].data.decode())
     assert vcard.data.base_model == f"{USER}/sep" and vcard.data.base_model_relation == "quantized"
     q = _results(quantized_copy)["quantized"]["int8"]
-    assert vcard.data.eval_results[0].metric_value == q["eval_loss"]
+    assert vcard.data.eval_results[0].metric_value == float(f"{q['eval_loss']:.4g}")
     assert f"| Validation loss | {q['reference']['eval_loss']:.4f} | {q['eval_loss']:.4f} |" in vcard.text
     main_card = main.files["README.md"].data.decode()
     assert f'from_pretrained("{USER}/sep-int8")' in main_card and "subfolder=" not in main_card

@@ -66,7 +66,8 @@ DEFAULT_RUN = [  # every question of the default path here (no GPU, no Hub: the 
     "Hugging Face token:", "Base model:", "Preset:", "Training method:", "Which weights train:", "Dataset:",
     "Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation", "Learning rate:",
     "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:", "Author name:", "Model description:",
-    "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:", "Benchmarks:", "Quantized variants:",
+    "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Training data:", "Usage example:", "Limitations:",
+    "Benchmarks:", "Quantized variants:",
 ]
 
 
@@ -103,8 +104,9 @@ def test_the_smollm3_path_offline_leaves_the_format_to_the_run(tmp_path):
     child.expect(pat("Offline: the dataset's format is detected when the run starts."))
     for question in ["Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation",
                      "Learning rate:", "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:",
-                     "Author name:", "Model description:", "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:",
-                     "Benchmarks:", "Quantized variants:", "Write the config?"]:
+                     "Author name:", "Model description:", "License:", "Tags:", "Intended use:", "Out-of-scope use:",
+                     "Training data:", "Usage example:", "Limitations:", "Benchmarks:", "Quantized variants:",
+                     "Write the config?"]:
         answer(child, question, ENTER)
     assert finish(child) == 0, clean(screen)
     cfg = load_config(tmp_path / "cfg.yaml")
@@ -188,7 +190,7 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     assert c.tags == ["math", "tiny-test"] and c.usage_examples == ["Ask: What is 2 + 2?"]
     assert (c.intended_use, c.out_of_scope) == ("Adding small numbers in demos.", None)
     assert c.limitations == "Only adds small numbers.\nNot for homework."
-    assert cfg.quantize == ["int8"]
+    assert cfg.quantize.methods == ["int8"]
 
 
 @pytest.mark.parametrize("stop_at", ["Dataset:", "Write the config?"])

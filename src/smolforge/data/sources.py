@@ -117,6 +117,18 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
     return dict(dd)
 
 
+def local_recipe(cfg: DataSection) -> dict[str, Any] | None:
+    """How `datasets.load_dataset` reads a local source (builder, file names by split), for the card's metadata:
+    names only, since a published card holds no local paths. None for Hub datasets."""
+    if not is_local_source(cfg.name):
+        return None
+    path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
+    files = _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n))
+    first = next(iter(files.values()))[0]
+    return {"builder": LOCAL_SUFFIXES[Path(first).suffix.lower()],
+            "data_files": {split: [Path(f).name for f in names] for split, names in files.items()}}
+
+
 # ---------------------------------------------------------------- local files: read, or say exactly what is wrong
 
 HINTS = {"json": "JSON Lines: one JSON object per line, or one JSON array of objects",
