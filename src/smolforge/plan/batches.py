@@ -1,9 +1,10 @@
 """Tokens per step from the data's real token lengths, batched the way the run batches them.
 
 The lengths are the run's own chat-template token lengths (`data.lengths`, measured before the model
-loads). Batches are drawn like the trainer draws them (a seeded shuffle per epoch, the rows split over
-the processes, `batch_size` rows per micro-batch), but not in the trainer's exact order, so per-step
-numbers are statistics: padding-free batches process their real tokens, padded ones the longest row
+loads). Batches are drawn in the trainer's own order for one process (the same seeded torch permutation
+per epoch as its sampler), split over the processes like a distributed sampler, `batch_size` rows per
+micro-batch; grouped batches use a seeded shuffle, not the trainer's exact order, so their per-step numbers
+are statistics. Padding-free batches process their real tokens, padded ones the longest row
 times the rows, grouped ones sort megabatches by length first (transformers' LengthGroupedSampler),
 packed ones fill `max_length` bins best-fit-decreasing (TRL's packer) and batch the bins.
 """
@@ -83,8 +84,10 @@ def _micro_batches(units, rng, cfg: SmolforgeConfig, world: int, wanted: int, gr
     b = cfg.training.batch_size
     n = len(units)
     out: list[np.ndarray] = []
+    epoch = 0
     while len(out) < wanted * world:
-        order = rng.permutation(n)
+        order = _trainer_order(n, cfg.training.seed + epoch) if not grouped else rng.permutation(n)
+        epoch += 1
         per = math.ceil(n / world)
         order = np.concatenate([order, order[: per * world - n]])  # DistributedSampler pads by repeating rows
         for rank in range(world):
@@ -95,6 +98,15 @@ def _micro_batches(units, rng, cfg: SmolforgeConfig, world: int, wanted: int, gr
                                         for i in range(0, len(shard), mult * b)]).astype(int)
             out += [shard[i:i + b] for i in range(0, len(shard), b)]
     return out[: wanted * world]
+
+
+def _trainer_order(n: int, seed: int):
+    """The order the trainer's sampler visits the rows in epoch `seed - training.seed`: transformers hands a
+    RandomSampler to accelerate, which swaps in its SeedableRandomSampler (a torch generator seeded with
+    data_seed + epoch, and smolforge sets data_seed = training.seed), so the same permutation is drawn here."""
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
 
 
 def _unit_stats(units, idx, padded: bool, pair: bool) -> tuple[int, int, float]:
