@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 # torch is installed FIRST from its pinned CPU build, so nothing later resolves a CUDA build.
+# The gguf extra builds llama.cpp from llama-cpp-python's source distribution (needs cmake and g++,
+# about 7 minutes on 2 cores); the toolchain step extracts llama.cpp's converter from the same sdist.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,7 +14,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,demo]"
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e ".[dev,demo,gguf]"
+	$(BIN)/python -m smolforge.gguf.toolchain install
 	@if $(BIN)/python -m pip list 2>/dev/null | grep -i nvidia; then \
 		echo "error: a CUDA package was installed; torch must stay the 2.13.0 CPU build" >&2; exit 1; fi
 	touch $(STAMP)
@@ -27,12 +30,13 @@ test: $(STAMP) browser-deps
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
-# Headless Chromium + its WebDriver for the demo app's browser test (Debian packages; CI runs as root).
+# Debian packages the tests use (CI runs as root): headless Chromium + its WebDriver for the demo app's
+# browser test; Go, whose text/template renders the Ollama Modelfile template as Ollama does.
 browser-deps:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v go >/dev/null || \
 		{ SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 		  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-		  chromium chromium-driver; }
+		  chromium chromium-driver golang-go; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -13,7 +13,7 @@ import json
 import random
 from pathlib import Path
 
-BUILTIN_NAME = "smolforge/builtin-chat"
+BUILTIN_NAME = "smolforge built-in chats"  # a display name, not a Hub id: the data ships with smolforge
 BUILTIN_PATH = Path(__file__).parent / "resources" / "builtin_chat.jsonl"
 BUILTIN_ROWS = 600
 BUILTIN_SEED = 1234

@@ -95,6 +95,39 @@ def slurm(
 
 
 @app.command()
+def plan(
+    config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml to plan.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Plan a preset (see `smolforge presets`).")] = None,
+    set_: SetOpt = None,
+    gpu: Annotated[str | None, typer.Option(help="Plan for this GPU instead of this machine: h100, a100-80gb, l4, "
+                                                 "... (an unknown name lists them).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Run a few real training steps here and correct "
+                                                                "the prediction; `smolforge run` of the same config "
+                                                                "then shows the calibrated numbers.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the prediction as JSON.")] = False,
+) -> None:
+    """Predict peak memory, tokens per step and time of a run from its config and data, before any weights load;
+    say what would fit when it does not."""
+    from smolforge.plan.command import plan_command
+
+    plan_command(config, preset, list(set_ or []), gpu, calibrate, json_, _console())
+
+
+@app.command()
+def reproduce(
+    run_dir: RunDir,
+    output_dir: Annotated[Path | None, typer.Option(help="Folder for the new run (default: RUN_DIR-reproduced "
+                                                         "beside it).")] = None,
+) -> None:
+    """Train a finished run again from its manifest.json into a new folder and check every number on its card and
+    its weights against the original (exit code 0: reproduced, 1: not). Warns about every difference in the
+    environment, the data and the base model first."""
+    from smolforge.reproduce.command import reproduce_command
+
+    reproduce_command(run_dir, output_dir, _console())
+
+
+@app.command()
 def presets() -> None:
     """List the presets with their key values (read from the same config that trains)."""
     from smolforge.presets.table import show
@@ -213,11 +246,12 @@ def evaluate(
 @app.command()
 def quantize(
     run_dir: RunDir,
-    method: Annotated[list[str] | None, typer.Option("--method", help="int8 (CPU or GPU) or int4 (CUDA only); "
+    method: Annotated[list[str] | None, typer.Option("--method", help="int8 (CPU or GPU), int4 (CUDA only), "
+                                                     "gguf-f16, gguf-q8_0 or gguf-q4_k_m (llama.cpp / Ollama); "
                                                      "repeatable. Default: the config's `quantize` list, else "
                                                      "int8.")] = None,
 ) -> None:
-    """Make quantized variants (torchao) of a finished run, measure them, and update the card."""
+    """Make quantized variants (torchao, GGUF) of a finished run, measure them, and update the card."""
     from smolforge.quantize import quantize_command
 
     quantize_command(run_dir, list(method or []), _console())
@@ -235,7 +269,9 @@ def publish(
     token_file: TokenFile = None,
     quantized_as: Annotated[str | None, typer.Option(help="subfolders (int8/ in the repo) or repos "
                                                           "(<repo>-int8). Default: publish.quantized_as.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a README.md that was edited on the Hub.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a README.md that was edited on the Hub; publish "
+                                                        "GGUF files that failed a check or the "
+                                                        "quantize.max_quality_drop gate.")] = False,
     merge_metadata: Annotated[bool, typer.Option("--merge-metadata", help="Keep a README.md edited on the Hub; "
                                                  "merge this run's metadata into it.")] = False,
     retries: Annotated[int, typer.Option(min=0, max=20, help="Retries (with backoff) of a failed Hub call.")] = 4,

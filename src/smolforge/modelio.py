@@ -54,6 +54,7 @@ def load_tokenizer(cfg: SmolforgeConfig, source: str, needs_markers: bool):
         # A SmolLM3 template without {% generation %} markers (TRL has no training variant for it): use
         # smolforge's SmolLM3-compatible template that marks assistant turns.
         tok.chat_template = training_chat_template()
+        tok.smolforge_replaced_template = template is not None  # the card says the format differs from the base's
         log.info("chat template: smolforge's SmolLM3 training template (assistant turns marked for the loss)")
     if tok.chat_template is None and needs_markers:
         raise SmolforgeError(f"The tokenizer of {source!r} has no chat template, so conversations cannot be "
@@ -112,14 +113,94 @@ def load_saved(source: Path | str, rt, revision: str | None = None):
 
 def finalize_for_publishing(model, tokenizer) -> Any:
     """What a saved model must say about itself: a standard attention implementation (smolforge's training
-    kernel is not installed where the model is used) and the tokenizer's pad/eos ids for generation."""
+    kernel is not installed where the model is used), the KV cache on (training turns it off), and the
+    tokenizer's pad/eos ids for generation."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(base.config, "_attn_implementation", None) not in PUBLISHED_ATTENTION:
         base.config._attn_implementation = "sdpa"
+    base.config.use_cache = True
     if getattr(base, "generation_config", None) is not None:
         base.generation_config.pad_token_id = tokenizer.pad_token_id
         base.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+LOCAL_ONLY_TOKENIZER_KEYS = ("is_local", "local_files_only")  # how this machine loaded it, not how to load it
+
+
+def save_for_publishing(model, tokenizer, folder: Path, state_dict: dict[str, Any] | None = None) -> dict[str, str]:
+    """Save a model folder that loads anywhere: finalized config, safetensors weights, tokenizer without
+    local-only loading flags, files readable like the user's other files. Returns {weight file: sha256}.
+    `state_dict`: weights to save instead of the model's own (gathered from FSDP shards)."""
+    import hashlib
+    import json
+
+    from smolforge.runfolder import atomic_write_text, share_like_other_files
+
+    finalize_for_publishing(model, tokenizer)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True, state_dict=state_dict)
+    tokenizer.save_pretrained(str(folder))
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if any(k in data for k in LOCAL_ONLY_TOKENIZER_KEYS):
+            clean = {k: v for k, v in data.items() if k not in LOCAL_ONLY_TOKENIZER_KEYS}
+            atomic_write_text(config, json.dumps(clean, indent=2, ensure_ascii=False) + "\n")
+    share_like_other_files(folder)
+    digests = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+        digests[f.name] = h.hexdigest()
+    return digests
+
+
+def architecture(config) -> dict[str, Any]:
+    """The facts a reader needs about a model's shape, from its config (absent keys are left out)."""
+    keys = {"model_type": "model_type", "layers": "num_hidden_layers", "hidden_size": "hidden_size",
+            "intermediate_size": "intermediate_size", "attention_heads": "num_attention_heads",
+            "kv_heads": "num_key_value_heads", "vocab_size": "vocab_size",
+            "max_position_embeddings": "max_position_embeddings", "tie_word_embeddings": "tie_word_embeddings"}
+    out = {name: getattr(config, attr) for name, attr in keys.items() if getattr(config, attr, None) is not None}
+    if out.get("hidden_size") and out.get("attention_heads"):
+        out["head_dim"] = getattr(config, "head_dim", None) or out["hidden_size"] // out["attention_heads"]
+    no_rope = getattr(config, "no_rope_layers", None)
+    if isinstance(no_rope, list):  # SmolLM3: 1 = the layer uses RoPE, 0 = no positional encoding (NoPE)
+        out["nope_layers"] = [i for i, uses_rope in enumerate(no_rope) if not uses_rope]
+    return out
+
+
+def generation_defaults(model) -> dict[str, Any]:
+    """The decoding settings saved in generation_config.json that a caller gets without passing any."""
+    gen = getattr(model, "generation_config", None)
+    if gen is None:
+        return {}
+    keys = ("do_sample", "temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty")
+    return {k: getattr(gen, k) for k in keys if getattr(gen, k, None) is not None}
+
+
+def template_facts(tokenizer) -> dict[str, Any]:
+    """What the saved chat template does: whether it has SmolLM3's reasoning switch, its default mode, whether
+    it is smolforge's training template instead of the base's, and the raw prompt it builds."""
+    if not isinstance(getattr(tokenizer, "chat_template", None), str):
+        return {"has_template": False}
+    turn = [{"role": "user", "content": "What is the capital of France?"}]
+
+    def render(**kw) -> str:
+        return tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True, **kw)
+
+    default, think, no_think = render(), render(enable_thinking=True), render(enable_thinking=False)
+    switch = think != no_think
+    facts: dict[str, Any] = {"has_template": True, "reasoning_switch": switch, "prompt_example": default,
+                             "replaced_base_template": bool(getattr(tokenizer, "smolforge_replaced_template", False)),
+                             "smolforge_template": tokenizer.chat_template == training_chat_template()}
+    if switch:
+        facts["default_mode"] = "think" if default == think else "no_think" if default == no_think else None
+        facts["prompt_example_no_think"] = no_think
+    return facts
 
 
 def perplexity(loss: float | None) -> float | None:
@@ -140,10 +221,7 @@ def merged_model_folder(run, cfg: SmolforgeConfig, workdir: Path, rt) -> Path:
     from transformers import AutoTokenizer
 
     merged = PeftModel.from_pretrained(load_model(cfg, model_source(cfg), rt), str(run.model_dir)).merge_and_unload()
-    tok = AutoTokenizer.from_pretrained(str(run.model_dir))
-    finalize_for_publishing(merged, tok)
     out = workdir / "merged"
-    merged.save_pretrained(str(out), safe_serialization=True)
-    tok.save_pretrained(str(out))
+    save_for_publishing(merged, AutoTokenizer.from_pretrained(str(run.model_dir)), out)
     log.info("merged the LoRA adapter into full weights: %s", out)
     return out

@@ -116,8 +116,8 @@ def summary_rows(cfg: SmolforgeConfig, run: RunFolder, data_stats: dict[str, Any
         ("Author", cfg.card.author_name or "(HF username when known)"),
         ("License", cfg.card.license or "(base model's)"),
     ]
-    if cfg.quantize:
-        rows.append(("Quantize", ", ".join(cfg.quantize)))
+    if cfg.quantize.methods:
+        rows.append(("Quantize", ", ".join(cfg.quantize.methods)))
     if cfg.publish.repo_id:
         rows.append(("Publish to", f"{cfg.publish.repo_id} ({'private' if cfg.publish.private else 'public'})"))
     return rows
@@ -159,6 +159,48 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions, console) -> tuple[Smolfo
     cfg = check_card_inputs(cfg, opts.ask_license)
     check_publish_inputs(cfg, opts.token_file)
     return cfg, run, None
+
+
+@dataclass
+class Predicted:
+    """The plan shown before training, kept to be set against what the run measures."""
+
+    rows: list[tuple[str, str]]
+    record: dict[str, Any]
+    formula: dict[str, Any] | None  # the uncorrected estimate, when a calibration corrected it
+
+    def against(self, results: dict[str, Any]) -> dict[str, Any]:
+        from smolforge.plan.report import against_measured
+
+        return against_measured(self.record, results, self.formula)
+
+
+def _plan(cfg: SmolforgeConfig, data, console) -> Predicted | None:
+    """`smolforge plan` for this run on this machine; a plan that cannot be made never stops the run."""
+    from smolforge.plan.command import for_run
+    from smolforge.plan.report import not_fitting_message, record
+    from smolforge.plan.report import summary_rows as plan_rows
+
+    try:
+        est, formula = for_run(cfg, data)
+    except SmolforgeError as e:
+        console.print(f"No memory/time plan: {e}", markup=False)
+        return None
+    warning = not_fitting_message(est)
+    if warning:
+        console.print(warning, markup=False)
+    return Predicted(rows=plan_rows(est), record=record(est), formula=record(formula) if formula else None)
+
+
+def _record_manifest(cfg: SmolforgeConfig, run: RunFolder, opts: RunOptions, data) -> None:
+    """manifest.json beside config.yaml: what `smolforge reproduce` needs (a resume appends what changed)."""
+    from smolforge.reproduce import manifest
+
+    command = _record_command(opts.argv)
+    if opts.resume:
+        manifest.record_resume(run, command)
+    else:
+        manifest.write(run, manifest.build(cfg, run, command, data))
 
 
 def _train(cfg: SmolforgeConfig, run: RunFolder, data, console, resume_from: Path | None) -> dict[str, Any]:
@@ -219,16 +261,22 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         from smolforge.evaluation.stage import check_tasks
 
         check_tasks(cfg)  # an unknown benchmark or a malformed task file fails now, not after training
+    from smolforge.gguf.precheck import check_before_training
+
+    check_before_training(cfg)  # gguf-* methods: llama.cpp can convert this architecture and tokenizer
     drops = drop_report(data.stats)
     for line in drops:
         console.print(line, markup=False)
-    if not confirm(summary_rows(cfg, run, data.stats)):
+    predicted = None if opts.resume else _plan(cfg, data, console)  # memory and time, before any weights load
+    rows = summary_rows(cfg, run, data.stats) + (predicted.rows if predicted else [])
+    if not confirm(rows):
         raise SmolforgeError("Stopped before training; nothing was written.")
 
     created = not run.root.exists()
     if not opts.resume:
         run.root.mkdir(parents=True, exist_ok=True)
         run.write_config(dump_dict(cfg))
+    _record_manifest(cfg, run, opts, data)
     if opts.overrides:
         run.write_overrides(opts.overrides)
     handler = logs.attach_file(run.logs_dir)
@@ -245,6 +293,8 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         command = _record_command(opts.argv)
         if command:
             results.setdefault("command", command)
+        if predicted is not None and results:
+            results["plan"] = predicted.against(results)  # every run checks the estimator
         run.write_results(results)
         finish_stages(run.read_config(), run, console, username=cached_username(), token_file=opts.token_file)
     finally:
@@ -257,10 +307,10 @@ def finish_stages(cfg: SmolforgeConfig, run: RunFolder, console, username: str |
     """After training: quantize (so the card can show the variants), the card, then publish when configured."""
     from smolforge.card.writer import write_card
 
-    if cfg.quantize:
+    if cfg.quantize.methods:
         from smolforge.quantize import quantize_run
 
-        quantize_run(run, cfg, list(cfg.quantize), console)
+        quantize_run(run, cfg, list(cfg.quantize.methods), console)
     if cfg.evaluation.tasks:
         from smolforge.evaluation.stage import evaluate_run
 

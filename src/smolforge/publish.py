@@ -1,10 +1,13 @@
 """Publish a run to the Hugging Face Hub in one commit, or export the same folder offline.
 
 What is uploaded: model/ (weights, tokenizer, chat template, loss plot), README.md (the card),
-results.json and config.yaml (both redacted; config.yaml is the run's config with the card and
-publish choices made after training), and each quantized variant as a subfolder (`int8/`), or as
-its own repo `<repo>-int8` when `publish.quantized_as: repos`. checkpoints/ and logs/ are never
-uploaded. `stage()` lays out every repo for both `publish` and `--export`.
+results.json, manifest.json and config.yaml (all redacted, and with this machine's absolute paths reduced to file
+names; config.yaml is the run's config with the card and publish choices made after training), the
+per-item evaluation results, and each quantized variant as a subfolder (`int8/`), or as
+its own repo `<repo>-int8` when `publish.quantized_as: repos`. GGUF files go to their own repo
+(`publish.gguf_repo_id`, default `<repo>-GGUF`), only those that passed their checks and the fidelity gate
+unless `--force`. checkpoints/ and logs/ are never uploaded. `stage()` lays out every repo for both
+`publish` and `--export`.
 
 Order: the token is found (env or --token-file, never argv) and checked -> every repo is staged
 with its card (rendered for this repo id unless edited by hand) -> every repo's README.md on the
@@ -36,6 +39,7 @@ from smolforge.errors import PublishError, SmolforgeError
 from smolforge.hubclient import DEFAULT_ENDPOINT, HubUnreachable, Retrier
 from smolforge.identifiers import repo_id as repo_id_rule
 from smolforge.identifiers import require
+from smolforge.publicpaths import has_local_path, public_text
 from smolforge.runfolder import RunFolder, atomic_write_text
 
 log = logging.getLogger("smolforge.publish")
@@ -95,7 +99,7 @@ def publish_command(run_dir: Path, flags: PublishFlags, console) -> None:
     if flags.export is not None:
         if repo:
             require(repo_id_rule, repo, "--repo-id")
-        export(run, cfg, flags.export, repo, layout, username=cached_username(), console=console)
+        export(run, cfg, flags.export, repo, layout, username=cached_username(), console=console, force=flags.force)
         return
     if not repo:
         raise SmolforgeError("--repo-id: no Hub repo given. Pass --repo-id user/name (or set publish.repo_id in the "
@@ -134,9 +138,46 @@ def retry_command(run: RunFolder, req: PublishRequest, **changes: Any) -> str:
 # ---------------------------------------------------------------- what gets uploaded
 
 def variants(run: RunFolder, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Quantized variants recorded in results.json whose folder exists."""
+    """torchao variants recorded in results.json whose folder exists (GGUF files go to their own repo)."""
     return {k: v for k, v in (results.get("quantized") or {}).items()
-            if isinstance(v, dict) and v.get("path") and (run.root / v["path"]).is_dir()}
+            if isinstance(v, dict) and v.get("path") and v.get("format") != "gguf" and (run.root / v["path"]).is_dir()}
+
+
+def gguf_to_publish(run: RunFolder, results: dict[str, Any], force: bool, say=None) -> dict[str, dict[str, Any]]:
+    """GGUF files that go to the GGUF repo: those that passed every check and the fidelity gate (all with
+    --force); says which are held back and why."""
+    from smolforge.card.gguf import gguf_entries, published_gguf
+
+    entries = gguf_entries(results, run)
+    chosen = published_gguf(entries, force)
+    for m, e in entries.items():
+        if m not in chosen and say is not None:
+            if not e.get("verified"):
+                why = f"checks failed: {', '.join(e.get('failed_checks') or [])}"
+            elif e.get("quality_drop") is None:
+                why = "its quality drop was not measured: the run has no eval split"
+            else:
+                why = (f"quality drop {100 * e['quality_drop']:.2f}% is above quantize.max_quality_drop "
+                       f"{100 * e.get('max_quality_drop', 0):.1f}%")
+            say(f"{e['file']} is not published ({why}); it stays in {e['path']}. Publish it anyway with --force.")
+    return chosen
+
+
+def _stage_gguf(run: RunFolder, cfg: SmolforgeConfig, chosen: dict[str, dict[str, Any]], main_id: str,
+                folder: Path, username: str | None) -> StagedRepo:
+    """The GGUF repo: the files at the top (the names llama.cpp's and Ollama's `-hf`/`hf.co` pulls look for),
+    a Modelfile and the verification evidence per file type, and its card."""
+    from smolforge.card.gguf import gguf_card, gguf_repo_id
+
+    repo = str(gguf_repo_id(cfg, main_id))
+    for e in chosen.values():
+        src = run.root / e["path"]
+        _link_or_copy(src / e["file"], folder / e["file"])
+        _link_or_copy(src / "Modelfile", folder / f"Modelfile.{e['file_type']}")
+        _link_or_copy(src / "verification.json", folder / "verification" / f"{e['file_type']}.json")
+    text = gguf_card(run, cfg, main_id, repo, list(chosen), username)
+    (folder / "README.md").write_text(text, encoding="utf-8")
+    return StagedRepo(repo, folder, text, True, variant="gguf")
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -153,10 +194,23 @@ def _files_under(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".md", ".txt", ".jinja")  # may name local paths
+
+
 def _copy_tree(src: Path, dest: Path, skip: tuple[str, ...] = ()) -> None:
+    """Stage a folder: weights linked, text files with this machine's absolute paths reduced to their names
+    (an adapter's local base, the evaluation's model sources)."""
     for f in _files_under(src):
-        if f.relative_to(src).as_posix() not in skip:
-            _link_or_copy(f, dest / f.relative_to(src))
+        rel = f.relative_to(src)
+        if rel.as_posix() in skip:
+            continue
+        if f.suffix in TEXT_SUFFIXES:
+            text = f.read_text(encoding="utf-8", errors="surrogateescape")
+            if has_local_path(text):
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                (dest / rel).write_text(public_text(text), encoding="utf-8", errors="surrogateescape")
+                continue
+        _link_or_copy(f, dest / rel)
 
 
 @dataclass
@@ -209,14 +263,21 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
             text = variant_card(run, cfg, name, main_id, vrepo, username)
             (folder / "README.md").write_text(text, encoding="utf-8")
             staged.append(StagedRepo(vrepo, folder, text, True, variant=name))
+    chosen = gguf_to_publish(run, results, req.force, say)
+    if chosen:
+        staged.append(_stage_gguf(run, cfg, chosen, main_id, root / "gguf", username))
     card_text, card_is_new = _main_card(run, cfg, username, say)
     folder = root / "repo"
     _copy_tree(run.model_dir, folder, skip=("README.md",))
     (folder / "README.md").write_text(card_text, encoding="utf-8")
-    (folder / "config.yaml").write_text(RunFolder.config_text(dump_dict(cfg), PUBLISHED_CONFIG_HEADER),
-                                        encoding="utf-8")
+    config_text = RunFolder.config_text(dump_dict(cfg), PUBLISHED_CONFIG_HEADER)
+    (folder / "config.yaml").write_text(public_text(config_text), encoding="utf-8")
     if run.results_path.exists():
-        (folder / "results.json").write_text(redact(run.results_path.read_text(encoding="utf-8")), encoding="utf-8")
+        results_text = redact(run.results_path.read_text(encoding="utf-8"))
+        (folder / "results.json").write_text(public_text(results_text), encoding="utf-8")
+    if run.manifest_path.exists():  # the reproducibility record the card describes
+        manifest_text = redact(run.manifest_path.read_text(encoding="utf-8"))
+        (folder / "manifest.json").write_text(public_text(manifest_text), encoding="utf-8")
     if run.evaluation_dir.is_dir():  # per-item benchmark results: which items each model got right
         _copy_tree(run.evaluation_dir, folder / "evaluation")
     if req.quantized_as == "subfolders":
@@ -353,6 +414,12 @@ def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=N
         loss = results.get("eval_loss")
         experiment = cfg.experiment_name or run.root.name
         for repo, text, info in checked:
+            if repo.variant == "gguf":
+                section.setdefault("quantized_repos", {})["gguf"] = pusher.push(
+                    repo.repo_id, repo.folder, text, info, f"smolforge: GGUF files of {req.repo_id}",
+                    "GGUF files for llama.cpp and Ollama, their Modelfiles and verification, card. Pushed by "
+                    "smolforge.")
+                continue
             if repo.variant:
                 section.setdefault("quantized_repos", {})[repo.variant] = pusher.push(
                     repo.repo_id, repo.folder, text, info, f"smolforge: {repo.variant} variant of {req.repo_id}",
@@ -379,12 +446,16 @@ def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=N
 
 
 def export(run: RunFolder, cfg: SmolforgeConfig, dest: Path, repo_id: str | None, quantized_as: str,
-           username: str | None = None, console=None) -> list[Path]:
-    """Write exactly what `publish` would upload into `dest` (and `dest-<variant>` for separate repos), offline."""
+           username: str | None = None, console=None, force: bool = False) -> list[Path]:
+    """Write exactly what `publish` would upload into `dest` (and `dest-<variant>` for separate repos, `dest-GGUF`
+    for the GGUF files), offline."""
     say = _sayer(console)
-    req = PublishRequest(repo_id=repo_id or "", quantized_as=quantized_as)
+    req = PublishRequest(repo_id=repo_id or "", quantized_as=quantized_as, force=force)
     cfg = _with_publish(cfg, req)
-    names = [n for n in variants(run, run.read_results())] if quantized_as == "repos" else []
+    results = run.read_results()
+    names = [n for n in variants(run, results)] if quantized_as == "repos" else []
+    if gguf_to_publish(run, results, force):
+        names.append("GGUF")
     targets = [dest.with_name(f"{dest.name}-{n}") for n in names] + [dest]
     for t in targets:
         if t.exists() and (not t.is_dir() or any(t.iterdir())):

@@ -10,6 +10,9 @@ as a check on the method: that number must equal the eval loss training recorded
 What works where (torchao 0.18): int8 weight-only (`Int8WeightOnlyConfig`) on CPU and CUDA;
 packed int4 (`Int4WeightOnlyConfig`, tinygemm tile packing) only on CUDA. torchao's CPU int4
 option stores int8 values and saves nothing, so on CPU int4 is skipped and the card says why.
+
+The `gguf-*` methods (files for llama.cpp and Ollama) are produced and verified by `smolforge.gguf`
+from the same full-weight folder; this module only dispatches them.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.config.schema import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
 from smolforge.runfolder import RunFolder, share_like_other_files
 
 log = logging.getLogger("smolforge.quantize")
 
-METHODS = ("int8", "int4")
+TORCHAO_METHODS = ("int8", "int4")
+METHODS = TORCHAO_METHODS + GGUF_METHODS
 INT4_CPU_SKIP = ("torchao's packed int4 (Int4WeightOnlyConfig) needs a CUDA GPU and none was found; torchao's "
                  "CPU int4 option (IntxWeightOnlyConfig) stores int8 values and would save nothing")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -74,7 +79,8 @@ def _int4_group_size(model) -> int | None:
 def plan(method: str, device: str) -> str | None:
     """None when `method` can be produced on `device`, else why not (recorded as `skipped`)."""
     if method not in METHODS:
-        raise SmolforgeError(f"--method: unknown quantization {method!r}. Choose int8 or int4.")
+        raise SmolforgeError(f"--method: unknown quantization {method!r}. Choose int8 or int4 (torchao), or gguf-f16, "
+                             "gguf-q8_0 or gguf-q4_k_m (llama.cpp / Ollama files).")
     if method == "int4" and device != "cuda":
         return INT4_CPU_SKIP
     return None
@@ -95,7 +101,7 @@ def _torchao_config(method: str, model=None):
                                              "inputs, for every nn.Linear"))
 
 
-def _place_atomically(tmp: Path, dest: Path) -> None:
+def place_atomically(tmp: Path, dest: Path) -> None:
     """Replace `dest` by the finished folder `tmp`; a reader never sees half a variant."""
     old = None
     if dest.exists():
@@ -124,12 +130,9 @@ def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, st
         dtype = torch_dtype(rt)
     model = AutoModelForCausalLM.from_pretrained(
         str(source), dtype=dtype, device_map=rt.device, quantization_config=TorchAoConfig(quant_type=ao_config))
-    from smolforge.modelio import finalize_for_publishing
+    from smolforge.modelio import save_for_publishing
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    finalize_for_publishing(model, tokenizer)
-    model.save_pretrained(str(dest_tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(dest_tmp))
+    save_for_publishing(model, AutoTokenizer.from_pretrained(str(source)), dest_tmp)
     del model
     return {"method": name, "scheme": scheme, "compute_dtype": str(dtype).replace("torch.", "")}
 
@@ -142,9 +145,13 @@ def quantize_command(run_dir: Path, methods: list[str], console) -> None:
 
     run = RunFolder.existing(run_dir).require_finished()
     cfg = run.read_config()
-    methods = methods or list(cfg.quantize) or ["int8"]
+    methods = methods or list(cfg.quantize.methods) or ["int8"]
     for m in methods:
         plan(m, "cpu")  # unknown names fail here, before anything is loaded
+    if any(m in GGUF_METHODS for m in methods):
+        from smolforge.gguf.precheck import check_export
+
+        check_export(cfg, run.model_dir)  # llama.cpp present, architecture it converts: before anything is loaded
     processenv.prepare(cfg)
     handler = logs.attach_file(run.logs_dir, "quantize.log")
     try:
@@ -161,34 +168,48 @@ def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], conso
     if not (run.model_dir / "config.json").exists() and not (run.model_dir / "adapter_config.json").exists():
         raise SmolforgeError(f"{run.model_dir} holds no model to quantize. Finish the run with `smolforge run` "
                              "first (or resume it with --resume).")
-    from smolforge.evalloss import Evaluator
     from smolforge.runtime import resolve
 
     rt = resolve(cfg)
     section: dict[str, Any] = dict(run.read_results().get("quantized") or {})
-    todo = [m for m in dict.fromkeys(methods)]
+    todo = [m for m in dict.fromkeys(methods) if m not in GGUF_METHODS]
+    gguf_todo = [m for m in dict.fromkeys(methods) if m in GGUF_METHODS]
     skipped = {m: why for m in todo if (why := plan(m, rt.device))}
     for m, why in skipped.items():
         section[m] = {"skipped": why}
         _say(console, f"{m}: skipped: {why}.")
     todo = [m for m in todo if m not in skipped]
-    if not todo:
+    if not todo and not gguf_todo:
         run.update_results(quantized=section)
         return section
 
     run.quantized_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _make(run, cfg, todo, gguf_todo, rt, section, console)
+    finally:  # what was made before a failure stays recorded
+        run.update_results(quantized=section)
+    return section
+
+
+def _make(run: RunFolder, cfg: SmolforgeConfig, todo: list[str], gguf_todo: list[str], rt, section: dict[str, Any],
+          console) -> None:
+    from smolforge.evalloss import Evaluator
+
     with tempfile.TemporaryDirectory(prefix=".work-", dir=run.quantized_dir) as work:
         work = Path(work)
         from smolforge.modelio import merged_model_folder
 
         source = merged_model_folder(run, cfg, work, rt)
-        evaluator = Evaluator(cfg, run, rt)
-        try:
-            _produce(run, todo, source, evaluator, rt, work, section, console)
-        finally:
-            evaluator.close()
-    run.update_results(quantized=section)
-    return section
+        if todo:
+            evaluator = Evaluator(cfg, run, rt)
+            try:
+                _produce(run, todo, source, evaluator, rt, work, section, console)
+            finally:
+                evaluator.close()
+        if gguf_todo:
+            from smolforge.gguf.stage import produce_gguf
+
+            produce_gguf(run, cfg, gguf_todo, source, rt, work, section, lambda text: _say(console, text))
 
 
 def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work: Path, section: dict[str, Any],
@@ -227,7 +248,7 @@ def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work:
             if perplexity(loss) is not None:
                 entry["perplexity"] = perplexity(loss)
         share_like_other_files(tmp)
-        _place_atomically(tmp, run.root / entry["path"])
+        place_atomically(tmp, run.root / entry["path"])
         section[m] = entry
         _say(console, _summary_line(m, entry))
 

@@ -3,7 +3,10 @@
     runs/<experiment>/config.yaml     resolved config as trained (secrets redacted); never rewritten
                       overrides.yaml  card:/publish:/evaluation: choices made after training (card, publish,
                                       evaluate)
-                      results.json    measured numbers (train/eval/quantization/evaluation/publish)
+                      results.json    measured numbers (train/eval/quantization/evaluation/publish), and the
+                                      memory/time plan next to what was measured
+                      manifest.json   reproducibility record: command, config, environment, data and model
+                                      identity (smolforge reproduce)
                       evaluation/     per-item benchmark results, base and fine-tune
                       model/        what gets published, README.md = the card
                       checkpoints/  resumable trainer checkpoints, never published
@@ -39,12 +42,15 @@ def umask_mode(mode: int = 0o666) -> int:
 
 
 def share_like_other_files(folder: Path) -> None:
-    """Give every file under `folder` the mode the umask gives new files (some writers create owner-only files:
-    safetensors' writer, mkstemp)."""
-    mode = umask_mode()
+    """Give `folder` and everything under it the modes the umask gives new files and folders (some writers
+    create owner-only ones: safetensors' writer, mkstemp, mkdtemp)."""
+    file_mode, dir_mode = umask_mode(), umask_mode(0o777)
+    folder.chmod(dir_mode)
     for p in folder.rglob("*"):
-        if p.is_file():
-            p.chmod(mode)
+        if p.is_dir():
+            p.chmod(dir_mode)
+        elif p.is_file():
+            p.chmod(file_mode)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -88,6 +94,10 @@ class RunFolder:
     @property
     def results_path(self) -> Path:
         return self.root / "results.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
 
     @property
     def model_dir(self) -> Path:

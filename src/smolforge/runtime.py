@@ -48,9 +48,11 @@ def for_inference() -> Runtime:
                    batching="padded", attn_implementation="sdpa", activation_checkpointing=False, world_size=1)
 
 
-def resolve(cfg: SmolforgeConfig) -> Runtime:
+def resolve(cfg: SmolforgeConfig, cuda: tuple[bool, bool] | None = None) -> Runtime:
+    """The run's runtime on this machine; `cuda` = (has CUDA, bf16 supported) decides for another one
+    (`smolforge plan --gpu`)."""
     t = cfg.training
-    has_cuda, bf16_ok = _cuda()
+    has_cuda, bf16_ok = cuda if cuda is not None else _cuda()
     device = "cuda" if has_cuda else "cpu"
 
     precision = _auto_precision(has_cuda, bf16_ok) if t.precision == "auto" else t.precision

@@ -2,8 +2,15 @@
 
 The offline default (`make run`) and the tests cannot download SmolLM3-3B, so they train a
 model with the same architecture (`SmolLM3Config`: GQA, NoPE every 4th layer, tied
-embeddings) at toy size, with a byte-level BPE tokenizer trained on the bundled chats and the
+embeddings) at toy size, with a BPE tokenizer trained on the bundled chats and the
 SmolLM3-style chat template that marks assistant turns for assistant-only loss.
+
+The tokenizer is a SentencePiece BPE with byte fallback (`tokenizer.model` next to the
+`tokenizer.json` transformers reads), because that is a tokenizer llama.cpp's GGUF converter
+accepts for a locally trained vocabulary: a byte-level BPE is accepted only when its encoding
+of a fixed probe text hashes to a pre-tokenizer the converter knows, which a new vocabulary never
+does. No dummy prefix and no whitespace normalisation, so transformers and llama.cpp split text
+identically.
 
 Builds are cached by their spec (`SMOLFORGE_CACHE`, default ~/.cache/smolforge), written to
 a temporary folder and renamed into place so concurrent runs never see half a model.
@@ -21,8 +28,11 @@ from smolforge.config import TinySpec
 from smolforge.modelio import training_chat_template
 from smolforge.paths import cache_root
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<think>", "</think>"]
-TINY_BUILD_VERSION = 1  # bump when the build recipe changes, so caches are not reused
+CONTROL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]  # special: never produced from text
+TEXT_TOKENS = ["<think>", "</think>"]  # always one token, in text as in the chat template
+SPECIAL_TOKENS = CONTROL_TOKENS + TEXT_TOKENS
+SPM_FILE = "tokenizer.model"
+TINY_BUILD_VERSION = 2  # bump when the build recipe changes, so caches are not reused
 
 
 def _spec_key(spec: TinySpec) -> str:
@@ -40,29 +50,44 @@ def _tokenizer_corpus() -> list[str]:
     return texts
 
 
-def build_tokenizer(vocab_size: int):
-    """Train a byte-level BPE on the bundled chats and wrap it as a transformers tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def train_sentencepiece(vocab_size: int) -> bytes:
+    """A SentencePiece BPE model (serialized) trained on the bundled chats, with byte fallback."""
+    import io
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        min_frequency=2,
-        show_progress=False,
-    )
-    tok.train_from_iterator(_tokenizer_corpus(), trainer)
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|pad|>",
-        unk_token=None,
-        model_max_length=4096,
-    )
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_tokenizer_corpus()), model_writer=model, model_type="bpe", vocab_size=vocab_size,
+        byte_fallback=True, character_coverage=1.0, add_dummy_prefix=False, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True, allow_whitespace_only_pieces=True,
+        unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1, control_symbols=CONTROL_TOKENS,
+        user_defined_symbols=TEXT_TOKENS, max_sentence_length=1 << 20, num_threads=1, minloglevel=2)
+    return model.getvalue()
+
+
+def build_tokenizer(vocab_size: int, spm_path: Path | None = None):
+    """Train the SentencePiece model (kept in `spm_path` when given) and wrap it as a transformers
+    (tokenizers-backed) tokenizer with the same vocabulary, merges (ranked by the pieces' scores) and special
+    tokens."""
+    import sentencepiece as spm
+    from tokenizers import AddedToken
+    from transformers import LlamaTokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    proto = train_sentencepiece(vocab_size)
+    if spm_path is not None:
+        spm_path.write_bytes(proto)
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    merges = generate_merges(vocab, {p: sp.get_score(i) for i, p in enumerate(pieces)})
+    hf_tok = LlamaTokenizer(vocab=vocab, merges=merges, add_prefix_space=False, legacy=False, unk_token="<unk>",
+                            bos_token=None, eos_token="<|im_end|>", pad_token="<|pad|>", add_bos_token=False,
+                            add_eos_token=False, model_max_length=4096)
+    hf_tok.add_special_tokens({"additional_special_tokens": [
+        AddedToken(t, special=True, normalized=False) for t in CONTROL_TOKENS]})
+    hf_tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TEXT_TOKENS])
     hf_tok.chat_template = training_chat_template()
     return hf_tok
 
@@ -97,9 +122,9 @@ def build_model(spec: TinySpec, tokenizer):
 
 def build_tiny(spec: TinySpec, out_dir: Path) -> Path:
     """Build the tiny model + tokenizer into `out_dir` (safetensors, tokenizer, chat template)."""
-    tokenizer = build_tokenizer(spec.vocab_size)
-    model = build_model(spec, tokenizer)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(spec.vocab_size, out_dir / SPM_FILE)
+    model = build_model(spec, tokenizer)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     (out_dir / "smolforge_tiny.json").write_text(json.dumps(spec.model_dump(), indent=2) + "\n")

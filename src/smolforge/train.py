@@ -22,7 +22,7 @@ from smolforge import hardware, tracking
 from smolforge.config import SmolforgeConfig
 from smolforge.data import PreparedData, apply_length_filters
 from smolforge.errors import SmolforgeError
-from smolforge.runfolder import RunFolder, share_like_other_files
+from smolforge.runfolder import RunFolder
 from smolforge.runtime import Runtime, resolve
 
 log = logging.getLogger("smolforge.train")
@@ -36,7 +36,7 @@ class Interrupted(Exception):
         super().__init__(f"interrupted at step {step}")
 
 
-def _lora_config(cfg: SmolforgeConfig):
+def lora_config(cfg: SmolforgeConfig):
     from peft import LoraConfig
 
     lc = cfg.training.lora
@@ -130,7 +130,7 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     total_steps = planned_steps(cfg, len(data.train), rt.world_size)
     common = trainer_arguments(cfg, rt, run.checkpoints_dir, data.eval is not None, total_steps)
     common["eval_on_start"] = baseline and data.eval is not None
-    peft_config = _lora_config(cfg) if t.finetune == "lora" else None
+    peft_config = lora_config(cfg) if t.finetune == "lora" else None
     trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config)
     trainer.remove_callback(PrinterCallback)  # smolforge's ProgressLog prints and logs instead
     return Built(trainer, tokenizer, rt, loss["loss_on"], params_total)
@@ -189,15 +189,37 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     peak = _peak_memory(rt)  # and in the peak-memory gather
     if not trainer.is_world_process_zero():
         return {}
-    save_model(trainer, tokenizer, cfg, run, state_dict=gathered)
+    weights = save_model(trainer, tokenizer, cfg, run, state_dict=gathered)
     segment = {**trainer.sf_segment_record(counts, trainer.state.global_step,
                                            float(train_log.get("train_runtime", 0.0))),
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     results = _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built, segment)
+    results["model_files"] = {"weights_sha256": weights,
+                              "weights_bytes": sum((run.model_dir / name).stat().st_size for name in weights),
+                              **_model_facts(trainer, tokenizer, data)}
     from smolforge.nodes import single_process
 
     results.update(peak_memory=peak, topology=topology or single_process())
     return results
+
+
+def _model_facts(trainer, tokenizer, data: PreparedData) -> dict[str, Any]:
+    """What the card's usage and specification sections need, recorded while the model is at hand."""
+    from collections import Counter
+
+    from smolforge.modelio import architecture, generation_defaults, template_facts
+
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    facts: dict[str, Any] = {"architecture": architecture(base.config), "generation_defaults":
+                             generation_defaults(base), "chat_template": template_facts(tokenizer),
+                             "tokenizer_class": type(tokenizer).__name__,
+                             "dtype": str(base.dtype).removeprefix("torch.")}
+    if data.kind != "text" and "chat_template_kwargs" in data.train.column_names:
+        modes = Counter("think" if (kw or {}).get("enable_thinking") else "no_think"
+                        for kw in data.train["chat_template_kwargs"])
+        facts["trained_modes"] = dict(modes)
+    return facts
 
 
 def _final_eval(trainer) -> dict[str, Any]:
@@ -223,19 +245,15 @@ def _full_weights(trainer) -> dict[str, Any] | None:
 
 
 def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder,
-               state_dict: dict[str, Any] | None = None) -> None:
-    """Write model/: full weights (or the LoRA adapter, or merged weights), tokenizer, chat template.
-    `state_dict`: the full weights gathered from an FSDP run's shards."""
-    from smolforge.modelio import finalize_for_publishing
+               state_dict: dict[str, Any] | None = None) -> dict[str, str]:
+    """Write model/: full weights (or the LoRA adapter, or merged weights), tokenizer, chat template; returns
+    the sha256 of each weight file. `state_dict`: the full weights gathered from an FSDP run's shards."""
+    from smolforge.modelio import save_for_publishing
 
     model = trainer.model
     if cfg.training.finetune == "lora" and cfg.training.lora.merge:
         model = model.merge_and_unload()
-    finalize_for_publishing(model, tokenizer)
-    run.model_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(run.model_dir), safe_serialization=True, state_dict=state_dict)
-    tokenizer.save_pretrained(str(run.model_dir))
-    share_like_other_files(run.model_dir)
+    return save_for_publishing(model, tokenizer, run.model_dir, state_dict=state_dict)
 
 
 def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built: Built,

@@ -68,7 +68,7 @@ def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
     weights = "adapter_model.safetensors" if t.finetune == "lora" and not t.lora.merge else "model.safetensors"
     assert {weights, "README.md", "tokenizer.json", "chat_template.jinja"} <= files
     card = (run / "model" / "README.md").read_text()
-    assert f"| **Training config** | `{name}` |" in card
+    assert f"| Preset | `{name}` |" in card
     assert_weights_moved(run, t.finetune == "lora" and not t.lora.merge)
 
 

@@ -63,7 +63,8 @@ def test_first_push_one_commit_with_lfs_and_the_seed_layout(hub, quantized_copy,
     int8_files = {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()}
     evaluation = {f"evaluation/{p.relative_to(run / 'evaluation')}" for p in (run / "evaluation").rglob("*")
                   if p.is_file()}
-    assert evaluation and files == model_files | int8_files | evaluation | {"results.json", "config.yaml"}
+    published = {"results.json", "manifest.json", "config.yaml"}
+    assert evaluation and files == model_files | int8_files | evaluation | published
     assert not any(f.startswith(("checkpoint", "logs", "quantized/")) for f in files)
     assert repo.files["extra_weights.bin"].lfs and repo.files["extra_weights.bin"].data == big
     assert repo.files["model.safetensors"].data == (run / "model" / "model.safetensors").read_bytes()
@@ -120,7 +121,7 @@ def test_repush_is_not_clobbering_and_hub_edits_need_force_or_merge(hub, quantiz
 
     meta = ModelCard(merged).data.to_dict()
     assert meta["license"] == "apache-2.0"  # smolforge's key wins (metadata_update overwrite rules)
-    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == _results(run)["eval_loss"]
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == float(f"{_results(run)['eval_loss']:.4g}")
     assert _results(run)["publish"]["readme_sha256"] == hashlib.sha256(merged.encode()).hexdigest()
 
     hub.edit_file(repo_id, "README.md", edited.encode())
@@ -222,7 +223,7 @@ def test_token_file_and_quantized_variants_as_separate_repos(hub, quantized_copy
     vcard = ModelCard(variant.files["README.md"].data.decode())
     assert vcard.data.base_model == f"{USER}/sep" and vcard.data.base_model_relation == "quantized"
     q = _results(quantized_copy)["quantized"]["int8"]
-    assert vcard.data.eval_results[0].metric_value == q["eval_loss"]
+    assert vcard.data.eval_results[0].metric_value == float(f"{q['eval_loss']:.4g}")
     assert f"| Validation loss | {q['reference']['eval_loss']:.4f} | {q['eval_loss']:.4f} |" in vcard.text
     main_card = main.files["README.md"].data.decode()
     assert f'from_pretrained("{USER}/sep-int8")' in main_card and "subfolder=" not in main_card
@@ -240,7 +241,8 @@ def test_export_writes_the_same_folder_offline(quantized_copy, tmp_path):
     evaluation = {f"evaluation/{p.relative_to(run / 'evaluation')}" for p in (run / "evaluation").rglob("*")
                   if p.is_file()}
     assert files == {p.name for p in (run / "model").iterdir()} | evaluation | \
-        {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()} | {"results.json", "config.yaml"}
+        {f"int8/{p.name}" for p in (run / "quantized" / "int8").iterdir()} | \
+        {"results.json", "manifest.json", "config.yaml"}
     assert 'subfolder="int8"' in (dest / "README.md").read_text()
     assert _tree(quantized_copy) == before  # exporting changes nothing in the run
     again = run_cli("publish", str(quantized_copy), "--export", str(dest), cwd=quantized_copy.parent, check=False)

@@ -35,7 +35,7 @@ def _log_lines(run: Path) -> list[dict]:
 
 def test_run_folder_has_exactly_the_contract_files(tiny_run):
     top = {p.name for p in tiny_run.iterdir()}
-    assert top == {"config.yaml", "results.json", "model", "checkpoints", "logs", "evaluation"}
+    assert top == {"config.yaml", "results.json", "manifest.json", "model", "checkpoints", "logs", "evaluation"}
     assert _files(tiny_run / "evaluation") == {"summary.json", "retention.jsonl",
                                                "items/smolforge_chat_facts_mc.no_think.jsonl",
                                                "items/smolforge_chat_facts_gen.no_think.jsonl"}
@@ -70,9 +70,9 @@ def test_results_are_finite_and_match_the_trainers_log(tiny_run):
 # The CPU run is bit-reproducible: these are its exact losses (SHORT_RUN on FAST_TINY, seed 42). A change to
 # data preparation, tokenisation, batching, masking or the optimizer moves them. The tolerance only allows for
 # another CPU's float rounding.
-PINNED_TRAIN = {1: 6.222071170806885, 4: 6.14808718363444, 8: 5.718029022216797, 12: 5.382452487945557,
-                16: 5.079339027404785, 20: 5.030991554260254, 24: 4.8789544105529785}
-PINNED_EVAL = {0: 6.240746021270752, 8: 5.491666316986084, 16: 5.100594997406006, 24: 5.018683910369873}
+PINNED_TRAIN = {1: 6.24182653427124, 4: 6.138966242472331, 8: 5.651580810546875, 12: 5.249818325042725,
+                16: 4.96480655670166, 20: 4.909335613250732, 24: 4.77862548828125}
+PINNED_EVAL = {0: 6.248571872711182, 8: 5.374778747558594, 16: 4.947097301483154, 24: 4.876718044281006}
 
 
 def test_the_deterministic_tiny_run_reproduces_its_pinned_losses(tiny_run):
@@ -112,11 +112,13 @@ def test_card_metadata_parses_and_numbers_equal_results(tiny_run):
     assert "datasets" not in data  # the bundled data is not a Hub dataset
     assert {"smolforge", "sft", "trl"} <= set(data["tags"])
     metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
-    assert metrics == {"loss": results["eval_loss"], "perplexity": results["perplexity"]}
+    assert metrics == {"loss": float(f"{results['eval_loss']:.4g}"),  # 4 significant digits
+                       "perplexity": float(f"{results['perplexity']:.4g}")}
     body = card.text
     assert f"| Validation loss | {results['eval_loss']:.4f} |" in body
     assert f"| Perplexity | {results['perplexity']:.2f} |" in body
-    assert f"| Final training loss | {results['final_train_loss']:.4f} |" in body
+    step = results["final_train_loss_step"]
+    assert f"| Training loss, last logged (steps {step - 3}–{step}) | {results['final_train_loss']:.4f} |" in body
     assert "![Training and validation loss](loss_curve.png)" in body
     assert "N/A" not in body and "Your Name" not in body
 

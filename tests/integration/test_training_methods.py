@@ -134,7 +134,7 @@ def test_results_and_card_report_the_dataset_numbers(sft_chat):
     d = results(sft_chat)["dataset"]
     assert (d["rows_read"], d["rows_dropped"], d["drop_reasons"]) == (403, 3, {"no non-empty assistant turn": 3})
     assert (d["train_size"], d["eval_size"]) == (360, 40)
-    assert d["eval_source"] == "10% of `train` held out (seed 42)"
+    assert d["eval_source"] == "10% of `train` held out with seed 42"
     # token lengths, measured independently with the run's tokenizer on the 400 valid chats
     tok = AutoTokenizer.from_pretrained(sft_chat / "model")
     lengths = sorted(len(tok.apply_chat_template(c["messages"], tokenize=True, return_dict=True,
@@ -149,7 +149,7 @@ def test_results_and_card_report_the_dataset_numbers(sft_chat):
 
     card = (sft_chat / "model" / "README.md").read_text()
     assert "| **Rows read** | 403 from split `train`; 3 dropped (no non-empty assistant turn: 3) |" in card
-    assert "| **Dataset size** | 400 rows: 360 train, 40 evaluation |" in card
+    assert "| **Rows used** | 360 training, 40 evaluation |" in card
     assert f"| **Tokens per training row** | median {train['p50']}, 90th percentile {train['p90']}, " \
            f"max {train['max']} |" in card
     assert "| **Format** | messages |" in card
@@ -186,7 +186,7 @@ def test_dpo_learns_the_preferences_and_changes_the_weights(dpo_run, sft_chat):
     assert r["tokens"]["real"] == logged(dpo_run, "num_tokens")[-1]
     assert 0 < r["tokens"]["supervised"] < r["tokens"]["real"] < r["tokens"]["processed"]  # prompts; padding
     card = (dpo_run / "model" / "README.md").read_text()
-    assert "| Method | DPO (beta 0.1, sigmoid loss) |" in card and "Perplexity" not in card
+    assert "| Method | DPO (beta 0.1, sigmoid loss); all weights trained |" in card and "Perplexity" not in card
     assert f"| Validation DPO loss | {r['eval_loss']:.4f} |" in card
     assert f"| Validation reward accuracy | {100 * r['eval_log']['eval_rewards/accuracies']:.2f}% |" in card
 
@@ -235,7 +235,36 @@ def test_lora_saves_an_adapter_that_peft_loads(lora_adapter, sft_chat):
         base = AutoModelForCausalLM.from_pretrained(sft_chat / "model")(**batch).logits
     assert not torch.allclose(tuned, base, atol=1e-4)
     card = (lora_adapter / "model" / "README.md").read_text()
-    assert "library_name: peft" in card and "LoRA adapter (r=8, alpha=16)" in card
+    assert "library_name: peft" in card and "| LoRA | r=8, alpha=16," in card and "AutoPeftModelForCausalLM" in card
+
+
+def test_adapter_card_snippets_run(lora_adapter):
+    from tests.integration.test_card_snippets import check_card_snippets
+
+    check_card_snippets(lora_adapter)
+
+
+def test_published_files_hold_no_absolute_path(lora_adapter, tmp_path):
+    """A run on local data with a local base: every exported file names them by file name, never by path (the
+    adapter's base, the dataset, the command line), while the run folder keeps its full paths."""
+    from tests.conftest import run_cli
+
+    dest = tmp_path / "export"
+    run_cli("publish", str(lora_adapter), "--export", str(dest), "--repo-id", "someone/adapter",
+            cwd=lora_adapter.parent)
+    local = [str(lora_adapter.parent.parent), str(Path.home()), "/tmp/"]
+    assert any(local[0] in p.read_text(errors="ignore") for p in lora_adapter.rglob("*.json"))  # kept locally
+    checked = 0
+    for path in dest.rglob("*"):
+        if path.is_file() and path.suffix != ".safetensors":
+            text = path.read_bytes().decode("utf-8", errors="ignore")
+            found = [d for d in local if d in text]
+            assert not found, f"{path.relative_to(dest)} holds {found}"
+            checked += 1
+    assert checked >= 6
+    config = json.loads((dest / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "model"  # the base's folder name; where it is, is the user's
+    assert "few.jsonl" in (dest / "config.yaml").read_text() and "few.jsonl" in (dest / "README.md").read_text()
 
 
 def test_lora_merge_writes_full_weights_equal_to_base_plus_adapter(lora_merged, lora_adapter):
@@ -259,7 +288,7 @@ def test_lora_merge_writes_full_weights_equal_to_base_plus_adapter(lora_merged, 
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, reference(**batch).logits, atol=1e-5)
     card = (lora_merged / "model" / "README.md").read_text()
-    assert "library_name: transformers" in card and "merged into full weights" in card
+    assert "library_name: transformers" in card and "LoRA, merged into the weights" in card
 
 
 def test_dpo_with_lora_uses_the_base_as_reference_and_saves_an_adapter(sft_chat, tmp_path):

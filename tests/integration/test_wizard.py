@@ -19,6 +19,7 @@ import pexpect
 import pytest
 import yaml
 
+from smolforge.card import defaults
 from smolforge.config.loading import load_config
 from smolforge.wizard.draft import preset_dump
 from tests.conftest import SMOLFORGE, run_cli
@@ -66,7 +67,8 @@ DEFAULT_RUN = [  # every question of the default path here (no GPU, no Hub: the 
     "Hugging Face token:", "Base model:", "Preset:", "Training method:", "Which weights train:", "Dataset:",
     "Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation", "Learning rate:",
     "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:", "Author name:", "Model description:",
-    "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:", "Benchmarks:", "Quantized variants:",
+    "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Training data:", "Usage example:", "Limitations:",
+    "Benchmarks:", "Quantized variants:",
 ]
 
 
@@ -87,7 +89,8 @@ def test_accepting_every_default_writes_the_preset_and_the_derived_defaults(tmp_
         assert got[section] == preset[section], section
     assert re.fullmatch(r"tiny-sft-\d{8}-\d{6}", cfg.experiment_name)
     assert cfg.card.license == "apache-2.0"  # the tiny preset's
-    assert cfg.card.model_description == preset["card"]["model_description"]
+    assert cfg.card.model_description == defaults.description(cfg)  # the card's rule, derived from the answers
+    assert "trained from random initial weights" in cfg.card.model_description
     assert cfg.card.author_name is None and cfg.card.tags == []
     raw = yaml.safe_load((tmp_path / "cfg.yaml").read_text())
     assert raw["preset"] == "tiny" and "training" not in raw  # only what differs from the preset
@@ -103,8 +106,9 @@ def test_the_smollm3_path_offline_leaves_the_format_to_the_run(tmp_path):
     child.expect(pat("Offline: the dataset's format is detected when the run starts."))
     for question in ["Max training samples:", "Train for:", "Epochs:", "Batch size", "Gradient accumulation",
                      "Learning rate:", "Max length", "Experiment name:", "Hub repo to publish to:", "Monitoring:",
-                     "Author name:", "Model description:", "License:", "Tags:", "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:",
-                     "Benchmarks:", "Quantized variants:", "Write the config?"]:
+                     "Author name:", "Model description:", "License:", "Tags:", "Intended use:", "Out-of-scope use:",
+                     "Training data:", "Usage example:", "Limitations:", "Benchmarks:", "Quantized variants:",
+                     "Write the config?"]:
         answer(child, question, ENTER)
     assert finish(child) == 0, clean(screen)
     cfg = load_config(tmp_path / "cfg.yaml")
@@ -155,6 +159,7 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     answer(child, "Tags:", "math, tiny-test", ENTER)
     answer(child, "Intended use:", CLEAR, "Adding small numbers in demos.", ENTER)
     answer(child, "Out-of-scope use:", CLEAR, ENTER)
+    answer(child, "Training data:", "Sums of two small numbers, written by hand.", ENTER)
     answer(child, "Usage example:", "Ask: What is 2 + 2?", ENTER)
     answer(child, "Limitations:", "@limits.txt", ENTER)
     answer(child, "Benchmarks:", CLEAR, "builtin, builtin", ENTER)
@@ -188,7 +193,8 @@ def test_custom_answers_for_every_step_with_reasks(tmp_path):
     assert c.tags == ["math", "tiny-test"] and c.usage_examples == ["Ask: What is 2 + 2?"]
     assert (c.intended_use, c.out_of_scope) == ("Adding small numbers in demos.", None)
     assert c.limitations == "Only adds small numbers.\nNot for homework."
-    assert cfg.quantize == ["int8"]
+    assert c.training_data == "Sums of two small numbers, written by hand."
+    assert cfg.quantize.methods == ["int8"]
 
 
 @pytest.mark.parametrize("stop_at", ["Dataset:", "Write the config?"])
@@ -281,8 +287,8 @@ def test_typed_token_is_hidden_checked_stored_after_confirm_and_never_written(tm
         child.expect(pat("Hub repo to publish to:") + r".*alice/tiny-sft-\d{8}-\d{6}")  # default <username>/<slug>
         child.send(ENTER)
         for question in ["Visibility:", "Monitoring:", "Author name:", "Model description:", "License:", "Tags:",
-                         "Intended use:", "Out-of-scope use:", "Usage example:", "Limitations:", "Benchmarks:",
-                         "Quantized variants:", "Publish a demo app", "Write the config?"]:
+                         "Intended use:", "Out-of-scope use:", "Training data:", "Usage example:", "Limitations:",
+                         "Benchmarks:", "Quantized variants:", "Publish a demo app", "Write the config?"]:
             answer(child, question, ENTER)
         assert finish(child) == 0, clean(screen)
     finally:

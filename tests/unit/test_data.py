@@ -544,7 +544,7 @@ def test_eval_split_by_ratio_is_seeded_and_disjoint(tmp_path):
     assert key(a.eval) == key(b.eval) and key(a.eval) != key(c.eval)
     # together they are exactly the rows read (as a multiset: the bundled chats repeat some questions)
     assert Counter(key(a.train)) + Counter(key(a.eval)) == Counter(json.dumps(c["messages"]) for c in chats(100))
-    assert a.stats["eval_source"] == "20% of `train` held out (seed 7)"
+    assert a.stats["eval_source"] == "20% of `train` held out with seed 7"
     assert (a.stats["train_size"], a.stats["eval_size"]) == (80, 20)
 
 
@@ -608,7 +608,7 @@ def test_token_length_filters_drop_count_and_record_stats(tmp_path, tokenizer):
     assert data.stats["drop_reasons"] == {"outside data.min_tokens/max_tokens": 60 - len(expected_kept)}
     s = data.stats["train_token_lengths"]
     assert (s["min"], s["max"], s["total"]) == (expected_kept[0], expected_kept[-1], sum(expected_kept))
-    assert s["p50"] == expected_kept[round(0.5 * (len(expected_kept) - 1))]
+    assert s["p50"] == expected_kept[int(0.5 * (len(expected_kept) - 1) + 0.5)]  # nearest rank, halves up
     assert data.stats["train_truncated_rows"] == sum(n > expected_kept[len(expected_kept) // 2] for n in expected_kept)
     # the length is the tokenised chat-template rendering of the row TRL trains on
     row = data.train[0]

@@ -11,7 +11,8 @@ HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "torchao", "gradio"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["presets"], *(
-    [cmd, "--help"] for cmd in ("run", "init", "card", "quantize", "publish", "demo", "dashboard", "doctor"))])
+    [cmd, "--help"] for cmd in ("run", "init", "card", "quantize", "publish", "demo", "dashboard", "doctor", "plan",
+                                "reproduce"))])
 def test_command_imports_no_heavy_library(argv):
     code = (
         "import sys\n"

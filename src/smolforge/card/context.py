@@ -4,7 +4,7 @@ Order of trust: the run (config.yaml as trained, results.json) -> detection (har
 versions recorded in results.json) -> the user (the config's `card:` section, from YAML, flags,
 `smolforge card` or the wizard) -> defaults (`card.defaults`). A metric that was not measured is
 None here and absent from the card. Every `card:` setting is a template variable of the same
-name, so a new card input needs no code here.
+name, so a new card input needs no code here. Nothing here is a local path: the card is published.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from smolforge.card import defaults
+from smolforge.card import citations, defaults, facts
+from smolforge.card.gguf import gguf_rows
 from smolforge.config import SmolforgeConfig
 from smolforge.data import is_hub_dataset_id
 from smolforge.hardware import run_summary
 from smolforge.hubclient import endpoint_from_env
+from smolforge.modelio import perplexity as perplexity_of
+from smolforge.plan.report import plan_check
+from smolforge.publicpaths import public_text
+from smolforge.reproduce.manifest import card_summary
 from smolforge.runfolder import RunFolder
 
 # The variables an older tool's card templates use: every one exists here with that name.
@@ -29,35 +34,13 @@ LEGACY_TEMPLATE_VARIABLES = [
 ]
 USER_CARD_VARIABLES = ["license", "tags", "usage_examples", "limitations", "citation"]
 LOSS_PLOT = "loss_curve.png"
-GENERIC_LIMITATIONS = [
-    "The model can produce text that is factually wrong, biased or offensive; do not rely on it for "
-    "decisions that matter without human review.",
-    "It inherits the limitations and biases of its base model and of its training data.",
-    "Validation loss and perplexity measure fit to held-out data from the training distribution, not "
-    "helpfulness, safety or accuracy on other tasks.",
-]
+HARNESS_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
+LOCAL_MODEL_ID = "model"  # the run folder's model/ (the card's snippets before the model has a repo id)
+PROMPT = "What is the capital of France?"  # the example question of every snippet (and of template_facts)
 
 
 def _fmt_lr(lr: float) -> str:
     return f"{lr:.0e}".replace("e-0", "e-") if lr < 1e-3 else f"{lr:g}"
-
-
-def _default_description(cfg: SmolforgeConfig, base_display: str, dataset: str) -> str:
-    how = "A LoRA adapter for" if cfg.training.finetune == "lora" and not cfg.training.lora.merge else \
-        "A fine-tuned version of"
-    method = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}[
-        cfg.training.method]
-    return f"{how} {base_display}, trained with {method} on {dataset} using smolforge."
-
-
-def _sizes(size_bytes: int | None) -> str | None:
-    if size_bytes is None:
-        return None
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size_bytes < 1000 or unit == "TB":
-            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.2f} {unit}"
-        size_bytes /= 1000
-    return None
 
 
 def _quantized_rows(quantized: dict[str, dict], repo_name: str | None, quantized_as: str) -> list[dict[str, Any]]:
@@ -65,7 +48,7 @@ def _quantized_rows(quantized: dict[str, dict], repo_name: str | None, quantized
     rows = []
     for name, v in quantized.items():
         ref_size = (v.get("reference") or {}).get("size_bytes")
-        row = {**v, "name": name, "size": _sizes(v.get("size_bytes")),
+        row = {**v, "name": name, "size": facts.sizes(v.get("size_bytes")),
                "size_ratio": v["size_bytes"] / ref_size if v.get("size_bytes") and ref_size else None,
                "repo_id": f"{repo_name}-{name}" if repo_name and quantized_as == "repos" else None}
         rows.append(row)
@@ -77,11 +60,9 @@ def _quantized_reference(quantized: dict[str, dict]) -> dict[str, Any] | None:
     for v in quantized.values():
         ref = v.get("reference")
         if isinstance(ref, dict) and ref.get("size_bytes"):
-            from smolforge.modelio import perplexity
-
-            out = {**ref, "size": _sizes(ref["size_bytes"])}
-            if perplexity(ref.get("eval_loss")) is not None:
-                out["perplexity"] = perplexity(ref["eval_loss"])
+            out = {**ref, "size": facts.sizes(ref["size_bytes"])}
+            if perplexity_of(ref.get("eval_loss")) is not None:
+                out["perplexity"] = perplexity_of(ref["eval_loss"])
             return out
     return None
 
@@ -91,9 +72,6 @@ def _dpo_eval(results: dict[str, Any]) -> dict[str, float]:
     log = results.get("eval_log") or {}
     names = {"reward_accuracy": "eval_rewards/accuracies", "reward_margin": "eval_rewards/margins"}
     return {k: float(log[v]) for k, v in names.items() if isinstance(log.get(v), (int, float))}
-
-
-HARNESS_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
 
 
 def _benchmarks(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -116,32 +94,51 @@ def _loss_baseline(results: dict[str, Any]) -> dict[str, Any] | None:
             "delta": results["eval_loss"] - results["baseline_eval_loss"], "chance": results.get("chance_loss")}
 
 
+def _weights(model_files: dict[str, Any]) -> dict[str, Any]:
+    """The published weight files: sha256 of each and their total size, recorded when they were written."""
+    size = model_files.get("weights_bytes")
+    return {"sha256": model_files.get("weights_sha256") or {}, "size_bytes": size, "size": facts.sizes(size)}
+
+
+def _install(adapter: bool, quantized: bool, floor: str | None) -> str:
+    packages = [f'"transformers>={floor}"' if floor else "transformers", "torch"]
+    packages += ["peft"] if adapter else []
+    packages += ["torchao"] if quantized else []
+    return "pip install " + " ".join(packages)
+
+
+def _tracking(results: dict[str, Any]) -> dict[str, Any]:
+    """The tracking record without where it lived on this machine."""
+    return {k: v for k, v in (results.get("tracking") or {}).items() if k != "dir"}
+
+
 def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
                   username: str | None = None) -> dict[str, Any]:
     """All template variables for this run. Raises SmolforgeError when the license cannot be known."""
     t, d = cfg.training, results.get("dataset") or {}
     lic = defaults.license_for(cfg)
-    experiment = cfg.experiment_name or results.get("experiment_name") or run.root.name
-    repo_name = defaults.repo_id(cfg, username, experiment)
-    dataset_name = d.get("name") or cfg.data.name
+    experiment, repo_name, display = defaults.names(cfg, results.get("experiment_name"), run.root.name, username)
+    dataset_name = facts.public_name(d.get("name") or cfg.data.name, d.get("source"))
     started = results.get("started_at")
     year = datetime.fromisoformat(started).year if started else datetime.now().year
 
     adapter = t.finetune == "lora" and not t.lora.merge
     quantized = {k: v for k, v in (results.get("quantized") or {}).items() if isinstance(v, dict) and v.get("path")
-                 and (run.root / v["path"]).exists()}
+                 and v.get("format") != "gguf" and (run.root / v["path"]).exists()}  # GGUF files: `gguf` below
     quantized_skipped = {k: v["skipped"] for k, v in (results.get("quantized") or {}).items()
                          if isinstance(v, dict) and v.get("skipped")}
-    tracking = results.get("tracking") or {}
+    tracking = _tracking(results)
     tags = list(dict.fromkeys([*cfg.card.tags, "smolforge", t.method, "trl",
-                               *(["lora"] if t.finetune == "lora" else []), "text-generation"]))
+                               *(["lora"] if t.finetune == "lora" else [])]))
     eval_loss, perplexity = results.get("eval_loss"), results.get("perplexity")
-    train_loss = results.get("final_train_loss", results.get("train_loss"))
+    model_files = results.get("model_files") or {}
+    arch = model_files.get("architecture") or {}
+    evaluation = results.get("evaluation") or {}
 
     ctx: dict[str, Any] = {
         **cfg.card.model_dump(),  # every card input, by its own name
         # ---- the older tool's variables
-        "model_name": defaults.model_name(cfg, repo_name, experiment),
+        "model_name": display,
         "model_description": defaults.description(cfg, dataset_name),
         "repo_name": repo_name,
         "hub_url": endpoint_from_env(cfg.publish.endpoint),
@@ -157,7 +154,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "dataset_size": (d.get("train_size", 0) + d.get("eval_size", 0)) if d else None,
         "dataset_format": d.get("format"),
         "dataset_sample_size": d.get("max_samples"),
-        "training_loss": train_loss,
+        "training_loss": results.get("final_train_loss", results.get("train_loss")),
         "validation_loss": eval_loss,
         "perplexity": perplexity,
         "hardware_info": run_summary(results.get("hardware") or {}, results.get("topology")),
@@ -170,17 +167,22 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         # ---- user inputs with a derived value
         "license": lic.id,
         "tags": tags,
-        # ---- everything else the default template shows
+        "intended_use": defaults.intended_use(cfg),
+        "out_of_scope": defaults.out_of_scope(cfg),
+        "training_data": cfg.card.training_data or facts.data_description(cfg, d),
+        # ---- what the model is and how it was made
         "license_name": lic.name,
         "license_link": lic.link,
         "license_source": lic.source,
         "base_model_id": defaults.base_hub_id(cfg),
         "base_model_is_local": not cfg.model.is_tiny and not defaults.base_is_hub(cfg),
         "is_tiny": cfg.model.is_tiny,
+        "origin": facts.origin(cfg, results),
         "is_adapter": adapter,
         "finetune": t.finetune,
         "lora": t.lora.model_dump() if t.finetune == "lora" else None,
         "dpo": t.dpo.model_dump() if t.method == "dpo" else None,
+        "method_name": defaults.METHODS[t.method],
         "training": t.model_dump(),
         "max_steps": t.max_steps if t.max_steps > 0 else None,
         "effective_batch_size": t.batch_size * t.gradient_accumulation_steps * int(
@@ -190,53 +192,60 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "dataset": d,
         "dataset_hub_id": dataset_name if d.get("source") == "hub" and is_hub_dataset_id(dataset_name) else None,
         "eval_split": results.get("eval_split"),
+        "eval_ratio": cfg.data.eval_ratio,
         "eval_history": results.get("eval_history") or [],
         "global_steps": results.get("global_steps"),
         "epochs_completed": results.get("epochs"),
         "train_runtime_s": results.get("train_runtime_s"),
+        "device_hours": facts.device_hours(results),
         "tokens": results.get("tokens") or {},
         "tokens_per_second": results.get("tokens_per_second"),
         "peak_memory": results.get("peak_memory") or {},
         "parameters": results.get("parameters") or {},
+        "parameters_short": facts.human_count((results.get("parameters") or {}).get("total")),
         "loss_on": results.get("loss_on"),
+        "train_loss_window": facts.train_loss_window(results),
+        "segments": results.get("segments") or [],
         "tracking": tracking,
         "quantized": _quantized_rows(quantized, repo_name, cfg.publish.quantized_as),
         "quantized_reference": _quantized_reference(quantized),
         "quantized_skipped": quantized_skipped,
-        "versions": results.get("versions") or {},
+        "gguf": gguf_rows(results, run, cfg, repo_name),
         "loss_plot": LOSS_PLOT if (run.model_dir / LOSS_PLOT).exists() else None,
-        "generic_limitations": GENERIC_LIMITATIONS,
-        "citation_year": year,
-        "reproduce_command": "smolforge run config.yaml",
-        "command": results.get("command"),
+        "recorded": card_summary(run),  # what manifest.json holds, for the reproduce section
+        "reproduction": results.get("reproduction"),  # the verdict, when this run is a `smolforge reproduce`
+        "plan_check": plan_check(results.get("plan")),  # predicted memory/time next to the measured
         "trained": bool(results.get("global_steps")),
         "dpo_eval": _dpo_eval(results) if t.method == "dpo" else {},
-        "evaluation": results.get("evaluation") or {},
-        "benchmarks": _benchmarks(results.get("evaluation") or {}),
-        "reasoning_check": ((results.get("evaluation") or {}).get("retention") or {}).get("modes") or {},
+        "evaluation": evaluation,
+        "benchmarks": _benchmarks(evaluation),
+        "reasoning_check": (evaluation.get("retention") or {}).get("modes") or {},
         "loss_baseline": _loss_baseline(results),
         "harness_url": HARNESS_URL,
+        # ---- how to run it
+        "model_id": repo_name or LOCAL_MODEL_ID,
+        "published_id": bool(repo_name),
+        "install_line": _install(adapter, bool(quantized), facts.transformers_floor(model_files)),
+        "prompt": PROMPT,
+        "template": model_files.get("chat_template") or {},
+        "reasoning": facts.reasoning(model_files, cfg),
+        "generation_defaults": model_files.get("generation_defaults"),
+        "weights_dtype": model_files.get("dtype"),
+        "tokenizer_class": model_files.get("tokenizer_class"),
+        "serving": facts.serving(arch, adapter, defaults.base_hub_id(cfg)),
+        # ---- technical specifications and provenance
+        "architecture": arch,
+        "kv_cache_per_1k_tokens": facts.sizes(facts.kv_cache_bytes(arch, model_files.get("dtype"), 1000)),
+        "weights": _weights(model_files),
+        "versions": results.get("versions") or {},
+        "versions_split": facts.versions(results.get("versions") or {}, adapter, bool(quantized)),
+        "smolforge_version": (results.get("versions") or {}).get("smolforge"),
+        "deterministic": facts.deterministic(results, cfg),
+        "citation_year": year,
+        "reproduce_command": "smolforge run config.yaml --yes",
+        "command": public_text(results["command"]) if results.get("command") else None,
     }
+    ctx["headline"] = facts.headline(ctx)
+    ctx["bibtex"] = citations.model_entry(ctx)
+    ctx["references"] = citations.references(ctx)
     return ctx
-
-
-TEX_ESCAPES = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "&": r"\&", "%": r"\%", "$": r"\$",
-               "#": r"\#", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def tex(text: str) -> str:
-    """User text inside a BibTeX field: one line, (La)TeX specials escaped, braces balanced."""
-    return "".join(TEX_ESCAPES.get(c, c) for c in " ".join(str(text).split()))
-
-
-def bibtex(ctx: dict[str, Any]) -> str:
-    """A BibTeX entry from run facts and the author (the key is the run's unique slug)."""
-    lines = [f"@misc{{{ctx['model_name_slug']},", f"  title        = {{{tex(ctx['model_name'])}}},"]
-    if ctx.get("author_name"):
-        lines.append(f"  author       = {{{tex(ctx['author_name'])}}},")
-    lines.append(f"  year         = {{{ctx['citation_year']}}},")
-    if ctx.get("repo_name"):
-        lines.append(f"  howpublished = {{\\url{{{ctx['hub_url']}/{ctx['repo_name']}}}}},")
-    lines.append("  note         = {Fine-tuned with smolforge}")
-    lines.append("}")
-    return "\n".join(lines)

@@ -54,13 +54,16 @@ def upstream_base_model(local: Path) -> str | None:
 
 
 def base_label(cfg: SmolforgeConfig) -> str:
-    """How prose names the base model."""
+    """How prose names the base model (a local folder by its name: a published card holds no local paths)."""
     if cfg.model.is_tiny:
         return TINY_BASE
     if not base_is_hub(cfg):
-        upstream = upstream_base_model(Path(cfg.model.name_or_path).expanduser())
+        local = Path(cfg.model.name_or_path).expanduser()
+        name = f"{local.parent.name}/{local.name}" if local.name == "model" else local.name  # a run's model/
+        upstream = upstream_base_model(local)
         if upstream:  # e.g. DPO on a local SFT run: the Hub ancestor is the local model's own base
-            return f"{cfg.model.name_or_path} (itself fine-tuned from {upstream})"
+            return f"the local model `{name}` (itself fine-tuned from {upstream})"
+        return f"the local model `{name}`"
     return cfg.model.name_or_path
 
 
@@ -73,17 +76,46 @@ def base_hub_id(cfg: SmolforgeConfig) -> str | None:
     return upstream_base_model(Path(cfg.model.name_or_path).expanduser())
 
 
+METHODS = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}
+
+
 def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
-    """The user's description, else a sentence from the base model, method and dataset."""
+    """The user's description, else a sentence from how the model was made, the method and the dataset."""
     if cfg.card.model_description:
         return cfg.card.model_description
     from smolforge.data import display_name
 
     t = cfg.training
+    data = dataset_name or display_name(cfg.data)
+    data = Path(data).name if Path(data).is_absolute() else data
+    method = METHODS[t.method]
+    if cfg.model.is_tiny:
+        return (f"A tiny SmolLM3-architecture language model trained from random initial weights with {method} on "
+                f"{data} using smolforge.")
     how = "A LoRA adapter for" if t.finetune == "lora" and not t.lora.merge else "A fine-tuned version of"
-    method = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}[t.method]
-    return f"{how} {base_label(cfg)}, trained with {method} on {dataset_name or display_name(cfg.data)} using " \
-           "smolforge."
+    return f"{how} {base_label(cfg)}, trained with {method} on {data} using smolforge."
+
+
+def intended_use(cfg: SmolforgeConfig) -> str:
+    """The user's intended use, else what a model made this way is fit for."""
+    if cfg.card.intended_use:
+        return cfg.card.intended_use
+    if cfg.model.is_tiny:
+        return ("Checking that a training pipeline (data preparation, training, evaluation, quantization, model card, "
+                "publishing) works end to end.")
+    return ("Research and experimentation with a chat model for the kind of conversations in its training data. "
+            "Evaluate it on your own task before relying on it.")
+
+
+def out_of_scope(cfg: SmolforgeConfig) -> str:
+    """The user's out-of-scope uses, else the ones that follow from how the model was made."""
+    if cfg.card.out_of_scope:
+        return cfg.card.out_of_scope
+    if cfg.model.is_tiny:
+        return ("Anything a person would rely on: it was trained from random weights, not pretrained on broad text, "
+                "so it knows nothing beyond its training data.")
+    return ("Decisions about people, and medical, legal or financial advice, without human review; languages and "
+            "domains outside its training data, where it was not evaluated.")
 
 
 def license_for(cfg: SmolforgeConfig) -> License:
@@ -123,6 +155,14 @@ def repo_id(cfg: SmolforgeConfig, username: str | None, experiment: str) -> str 
 
 def model_name(cfg: SmolforgeConfig, repo: str | None, experiment: str) -> str:
     return cfg.card.model_name or (repo.split("/")[-1] if repo else experiment)
+
+
+def names(cfg: SmolforgeConfig, recorded_experiment: str | None, folder_name: str,
+          username: str | None) -> tuple[str, str | None, str]:
+    """(experiment, repo id or None, display name) of a run: the card's title, the plot's, the repo's."""
+    experiment = cfg.experiment_name or recorded_experiment or folder_name
+    repo = repo_id(cfg, username, experiment)
+    return experiment, repo, model_name(cfg, repo, experiment)
 
 
 def author(cfg: SmolforgeConfig, username: str | None) -> str | None:

@@ -7,13 +7,25 @@ from typing import Any
 
 
 def loss_points(results: dict[str, Any]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(step, loss) for training and validation, one point per step (a final evaluation at the step of the last
+    periodic one is the same measurement: drawn once)."""
     history = results.get("log_history") or []
-    train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in results.get("eval_history") or []]
-    return train, evals
+    train = dict((h["step"], h["loss"]) for h in history if "loss" in h and "step" in h)
+    evals = dict((h["step"], h["eval_loss"]) for h in results.get("eval_history") or [])
+    return sorted(train.items()), sorted(evals.items())
 
 
-def write_loss_plot(results: dict[str, Any], path: Path) -> Path | None:
+def steps_per_epoch(results: dict[str, Any]) -> float | None:
+    """From the log's last (step, epoch) pair: how many optimizer steps one pass over the data took."""
+    pairs = [(h["step"], h["epoch"]) for h in results.get("log_history") or []
+             if h.get("step") and isinstance(h.get("epoch"), (int, float)) and h["epoch"] > 0]
+    if not pairs:
+        return None
+    step, epoch = pairs[-1]
+    return step / epoch
+
+
+def write_loss_plot(results: dict[str, Any], path: Path, title: str | None = None) -> Path | None:
     """Write the plot; None when the run logged no losses (nothing to draw, no empty chart)."""
     train, evals = loss_points(results)
     if not train and not evals:
@@ -28,9 +40,15 @@ def write_loss_plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.plot(*zip(*train, strict=True), label="training loss", linewidth=1.5)
     if evals:
         ax.plot(*zip(*evals, strict=True), label="validation loss", marker="o", linewidth=1.5)
+    if isinstance(results.get("chance_loss"), (int, float)):  # a model trained from random weights starts here
+        ax.axhline(results["chance_loss"], color="grey", linestyle="--", linewidth=1, label="chance (ln vocabulary)")
+    per_epoch = steps_per_epoch(results)
+    if per_epoch:
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch, lambda e: e * per_epoch))
+        top.set_xlabel("epoch")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
-    ax.set_title(str(results.get("experiment_name") or "training"))
+    ax.set_title(title or str(results.get("experiment_name") or "training"))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.card import frontmatter, legacy
-from smolforge.card.context import bibtex, build_context
+from smolforge.card.context import build_context
+from smolforge.card.facts import sig
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
@@ -82,7 +83,13 @@ def table_cell(value: Any) -> str:
     """Text inside a Markdown table cell: one line, no column breaks, no HTML (model output, user text)."""
     text = "" if value is None else str(value)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    text = text.replace("`", "\\`")
     return "<br>".join(line.strip() for line in text.strip().splitlines()) or " "
+
+
+def heading(value: Any) -> str:
+    """User text as a Markdown heading: one line (a newline would end the heading and start body text)."""
+    return " ".join(str(value).split())
 
 
 def _environment(newline: str = "\n"):
@@ -93,6 +100,7 @@ def _environment(newline: str = "\n"):
     env = SandboxedEnvironment(finalize=_finalize, autoescape=False, newline_sequence=newline,
                                keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
     env.filters["cell"] = table_cell
+    env.filters["heading"] = heading
     return env
 
 
@@ -147,39 +155,59 @@ def line_ending(text: str) -> str:
     return "\r\n" if "\r\n" in text else "\n"
 
 
+def _eval_dataset(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation data as model-index describes it: a Hub id, or `load_dataset`'s builder and file names for
+    local data (never a Hub-shaped name for data that is not on the Hub); `split` is a name load_dataset accepts,
+    and a held-out share of it is said in the metric's name."""
+    d = ctx.get("dataset") or {}
+    out: dict[str, Any] = {"dataset_name": ctx["dataset_name"]}
+    local = d.get("local_files")
+    if ctx.get("dataset_hub_id"):
+        out["dataset_type"] = ctx["dataset_hub_id"]
+        if d.get("config"):
+            out["dataset_config"] = d["config"]
+    elif local:
+        out["dataset_type"] = local["builder"]
+        out["dataset_args"] = {"data_files": local["data_files"]}
+    else:
+        out["dataset_type"] = ctx["dataset_name"]
+    held_out = not d.get("eval_rows_read") and d.get("eval_split_name") not in (None, d.get("split"))
+    out["dataset_split"] = d.get("split") if held_out else (d.get("eval_split_name") or d.get("split"))
+    out["held_out"] = f"held out: {ctx['eval_ratio']:.0%} of {d.get('split')}, seed {d.get('seed')}" if held_out \
+        else None
+    return out
+
+
 def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None = None):
-    """Hub metadata, built only through ModelCardData / EvalResult so it is valid by construction."""
+    """Hub metadata, built only through ModelCardData / EvalResult so it is valid by construction, with the
+    Hub's model-card keys only (the author is in the body and the citation, not in a key of our own)."""
     from huggingface_hub import EvalResult
 
     _, ModelCardData = _card_classes()
     eval_results = None
     if ctx.get("validation_loss") is not None and ctx.get("eval_split"):
-        dataset_type = ctx.get("dataset_hub_id") or ctx["dataset_name"]
-        split = (results.get("dataset") or {}).get("eval_split_name") or ctx["eval_split"]
-        common = dict(task_type="text-generation", task_name="Text Generation", dataset_type=dataset_type,
-                      dataset_name=ctx["dataset_name"], dataset_split=split)
-        if (results.get("dataset") or {}).get("config"):
-            common["dataset_config"] = results["dataset"]["config"]
-        loss_name = "Validation DPO loss" if ctx.get("dpo") else "Validation loss"
+        where = _eval_dataset(ctx)
+        held_out = where.pop("held_out")
+        common = dict(task_type="text-generation", task_name="Text Generation", **where)
+        suffix = f", {held_out}" if held_out else ""
+        loss_name = ("Validation DPO loss" if ctx.get("dpo") else "Validation loss") + suffix
         eval_results = [EvalResult(metric_type="loss", metric_name=loss_name,
-                                   metric_value=ctx["validation_loss"], **common)]
+                                   metric_value=sig(ctx["validation_loss"]), **common)]
         if ctx.get("perplexity") is not None:
-            eval_results.append(EvalResult(metric_type="perplexity", metric_name="Perplexity",
-                                           metric_value=ctx["perplexity"], **common))
+            eval_results.append(EvalResult(metric_type="perplexity", metric_name="Perplexity" + suffix,
+                                           metric_value=sig(ctx["perplexity"]), **common))
     harness = (ctx.get("evaluation") or {}).get("harness") or {}
     for row in ctx.get("benchmarks") or []:  # the fine-tune's benchmark scores, with the harness as their source
         eval_results = eval_results or []
         eval_results.append(EvalResult(
             task_type="text-generation", task_name=row["task"], dataset_type=row["task"], dataset_name=row["task"],
             metric_type=row["metric"], metric_name=f"{row['metric']} ({row['mode']}, {row['shots']}-shot)",
-            metric_value=round(row["tuned"], 4), source_name=f"{harness.get('name', 'lm-evaluation-harness')} "
-                                                                   f"{harness.get('version', '')}".strip(),
+            metric_value=sig(row["tuned"]), source_name=f"{harness.get('name', 'lm-evaluation-harness')} "
+                                                        f"{harness.get('version', '')}".strip(),
             source_url=ctx["harness_url"]))
     extra: dict[str, Any] = {}
     if ctx.get("base_model_id"):
         extra["base_model_relation"] = relation or ("adapter" if ctx["is_adapter"] else "finetune")
-    if ctx.get("author_name"):
-        extra["author"] = ctx["author_name"]
     return ModelCardData(
         model_name=ctx["model_name"] if eval_results else None,  # only model-index uses it
         base_model=ctx.get("base_model_id"),
@@ -201,7 +229,6 @@ def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], u
     """The whole card for a run, as a huggingface_hub.ModelCard (not yet written)."""
     ModelCard, _ = _card_classes()
     ctx = build_context(run, cfg, results, username=username)
-    ctx["bibtex"] = bibtex(ctx)
     data = card_data(ctx, results)
     ctx["card_data"] = data.to_yaml()
     path = template_path or cfg.card.template

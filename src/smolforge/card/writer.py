@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.card.context import LOSS_PLOT
+from smolforge.card.defaults import names
 from smolforge.card.plot import write_loss_plot
 from smolforge.card.render import render_card, sha256
 from smolforge.config import SmolforgeConfig
@@ -54,7 +55,7 @@ def write_card(run: RunFolder, cfg: SmolforgeConfig, *, username: str | None = N
         )
     plot = run.model_dir / LOSS_PLOT
     if results.get("log_history") and not plot.exists() and run.model_dir.exists():
-        write_loss_plot(results, plot)
+        write_loss_plot(results, plot, title=names(cfg, results.get("experiment_name"), run.root.name, username)[2])
     card = render_card(run, cfg, results, username=username)
     text = str(card)
     atomic_write_text(target, text)

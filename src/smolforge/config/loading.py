@@ -22,7 +22,7 @@ from smolforge.config.schema import SmolforgeConfig
 from smolforge.errors import ConfigError, SmolforgeError, first_line
 
 # data keys that describe one particular dataset: reset to the schema's defaults when another dataset is chosen
-DATASET_SPECIFIC = ("config", "split", "eval_split", "format", "fields", "max_samples")
+DATASET_SPECIFIC = ("config", "revision", "split", "eval_split", "format", "fields", "max_samples")
 # settings a preset makes for its own base model: dropped when another base model is chosen
 MODEL_SPECIFIC = ("model.license", "card.license", "card.license_name", "card.license_link", "card.model_description")
 

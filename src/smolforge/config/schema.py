@@ -117,6 +117,8 @@ class DataSection(Section):
         description="A Hub dataset id, a local .jsonl/.json/.csv/.parquet file or folder, or `builtin`.")
     config: Annotated[str | None, Flag("--dataset-config")] = Field(
         None, title="Dataset config (subset)", description="The Hub dataset's config (subset).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the dataset; "
+                                                   "`smolforge reproduce` pins the commit a run used.")
     split: str = Field("train", min_length=1, description="The split to train on.")
     eval_split: str | None = Field(None, description="The split to evaluate on; unset: the dataset's validation/"
                                                      "test split if any, else data.eval_ratio held out.")
@@ -306,6 +308,10 @@ class CardSection(Section):
         None, title="Intended use", description="What the model is for, and for whom (the card's Uses section).")
     out_of_scope: Annotated[str | None, Flag("--out-of-scope", on=CARD_COMMANDS, file=True)] = Field(
         None, title="Out-of-scope use", description="Uses the model is not meant or not fit for.")
+    training_data: Annotated[str | None, Flag("--training-data", on=CARD_COMMANDS, file=True)] = Field(
+        None, title="Training data", description="What the training data is: its source, content and how it was "
+                                                 "collected; unset: a link to the Hub dataset's card, or smolforge's "
+                                                 "description of its bundled data.")
     usage_examples: Annotated[list[str], Flag("--usage-example", on=CARD_COMMANDS, file=True)] = Field(
         default_factory=list, title="Usage example", description="Usage text shown on the card.")
     limitations: Annotated[str | None, Flag("--limitations", on=CARD_COMMANDS, file=True)] = Field(
@@ -338,6 +344,8 @@ class PublishSection(Section):
         "subfolders", description="Quantized variants as subfolders of the repo, or as repos of their own.")
     endpoint: str | None = Field(None, description="Hub URL, for Hub-compatible servers; unset: HF_ENDPOINT or "
                                                    "huggingface.co.")
+    gguf_repo_id: RepoId | None = Field(
+        None, description="Hub repo for the GGUF variants (user/name); unset: <repo_id>-GGUF.")
     demo_space: Annotated[RepoId | None, Flag("--demo-space")] = Field(
         None, title="Demo Space", description="Publish a Gradio chat demo of the model to this Space (user/name).")
 
@@ -391,7 +399,35 @@ class EvaluationSection(Section):
         return self.max_gen_tokens or 256
 
 
-Quantization = Literal["int8", "int4"]
+Quantization = Literal["int8", "int4", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m"]
+GGUF_METHODS = ("gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
+
+
+class QuantizeSection(Section):
+    """Quantized copies of the fine-tune, each measured against it. `quantize: [int8]` (the list form of older
+    configs) is read as `quantize: {methods: [int8]}`."""
+
+    methods: Annotated[list[Quantization], Flag("--quantize")] = Field(
+        default_factory=list, title="Quantized variants",
+        description="Quantized copies to make: int8 (torchao, CPU or GPU), int4 (torchao, CUDA), gguf-f16, gguf-q8_0, "
+                    "gguf-q4_k_m (llama.cpp / Ollama files).")
+    max_quality_drop: float = Field(
+        0.1, gt=0.0, le=100.0, title="Largest quality drop published",
+        description="Fidelity gate for GGUF variants: the largest relative perplexity increase over the "
+                    "full-precision fine-tune, measured on the eval split (0.1 = 10%). A variant above it is kept "
+                    "locally and published only with `smolforge publish --force`.")
+    gguf_eval_rows: int = Field(
+        64, gt=0, le=100_000, description="Eval-split rows scored by both llama.cpp and transformers to measure a "
+                                          "GGUF variant's quality drop (the first ones, in the split's order).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_form(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {"methods": value}
+        if isinstance(value, str):
+            raise ValueError(f"a list is expected; write it in brackets, e.g. --set 'quantize=[{value}]'")
+        return value
 
 
 class SmolforgeConfig(Section):
@@ -408,9 +444,7 @@ class SmolforgeConfig(Section):
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     card: CardSection = Field(default_factory=CardSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
-    quantize: Annotated[list[Quantization], Flag("--quantize")] = Field(
-        default_factory=list, title="Quantized variants", description="Quantized copies to make: int8 (CPU or GPU), "
-                                                                      "int4 (CUDA).")
+    quantize: QuantizeSection = Field(default_factory=QuantizeSection)
     publish: PublishSection = Field(default_factory=PublishSection)
 
     @model_validator(mode="after")
@@ -430,5 +464,6 @@ def dump_dict(cfg: SmolforgeConfig) -> dict[str, Any]:
 
 
 __all__ = ["LAUNCH_SETTINGS", "DataSection", "EvaluationSection", "DpoSection", "LoraSection", "ModelSection",
-           "PublishSection", "Quantization", "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection",
+           "PublishSection", "Quantization", "QuantizeSection", "SmolforgeConfig", "TinySpec", "TrackingSection",
+           "TrainingSection",
            "CardSection", "dump_dict"]

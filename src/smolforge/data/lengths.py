@@ -130,6 +130,7 @@ def apply_length_filters(data: PreparedData, tokenizer: Any, cfg: DataSection, m
         if len(keep) < len(sizes):
             setattr(data, split, ds.select(keep) if keep else None)
         lengths = [sizes[i][0] for i in keep]
+        data.lengths[split] = lengths  # the run's own token lengths: `smolforge plan` batches them
         data.stats[f"{split}_size"] = len(keep)
         data.stats[f"{split}_token_lengths"] = length_stats(lengths)
         data.stats[f"{split}_truncated_rows"] = sum(1 for n in lengths if n > max_length)

@@ -23,7 +23,7 @@ from smolforge.data.formats import (
     reasoning_kwargs,
     resolve_loss_on,
 )
-from smolforge.data.sources import EVAL_SPLIT_NAMES, display_name, is_local_source, load_splits
+from smolforge.data.sources import EVAL_SPLIT_NAMES, display_name, is_local_source, load_splits, local_recipe
 from smolforge.data.turns import UNKNOWN_ROLE, unknown_roles_help
 from smolforge.errors import DataError
 
@@ -47,6 +47,7 @@ class PreparedData:
     detected: Detected
     stats: dict[str, Any] = field(default_factory=dict)
     length_checked: int | None = None  # the training.max_length the length filters were applied for
+    lengths: dict[str, list[int]] = field(default_factory=dict)  # split -> kept rows' token lengths, in order
 
     @property
     def kind(self) -> str:
@@ -166,13 +167,14 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
     elif cfg.eval_ratio > 0 and len(train) >= 2:
         parts = train.train_test_split(test_size=cfg.eval_ratio, seed=cfg.seed)
         train, eval_ds = parts["train"], parts["test"]
-        eval_desc = f"{cfg.eval_ratio:.0%} of `{cfg.split}` held out (seed {cfg.seed})"
+        eval_desc = f"{cfg.eval_ratio:.0%} of `{cfg.split}` held out with seed {cfg.seed}"
 
     local = is_local_source(cfg.name)
     stats = {
         "name": display_name(cfg),
         "source": "builtin" if cfg.name == "builtin" else ("local" if local else "hub"),
         "config": None if local else cfg.config,
+        "local_files": local_recipe(cfg),
         "split": cfg.split,
         "format": det.format,
         "fields": det.fields,

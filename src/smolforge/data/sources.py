@@ -87,6 +87,17 @@ def _local_files(path: Path, named: tuple[str, ...] = ()) -> dict[str, list[str]
     return splits
 
 
+def source_files(cfg: DataSection) -> list[Path]:
+    """The local files `load_splits` reads (builtin: the bundled file; a Hub dataset: none)."""
+    if cfg.name == "builtin":
+        return [BUILTIN_PATH]
+    if not is_local_source(cfg.name) or source_problem(cfg.name):
+        return []
+    path = Path(cfg.name).expanduser()
+    named = tuple(n for n in (cfg.split, cfg.eval_split) if n)
+    return [Path(f) for group in _local_files(path, named).values() for f in group]
+
+
 def load_splits(cfg: DataSection) -> dict[str, Any]:
     """Every split of the source, as `datasets.Dataset`s (the Hub only when online or cached)."""
     import datasets
@@ -100,10 +111,22 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
         path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
         return read_local(path, _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n)))
     try:
-        dd = datasets.load_dataset(cfg.name, cfg.config, revision=None)
+        dd = datasets.load_dataset(cfg.name, cfg.config, revision=cfg.revision)
     except Exception as e:  # offline, unknown id, gated, bad config: one message each
         raise DataError(hub_error_message(cfg, e)) from None
     return dict(dd)
+
+
+def local_recipe(cfg: DataSection) -> dict[str, Any] | None:
+    """How `datasets.load_dataset` reads a local source (builder, file names by split), for the card's metadata:
+    names only, since a published card holds no local paths. None for Hub datasets."""
+    if not is_local_source(cfg.name):
+        return None
+    path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
+    files = _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n))
+    first = next(iter(files.values()))[0]
+    return {"builder": LOCAL_SUFFIXES[Path(first).suffix.lower()],
+            "data_files": {split: [Path(f).name for f in names] for split, names in files.items()}}
 
 
 # ---------------------------------------------------------------- local files: read, or say exactly what is wrong

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from smolforge.runfolder import share_like_other_files
+
 SUMMARY = "summary.json"
 
 
@@ -37,6 +39,7 @@ def write_folder(target: Path, files: dict[str, str]) -> None:
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+        share_like_other_files(tmp)  # mkdtemp made it owner-only
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
             target.rename(old / target.name)

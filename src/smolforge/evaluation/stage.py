@@ -30,6 +30,8 @@ def _models(run: RunFolder, cfg: SmolforgeConfig, rt, workdir: Path) -> dict[str
     }
     for name, entry in (run.read_results().get("quantized") or {}).items():
         folder = run.root / entry["path"] if isinstance(entry, dict) and entry.get("path") else None
+        if isinstance(entry, dict) and entry.get("format") == "gguf":
+            continue  # llama.cpp files: the GGUF stage measures them against this model instead
         if folder is not None and folder.is_dir():
             models[name] = ModelRef(str(folder), loader=lambda f=folder: load_saved(f, rt))
     return models

@@ -33,8 +33,8 @@ TRAINING_STEP = ["training.epochs", "training.max_steps", "training.batch_size",
 NAMING_STEP = ["experiment_name", "publish.repo_id", "publish.private"]
 TRACKING_STEP = ["tracking.backend", "tracking.space_id"]
 CARD_STEP = ["card.author_name", "card.model_description", "card.license", "card.tags", "card.intended_use",
-             "card.out_of_scope", "card.usage_examples", "card.limitations"]
-OUTPUTS_STEP = ["evaluation.tasks", "quantize", "publish.demo_space"]
+             "card.out_of_scope", "card.training_data", "card.usage_examples", "card.limitations"]
+OUTPUTS_STEP = ["evaluation.tasks", "quantize.methods", "publish.demo_space"]
 STEPS = [TRAINER_STEP, DATASET_STEP, TRAINING_STEP, NAMING_STEP, TRACKING_STEP, CARD_STEP, OUTPUTS_STEP]
 
 
@@ -295,7 +295,11 @@ def _license(console, draft: Draft) -> None:
 
 def step_card(console, draft: Draft) -> None:
     step(console, 8, "Model card", "what people read on the model page")
-    derived = {"card.author_name": draft.default_author, "card.model_description": draft.default_description}
+    from smolforge.card import defaults
+
+    derived = {"card.author_name": draft.default_author, "card.model_description": draft.default_description,
+               "card.intended_use": lambda: defaults.intended_use(draft.config()),
+               "card.out_of_scope": lambda: defaults.out_of_scope(draft.config())}
     for path in CARD_STEP:
         if path == "card.license":
             _license(console, draft)
@@ -311,12 +315,12 @@ def step_outputs(console, draft: Draft) -> None:
                                                "YAML paths")
     no_gpu = None if cuda_present() else "int4 needs a CUDA GPU; none found here (add it to the YAML on a GPU machine)"
     options = {"none": [], "int8": ["int8"], "int4": ["int4"], "int8+int4": ["int8", "int4"]}
-    current = "+".join(draft.get("quantize") or []) or "none"
+    current = "+".join(draft.get("quantize.methods") or []) or "none"
     choice = prompts.select("Quantized variants:", [
         ("none", "none"), ("int8 (weight-only: about half the size; CPU and GPU)", "int8"),
         ("int4 (weight-only: about a quarter of the size; CUDA GPU)", "int4"), ("int8 and int4", "int8+int4")],
         default=current, disabled={"int4": no_gpu, "int8+int4": no_gpu} if no_gpu else None)
-    draft.set("quantize", options[choice])
+    draft.set("quantize.methods", options[choice])
     repo = draft.get("publish.repo_id")
     demo = None
     if repo:

@@ -1,0 +1,181 @@
+"""Facts the card states, derived from the run's record: each one a function, so every sentence that
+depends on them is conditional on what this run actually did.
+
+Nothing here reads a model or imports torch: the numbers come from results.json (written while the
+model was at hand, see `train._model_facts`) and the config as trained.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from smolforge.config import SmolforgeConfig
+
+# Packages a user needs to load and run the published model, by what the repo holds.
+RUN_PACKAGES = ("python", "transformers", "torch", "safetensors", "tokenizers")
+ADAPTER_PACKAGES = ("peft",)
+QUANTIZED_PACKAGES = ("torchao",)
+# The oldest transformers that loads what was saved: its tokenizer class, else its architecture.
+TOKENIZER_FLOORS = {"TokenizersBackend": "5"}  # transformers 5's tokenizer class, named in tokenizer_config.json
+ARCHITECTURE_FLOORS = {"smollm3": "4.53"}  # the release that added the architecture
+SIGNIFICANT = 0.05  # the p-value below which a benchmark change leads the card
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def sig(value: float | None, digits: int = 4) -> float | None:
+    """`value` rounded to `digits` significant digits (metadata values a reader compares, not raw floats)."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+
+
+def human_count(n: int | None) -> str | None:
+    if n is None:
+        return None
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def sizes(size_bytes: int | float | None) -> str | None:
+    if size_bytes is None:
+        return None
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size_bytes < 1000 or unit == "TB":
+            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.2f} {unit}"
+        size_bytes /= 1000
+    return None
+
+
+def origin(cfg: SmolforgeConfig, results: dict[str, Any]) -> dict[str, Any]:
+    """How the model came to be: trained from random weights, or fine-tuned from a base (and how)."""
+    t = cfg.training
+    if cfg.model.is_tiny:
+        return {"from_scratch": True, "seed": cfg.model.tiny.seed,
+                "phrase": f"trained from scratch (random initial weights, seed {cfg.model.tiny.seed})"}
+    if t.finetune == "lora":
+        how = "a LoRA adapter on" if not t.lora.merge else "fine-tuned with LoRA (merged into the weights) from"
+    else:
+        how = "fine-tuned (all weights) from"
+    return {"from_scratch": False, "phrase": how}
+
+
+def train_loss_window(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The last logged training loss with the steps it averages, and the mean over every logged step.
+
+    The trainer logs the mean loss of each window of `logging_steps`; the run mean weights each window by its
+    length, over the whole log (a resumed run's log holds every segment)."""
+    logged = [(h["step"], h["loss"]) for h in results.get("log_history") or []
+              if isinstance(h.get("loss"), (int, float)) and "step" in h]
+    if not logged:
+        return None
+    steps = [0] + [s for s, _ in logged]
+    windows = [(steps[i] + 1, s, loss) for i, (s, loss) in enumerate(logged)]
+    total = sum((end - start + 1) * loss for start, end, loss in windows)
+    first, last, value = windows[-1]
+    return {"value": value, "first_step": first, "last_step": last, "mean": total / steps[-1],
+            "mean_to_step": steps[-1]}
+
+
+def transformers_floor(model_files: dict[str, Any]) -> str | None:
+    """The oldest transformers release that loads the saved files (None when no rule knows)."""
+    return TOKENIZER_FLOORS.get(model_files.get("tokenizer_class") or "") or \
+        ARCHITECTURE_FLOORS.get((model_files.get("architecture") or {}).get("model_type") or "")
+
+
+def serving(arch: dict[str, Any], adapter: bool, base_hub_id: str | None) -> bool:
+    """Show vLLM / SGLang serving: full SmolLM3 weights descended from a Hub model (not a tiny test model)."""
+    return arch.get("model_type") == "smollm3" and not adapter and base_hub_id is not None
+
+
+def kv_cache_bytes(arch: dict[str, Any], dtype: str | None, tokens: int) -> int | None:
+    """Bytes of KV cache for `tokens` tokens of context: keys and values, every layer, every KV head."""
+    need = ("layers", "kv_heads", "head_dim")
+    if dtype not in DTYPE_BYTES or any(not arch.get(k) for k in need):
+        return None
+    return 2 * arch["layers"] * arch["kv_heads"] * arch["head_dim"] * DTYPE_BYTES[dtype] * tokens
+
+
+def reasoning(model_files: dict[str, Any], cfg: SmolforgeConfig) -> dict[str, Any] | None:
+    """What the run trained (think / no_think rows), what the saved template does by default, and what a caller
+    must pass; None for templates without SmolLM3's reasoning switch."""
+    template = model_files.get("chat_template") or {}
+    if not template.get("reasoning_switch"):
+        return None
+    modes = model_files.get("trained_modes") or {}
+    trained = [m for m in ("think", "no_think") if modes.get(m)]
+    default = template.get("default_mode")
+    out = {"trained": trained, "counts": modes, "default": default}
+    if trained == ["no_think"]:
+        out["pass"] = {"enable_thinking": False}
+        out["note"] = ("every training row was in /no_think mode (no reasoning traces), so the model was not "
+                       "trained to reason" + ("; the saved template reasons by default, so pass "
+                                              "`enable_thinking=False`" if default == "think" else ""))
+    elif trained == ["think"]:
+        out["pass"] = {"enable_thinking": True}
+        out["note"] = "every training row carried a reasoning trace (/think mode)"
+    elif trained:
+        out["pass"] = {"enable_thinking": default != "no_think"}
+        out["note"] = "it was trained in both modes: `enable_thinking=True` reasons first, `False` answers directly"
+    return out
+
+
+def versions(recorded: dict[str, str], adapter: bool, quantized: bool) -> dict[str, dict[str, str]]:
+    """Library versions split into what running the model needs and what only training used."""
+    needed = set(RUN_PACKAGES) | (set(ADAPTER_PACKAGES) if adapter else set()) | \
+        (set(QUANTIZED_PACKAGES) if quantized else set())
+    run = {k: v for k, v in recorded.items() if k in needed}
+    trained = {k: v for k, v in recorded.items() if k not in needed and k != "smolforge"}  # said on its own line
+    return {"run": run, "trained": trained}
+
+
+def deterministic(results: dict[str, Any], cfg: SmolforgeConfig) -> bool:
+    """A single CPU process with fixed seeds: re-running gives the same weights bit for bit (on this kind of CPU)."""
+    rt = results.get("runtime") or {}
+    return rt.get("device") == "cpu" and rt.get("world_size", 1) == 1 and cfg.training.nproc == 1
+
+
+def device_hours(results: dict[str, Any]) -> float | None:
+    """Compute spent, in device-hours (GPUs x hours, or CPU hours when no GPU was used)."""
+    seconds = results.get("train_runtime_s")
+    if seconds is None:
+        return None
+    gpus = len((results.get("hardware") or {}).get("gpus") or []) or 1
+    return seconds / 3600 * gpus
+
+
+def data_description(cfg: SmolforgeConfig, stats: dict[str, Any]) -> str | None:
+    """What the training data is, when smolforge knows it (the bundled chats); None otherwise."""
+    if stats.get("source") == "builtin":
+        from smolforge.builtin_data import BUILTIN_ROWS, BUILTIN_SEED
+
+        return (f"smolforge's bundled offline chats: {BUILTIN_ROWS} synthetic conversations (short facts, stories, "
+                f"explanations, some multi-turn, some with system prompts) generated deterministically by "
+                f"`smolforge/builtin_data.py` with seed {BUILTIN_SEED} and shipped with smolforge.")
+    return None
+
+
+def public_name(name: str, source: str | None) -> str:
+    """A dataset name safe to publish: a local path becomes its file or folder name (no absolute paths)."""
+    return Path(name).name if source == "local" else name
+
+
+def headline(ctx: dict[str, Any]) -> str | None:
+    """The one result a reader came for, against its baseline: a benchmark whose change is significant
+    (p < 0.05, the smallest p first), else the held-out loss before and after training, else the best-measured
+    benchmark."""
+    rows = sorted((b for b in ctx.get("benchmarks") or [] if b.get("p_value") is not None),
+                  key=lambda r: r["p_value"])
+    base = ctx.get("loss_baseline")
+    if rows and (rows[0]["p_value"] < SIGNIFICANT or not base):
+        b = rows[0]
+        return (f"`{b['task']}` {b['metric']} {b['base']:.3f} → {b['tuned']:.3f} against "
+                f"{'the random-init model it started from' if ctx.get('is_tiny') else 'its base'} "
+                f"({b['delta']:+.3f}, 95% CI {b['ci_low']:+.3f} to {b['ci_high']:+.3f}, n={b['n']})")
+    if base:
+        return (f"held-out {'DPO ' if ctx.get('dpo') else ''}loss {base['before']:.4f} → {base['after']:.4f} "
+                f"({'from random init' if ctx.get('is_tiny') else 'base → this model'})")
+    return None

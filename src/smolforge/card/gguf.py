@@ -1,0 +1,80 @@
+"""The GGUF files on cards: rows for the model card, and the card of the GGUF repo (`<repo>-GGUF`).
+
+Every number comes from results.json's `quantized.gguf-*` entries (sizes on disk, the quality drop
+llama.cpp measured against the fine-tune, the checks). The repo card follows the usual layout of GGUF
+repos: a "provided files" table, how to run the files with llama.cpp, Ollama and LM Studio, and the
+Ollama Modelfile; its metadata points at the fine-tune with `base_model_relation: quantized`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from smolforge.card.facts import sizes
+from smolforge.config import SmolforgeConfig
+from smolforge.runfolder import RunFolder
+
+GGUF_REPO_SUFFIX = "-GGUF"
+RECOMMENDED = "gguf-q4_k_m"
+USES = {
+    "gguf-f16": "Reference quality, largest: for re-quantizing, or a GPU with memory to spare.",
+    "gguf-q8_0": "Close to the full model at about half the f16 size, when memory allows.",
+    "gguf-q4_k_m": "The usual choice for CPUs, laptops and small GPUs: about a third of the f16 size.",
+}
+
+
+def gguf_entries(results: dict[str, Any], run: RunFolder | None = None) -> dict[str, dict[str, Any]]:
+    """The GGUF variants recorded in results.json (whose file exists, when `run` is given), in method order."""
+    from smolforge.config.schema import GGUF_METHODS
+
+    q = results.get("quantized") or {}
+    return {m: q[m] for m in GGUF_METHODS if isinstance(q.get(m), dict) and q[m].get("format") == "gguf"
+            and (run is None or (run.root / q[m]["path"] / q[m]["file"]).is_file())}
+
+
+def gguf_repo_id(cfg: SmolforgeConfig, main_repo: str | None) -> str | None:
+    return cfg.publish.gguf_repo_id or (f"{main_repo}{GGUF_REPO_SUFFIX}" if main_repo else None)
+
+
+def published_gguf(entries: dict[str, dict[str, Any]], force: bool) -> dict[str, dict[str, Any]]:
+    """What goes to the GGUF repo: the variants that passed every check and the fidelity gate (all with --force)."""
+    return {m: e for m, e in entries.items() if force or e.get("publishable")}
+
+
+def gguf_rows(results: dict[str, Any], run: RunFolder, cfg: SmolforgeConfig, repo_name: str | None,
+              force: bool = False) -> list[dict[str, Any]]:
+    entries = gguf_entries(results, run)
+    repo = gguf_repo_id(cfg, repo_name)
+    published = published_gguf(entries, force)
+    rows = []
+    for method, e in entries.items():
+        rows.append({"quality_drop": None, "scored_tokens": None, "scored_rows": None, "greedy_identical": None,
+                     **e, "name": method,
+                     "size": sizes(e["size_bytes"]), "memory": sizes(e.get("memory_bytes")),
+                     "use": USES[method], "recommended": method == RECOMMENDED,
+                     "published": method in published, "repo_id": repo if method in published else None})
+    return rows
+
+
+def gguf_card(run: RunFolder, cfg: SmolforgeConfig, main_repo: str, gguf_repo: str, methods: list[str],
+              username: str | None) -> str:
+    """The README.md of the GGUF repo holding `methods`."""
+    from smolforge.card.context import build_context
+    from smolforge.card.render import card_class, card_data, render_body
+
+    results = run.read_results()
+    cfg = cfg.model_copy(update={"publish": cfg.publish.model_copy(update={"repo_id": main_repo})})
+    ctx = build_context(run, cfg, results, username=username)
+    rows = [r for r in ctx["gguf"] if r["name"] in methods]
+    shown = next((r for r in rows if r["recommended"]), rows[0])
+    modelfile = (run.root / shown["path"] / shown["modelfile"]).read_text(encoding="utf-8")
+    ctx.update(model_name=gguf_repo.split("/")[-1], repo_name=gguf_repo, base_model_id=main_repo, is_adapter=False,
+               validation_loss=None, perplexity=None, main_repo=main_repo, files=rows, shown=shown,
+               modelfile=modelfile,
+               tags=list(dict.fromkeys([*ctx["tags"], "gguf", "llama.cpp", "ollama", "quantized"])))
+    data = card_data(ctx, results, relation="quantized")
+    data.library_name = "gguf"
+    template = resources.files("smolforge.card").joinpath("templates/gguf_card.md.j2").read_text("utf-8")
+    body = render_body(template, ctx, source="The GGUF card template")
+    return str(card_class()(f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"))

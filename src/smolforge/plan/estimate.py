@@ -1,0 +1,222 @@
+"""The plan: predicted peak memory and time for a config on a device, before any weights load.
+
+Puts together the model facts (config.json on the meta device), the data's token lengths batched like the
+run, the memory and FLOP formulas, and the device. When the peak does not fit, the same estimator tries
+what would: LoRA, activation checkpointing, a smaller batch with more accumulation (same effective batch),
+FSDP over more GPUs. A calibration measured on this machine (`smolforge plan --calibrate`) replaces the
+assumed rate and corrects the memory by what it measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from smolforge.config import SmolforgeConfig
+from smolforge.plan.batches import Batches, plan_batches
+from smolforge.plan.memory import Layout, Memory, cuda_needed, estimate_memory
+from smolforge.plan.model import ModelFacts, read_model
+from smolforge.plan.speed import Flops, Rate, Timing, estimate_time, flops_per_token
+from smolforge.plan.target import Target, layout, rate
+
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `--calibrate` measured: a few real steps of this config on this machine."""
+
+    key: str
+    flops_rate: float         # executed FLOP/s of one device over the steady steps
+    eval_rate: float | None   # FLOP/s of evaluation
+    startup_s: float          # the first step's extra time (kernels, allocator, caches warming up)
+    memory_residual: float    # measured peak minus the formula's peak for the same batches (bytes)
+    steps: int
+    measured_at: str
+    device: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything about the run the estimate reads; nothing here needs the model's weights."""
+
+    cfg: SmolforgeConfig
+    train_lengths: list[int] | None
+    eval_lengths: list[int] | None
+    data_note: str | None = None   # why the lengths are missing, when they are
+    baseline_rss: int = 0          # CPU: this process's resident bytes before training (measured)
+
+
+@dataclass
+class Suggestion:
+    change: str             # what to change, as --set options
+    peak: float             # predicted peak with it (bytes)
+    note: str = ""
+
+
+@dataclass
+class Estimate:
+    inputs: PlanInputs
+    target: Target
+    model: ModelFacts
+    layout: Layout
+    batches: Batches
+    memory: Memory
+    flops: Flops
+    rate: Rate
+    timing: Timing
+    calibration: Calibration | None = None
+    suggestions: list[Suggestion] = field(default_factory=list)
+
+    @property
+    def peak(self) -> float:
+        """Predicted peak of what the run measures: RSS on a CPU, torch's allocated bytes on a GPU."""
+        return self.memory.total + (self.calibration.memory_residual if self.calibration else 0.0)
+
+    @property
+    def needed(self) -> float:
+        return cuda_needed(self.peak) if self.target.kind == "cuda" else self.peak
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.target.capacity is None else self.needed <= self.target.capacity
+
+    @property
+    def step_seconds(self) -> float:
+        """One optimizer step's training time (all processes together)."""
+        return self.batches.tokens_per_step * self.flops.executed / (max(1, self.layout.world) * self.rate.flops)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Processed tokens per second of the run's training time (evaluations and checkpoints included); with no
+        step count, of training steps alone."""
+        if not self.batches.steps:
+            return self.batches.tokens_per_step / self.step_seconds if self.step_seconds else None
+        return self.batches.total_tokens / self.timing.total_s if self.timing.total_s > 0 else None
+
+    @property
+    def mfu(self) -> float | None:
+        """Model FLOPs utilisation the prediction implies on a GPU of the table."""
+        gpu = self.target.gpu
+        if gpu is None or not self.timing.train_s:
+            return None
+        model_flops = self.batches.total_tokens * self.flops.model
+        return model_flops / (self.timing.train_s * gpu.peak_flops * max(1, self.layout.world))
+
+
+def _memory(inputs: PlanInputs, target: Target, m: ModelFacts, lay: Layout, b: Batches) -> Memory:
+    runtime = inputs.baseline_rss if target.kind == "cpu" else 0
+    return estimate_memory(m, lay, b.peak_micro_tokens, b.context_per_token, runtime)
+
+
+def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None = None,
+             model: ModelFacts | None = None, suggest: bool = True) -> Estimate:
+    cfg = inputs.cfg
+    m = model or read_model(cfg, target.dtype_name)
+    lay = layout(cfg, target)
+    b = plan_batches(cfg, target.runtime.batching, cfg.training.nproc, inputs.train_lengths, inputs.eval_lengths)
+    mem = _memory(inputs, target, m, lay, b)
+    fl = flops_per_token(m, lay, b.context_per_token, b.eval_context)
+    if calibration is not None:
+        r = Rate(flops=calibration.flops_rate, how=f"measured by --calibrate ({calibration.steps} steps, "
+                                                   f"{calibration.measured_at})")
+        eval_rate = Rate(flops=calibration.eval_rate, how="measured") if calibration.eval_rate else None
+        timing = estimate_time(m, lay, b, r, fl, startup_s=calibration.startup_s, eval_rate=eval_rate)
+    else:
+        r = rate(target, m, b.peak_micro_tokens)
+        timing = estimate_time(m, lay, b, r, fl)
+    est = Estimate(inputs=inputs, target=target, model=m, layout=lay, batches=b, memory=mem, flops=fl, rate=r,
+                   timing=timing, calibration=calibration)
+    if suggest and est.fits is False:
+        est.suggestions = _what_fits(est)
+    return est
+
+
+def _merged(cfg: SmolforgeConfig, sets: dict[str, Any]) -> SmolforgeConfig:
+    from smolforge.config.loading import deep_merge, nest, validate
+    from smolforge.config.schema import dump_dict
+
+    return validate(deep_merge(dump_dict(cfg), nest(sets)), "a plan variant")
+
+
+def _variant(est: Estimate, sets: dict[str, Any]) -> Estimate:
+    from smolforge.plan.target import retarget
+
+    cfg = _merged(est.inputs.cfg, sets)
+    tgt = retarget(cfg, est.target)
+    lora = cfg.training.finetune != est.inputs.cfg.training.finetune
+    model = read_model(cfg, tgt.dtype_name) if lora else est.model
+    return estimate(replace(est.inputs, cfg=cfg), tgt, est.calibration, model=model, suggest=False)
+
+
+def _what_fits(est: Estimate) -> list[Suggestion]:
+    """Changes that bring the peak under the device's memory, each predicted by the same estimator.
+
+    Each kind of change on its own first (for the batch: the largest that fits, with the effective batch kept);
+    when none fits alone, they are combined in the order that changes the result least: activation
+    checkpointing (same result, ~30% more compute), then smaller batches with more accumulation, then LoRA,
+    then FSDP over more GPUs.
+    """
+    t = est.inputs.cfg.training
+    steps: list[tuple[str, dict[str, Any]]] = []
+    if not est.layout.checkpointing:
+        steps.append(("--set training.activation_checkpointing=true", {"training.activation_checkpointing": True}))
+    batch, effective = t.batch_size, t.batch_size * t.gradient_accumulation_steps
+    while batch > 1:
+        batch //= 2
+        steps.append((f"--batch-size {batch} --gradient-accumulation-steps {math.ceil(effective / batch)}",
+                      {"training.batch_size": batch,
+                       "training.gradient_accumulation_steps": math.ceil(effective / batch)}))
+    if t.finetune == "full":
+        steps.append((f"--finetune lora (r={t.lora.r})", {"training.finetune": "lora"}))
+        if est.target.kind == "cuda":
+            steps += [(f"--nproc {n} --set training.distributed=fsdp ({n} GPUs)",
+                       {"training.nproc": n, "training.distributed": "fsdp"}) for n in (2, 4, 8) if n > t.nproc]
+    out: list[Suggestion] = []
+    kinds: set[str] = set()
+    for change, sets in steps:
+        kind = change.split()[0]
+        if kind not in kinds and (v := _variant(est, sets)).fits:
+            out.append(Suggestion(change=change, peak=v.peak, note=_time_note(v)))
+            kinds.add(kind)
+    if out:
+        return out
+    chosen: dict[str, tuple[str, dict[str, Any]]] = {}  # kind -> change (a smaller batch replaces a larger one)
+    for change, sets in steps:
+        chosen[change.split()[0]] = (change, sets)
+        if _variant(est, _union(chosen)).fits:
+            break
+    else:
+        return []
+    batches = [st for st in steps if st[0].startswith("--batch-size")]
+    if "--batch-size" in chosen:  # with the later changes a larger batch may fit again: keep the largest that does
+        for candidate in batches:
+            trial = {**chosen, "--batch-size": candidate}
+            if _variant(est, _union(trial)).fits:
+                chosen = trial
+                break
+    v = _variant(est, _union(chosen))
+    return [Suggestion(change=" ".join(c for c, _ in chosen.values()), peak=v.peak, note=_time_note(v))]
+
+
+def _union(chosen: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for _, sets in chosen.values():
+        out |= sets
+    return out
+
+
+def _time_note(v: Estimate) -> str:
+    return f"about {duration(v.timing.total_s)}" if v.batches.steps else ""
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

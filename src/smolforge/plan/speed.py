@@ -1,0 +1,102 @@
+"""Time from FLOPs: FLOPs per token, the device's rate, and what a run does besides its training steps.
+
+FLOPs per processed token (N: parameters a token multiplies through, so the output head counts and an untied
+input embedding does not; d = heads x head_dim; c = the token's mean causal attention context; L = layers):
+
+    full fine-tune   6 N + 12 L d c              forward 2 N + 4 L d c, backward twice that
+    LoRA             4 N + 6 N_adapter + 12 L d c  the frozen weights need no weight gradients
+    + checkpointing  2 N + 4 L d c               the forward runs again in backward
+    + DPO            2 N + 4 L d c               TRL's reference model scores the same tokens
+    evaluation       2 N + 4 L d c               per evaluated token
+
+time = training FLOPs / (processes x device FLOP/s x efficiency) + evaluations at the same rate
+       + checkpoint writes at CHECKPOINT_WRITE_RATE + the start-up overhead --calibrate measures.
+The efficiency is an assumption (stated where it is shown) until --calibrate replaces the whole rate with
+one measured on the machine.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from smolforge.plan.batches import Batches
+from smolforge.plan.memory import Layout
+from smolforge.plan.model import ModelFacts
+
+CHECKPOINT_WRITE_RATE = 1e9  # bytes/s assumed for writing a checkpoint (weights + optimizer state)
+CPU_EFFICIENCY = 0.25        # share of the measured matmul rate a CPU training step reaches (assumed)
+
+
+@dataclass(frozen=True)
+class Rate:
+    flops: float   # FLOP/s of one device that the estimate divides by
+    how: str       # where it comes from, for the table
+
+
+@dataclass(frozen=True)
+class Flops:
+    model: float     # per processed token: the useful work (what MFU counts)
+    executed: float  # per processed token, recomputation and the DPO reference included
+    evaluation: float  # per evaluated token
+
+
+def flops_per_token(m: ModelFacts, lay: Layout, context: float, eval_context: float) -> Flops:
+    n = m.matmul_params
+    attn_fwd = 4 * m.layers * m.attention_width * context
+    forward = 2 * n + attn_fwd
+    model = (6 * n if lay.finetune == "full" else 4 * n + 6 * m.adapter_params) + 3 * attn_fwd
+    executed = model + (forward if lay.checkpointing else 0) + (forward if lay.method == "dpo" else 0)
+    evaluation = 2 * n + 4 * m.layers * m.attention_width * eval_context
+    return Flops(model=model, executed=executed, evaluation=evaluation)
+
+
+@dataclass(frozen=True)
+class Timing:
+    train_s: float
+    eval_s: float
+    save_s: float
+    startup_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.train_s + self.eval_s + self.save_s + self.startup_s
+
+
+def checkpoint_bytes(m: ModelFacts, lay: Layout) -> float:
+    """A resumable checkpoint: the trained weights and AdamW's two moments (written in their dtypes)."""
+    trained = m.params * m.param_bytes if lay.finetune == "full" else m.adapter_params * m.adapter_bytes
+    return 3 * trained
+
+
+def estimate_time(m: ModelFacts, lay: Layout, b: Batches, rate: Rate, fl: Flops, startup_s: float = 0.0,
+                  eval_rate: Rate | None = None) -> Timing:
+    devices = max(1, lay.world)
+    train = b.steps * b.tokens_per_step * fl.executed / (devices * rate.flops)
+    evals = b.evals * b.eval_tokens * fl.evaluation / (devices * (eval_rate or rate).flops)
+    saves = b.saves * checkpoint_bytes(m, lay) / CHECKPOINT_WRITE_RATE
+    return Timing(train_s=train, eval_s=evals, save_s=saves, startup_s=startup_s)
+
+
+def measured_matmul_rate(m: ModelFacts, device: str, dtype_name: str, rows: int, seconds: float = 0.3) -> float:
+    """FLOP/s of the model's MLP up-projection on a micro-batch of `rows` tokens, on this machine (a few hundred
+    ms): the shape training multiplies most, so small models are measured at their own (small) sizes."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype_name, torch.float32)
+    rows = max(64, min(rows, 8192))
+    inner = max(16, min(m.hidden, 16384))
+    outer = max(16, min(m.intermediate or 4 * m.hidden, 65536))
+    gen = torch.Generator(device=device).manual_seed(0)  # its own generator: the run's random state is untouched
+    a = torch.randn(rows, inner, device=device, dtype=dtype, generator=gen)
+    w = torch.randn(inner, outer, device=device, dtype=dtype, generator=gen)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(3):
+        a @ w
+    sync()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ w
+        n += 1
+    sync()
+    return 2 * rows * inner * outer * n / (time.perf_counter() - start)
