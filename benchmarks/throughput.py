@@ -1,15 +1,25 @@
-"""Supervised tokens/s of smolforge's default SFT path vs a plain TRL SFTTrainer (packing=False).
+"""Supervised tokens/s of `smolforge run` vs plain TRL, each in its own process, as a user compares them.
 
-Both arms train the same tiny SmolLM3 (the `tiny` preset's size) from the same initial weights on
-the same long-tailed chats (16-512 tokens), with the same seed, batch size and number of
-optimizer steps, so they see the same rows in the same order. The baseline is TRL's stock
-padded batching with SDPA; the default is whatever `smolforge run` does (`build_trainer`). Both
-count tokens with the same hook, so overhead is equal. Each arm runs `--rounds` times,
-alternating, and the fastest round of each is compared.
+Arm smolforge: the real `smolforge run` CLI (the `tiny` preset's SmolLM3, evaluation, tracking,
+quantization, checkpoints and publishing off). Arm TRL: `benchmarks/trl_baseline.py`, a stock
+`SFTTrainer(packing=False)` script (padded batches, stock SDPA, no allocator tuning; fp32 and no
+activation checkpointing, as smolforge on a CPU). Both load the same tiny model folder (same initial
+weights and tokenizer), train on the same local JSONL of long-tailed chats (written here, duplicates
+removed so smolforge's de-duplication drops nothing), with the same seed, batch size, learning-rate
+schedule, max length, assistant-only loss and number of steps (one epoch unless --steps).
 
-    .venv/bin/python benchmarks/throughput.py [--steps 40] [--rows 1200] [--rounds 2]
+What is timed: the trainer's own `train_runtime` (from `trainer.train()` start to end: the training
+loop, not imports, model loading or tokenisation); for smolforge, results.json's `train_runtime_s`.
+Tokens/s = supervised tokens (positions whose next-token label is not -100) / that time. The arms
+alternate over --rounds (the order flips each round); the ratio is the median of the per-round
+ratios, printed with min and max. The check: same supervised tokens, final train loss within 1 %.
 
-Prints: ratio=<default supervised tok/s / baseline> waste=<default padding fraction> (+ details).
+    python benchmarks/throughput.py [--rows 2000] [--rounds 3] [--steps N] [--breakdown] [--quick]
+
+--breakdown adds smolforge arms that each turn one lever off: padding removal
+(training.batching=padded, which also uses stock SDPA), the LM head at supervised positions only
+(SMOLFORGE_SUPERVISED_LM_HEAD=0) and allocator tuning (SMOLFORGE_MALLOC_TUNE=0).
+Prints the machine and load average, one line per arm, then `ratio=… waste=…`.
 """
 
 from __future__ import annotations
@@ -17,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,134 +41,178 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+HERE = Path(__file__).resolve().parent
+SMOLFORGE = str(Path(sys.executable).with_name("smolforge"))
+# Each breakdown arm: (name, extra `--set`s, extra environment) for the smolforge CLI.
+LEVERS_OFF = {
+    "no padding removal": (["training.batching=padded"], {}),
+    "no supervised-only LM head": ([], {"SMOLFORGE_SUPERVISED_LM_HEAD": "0"}),
+    "no allocator tuning": ([], {"SMOLFORGE_MALLOC_TUNE": "0"}),
+}
+
+
+@dataclass
+class Measured:
+    """One training run of one arm."""
+
+    seconds: float
+    loss: float
+    supervised: int
+    real: int
+    processed: int
+    steps: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.supervised / self.seconds
+
+    @property
+    def waste(self) -> float:
+        return 1 - self.real / self.processed if self.processed else 0.0
+
+
+def ratio_stats(ratios: list[float]) -> dict[str, float]:
+    """Median, min and max of the per-round ratios."""
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def equal_work(a: Measured, b: Measured, loss_tolerance: float = 0.01) -> tuple[bool, str]:
+    """Same supervised tokens and final training loss within `loss_tolerance` (relative): the same work done."""
+    if a.supervised != b.supervised:
+        return False, f"supervised tokens differ: {a.supervised} vs {b.supervised}"
+    rel = abs(a.loss - b.loss) / abs(b.loss)
+    if rel > loss_tolerance:
+        return False, f"train loss differs by {rel:.2%}: {a.loss:.4f} vs {b.loss:.4f}"
+    return True, f"same supervised tokens ({a.supervised}), loss within {rel:.3%}"
+
+
+def machine() -> str:
+    """CPU model and core count, as this script ran."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def load() -> str:
+    return "load=" + "/".join(f"{x:.2f}" for x in os.getloadavg())
+
 
 def long_tail_chats(n: int, seed: int) -> list[dict]:
-    """Chats with a realistic long-tailed length spread: mostly one exchange, sometimes many."""
+    """n distinct chats with a long-tailed length spread: mostly one exchange, sometimes many."""
     from smolforge.builtin_data import generate
 
     rng = random.Random(seed)
-    pool = iter(generate(n * 5, seed))
-    rows = []
-    for _ in range(n):
+    pool = iter(generate(n * 20, seed))
+    rows, seen = [], set()
+    while len(rows) < n:
         k = min(9, 1 + int(rng.expovariate(1 / 0.9)))
         msgs: list[dict] = []
         for _ in range(k):
             msgs += [m for m in next(pool)["messages"] if m["role"] != "system"]
-        rows.append({"messages": msgs})
+        key = json.dumps(msgs, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            # the reasoning mode smolforge picks for chats without <think> traces, so both arms format alike
+            rows.append({"messages": msgs, "chat_template_kwargs": {"enable_thinking": False}})
     return rows
 
 
-def make_config(data_path: Path, steps: int, batching: str = "auto", batch_size: int = 8):
-    from smolforge.config.loading import load_config
-
-    return load_config(preset="tiny", sets=[
-        f"data.name={data_path}", "data.eval_ratio=0", f"training.max_steps={steps}", "training.logging_steps=1000",
-        "training.save_steps=100000", "tracking.backend=none", f"training.batching={batching}",
-        "experiment_name=bench", f"training.batch_size={batch_size}",
-    ])
-
-
-def default_arm(cfg, data, out: Path) -> dict:
-    from smolforge.runfolder import RunFolder
-    from smolforge.train import build_trainer
-
-    built = build_trainer(cfg, RunFolder(out), data)
-    t0 = time.perf_counter()
-    result = built.trainer.train()
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "loss": result.training_loss, **built.trainer.sf_total_counts(),
-            "runtime": built.runtime.as_dict()}
+def smolforge_arm(work: Path, name: str, data: Path, steps: int, batch: int, sets: list[str],
+                  env: dict[str, str]) -> Measured:
+    cmd = [SMOLFORGE, "run", "--preset", "tiny", "--yes", "--experiment-name", name]
+    for s in [f"data.name={data}", "data.eval_ratio=0", "training.epochs=1", f"training.max_steps={steps}",
+              f"training.batch_size={batch}", "training.save_steps=1000000", "tracking.backend=none",
+              "evaluation.tasks=[]", "quantize.methods=[]", *sets]:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, cwd=work, env={**os.environ, **env}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"smolforge arm failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    r = json.loads((work / "runs" / name / "results.json").read_text())
+    t = r["tokens"]
+    return Measured(r["train_runtime_s"], r["train_loss"], t["supervised"], t["real"], t["processed"],
+                    r["global_steps"])
 
 
-def baseline_arm(cfg, data, out: Path) -> dict:
-    """Plain TRL: SFTTrainer with padded batches (packing=False), stock SDPA attention."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-
-    from smolforge.tiny import ensure_tiny
-    from smolforge.trainers import TokenAccounting
-
-    class CountingSFTTrainer(TokenAccounting, SFTTrainer):
-        """TRL's SFTTrainer plus the same token counting hook the default arm has."""
-
+def trl_arm(work: Path, name: str, model: Path, data: Path, steps: int, batch: int, cfg) -> Measured:
     t = cfg.training
-    path = ensure_tiny(cfg.model.tiny)
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", dtype=torch.float32)
-    args = SFTConfig(
-        output_dir=str(out), per_device_train_batch_size=t.batch_size, max_steps=t.max_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,
-        seed=t.seed, data_seed=t.seed, bf16=False, use_cpu=True, activation_checkpointing=False,
-        report_to=[], packing=False, max_length=t.max_length, assistant_only_loss=True,
-        logging_steps=1000, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
-    )
-    torch.manual_seed(t.seed)
-    trainer = CountingSFTTrainer(model=model, args=args, train_dataset=data.train, processing_class=tok)
-    t0 = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "loss": result.training_loss, **trainer.sf_total_counts()}
+    cmd = [sys.executable, str(HERE / "trl_baseline.py"), "--model", str(model), "--data", str(data),
+           "--out", str(work / name), "--batch-size", str(batch), "--max-steps", str(steps),
+           "--max-length", str(t.max_length), "--lr", str(t.learning_rate), "--scheduler", t.lr_scheduler,
+           "--warmup", str(t.warmup_ratio), "--seed", str(t.seed)]
+    env = {k: v for k, v in os.environ.items() if k != "SMOLFORGE_MALLOC_TUNE"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"TRL arm failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    c = r["tokens"]
+    return Measured(r["train_runtime"], r["train_loss"], c["supervised"], c["real"], c["processed"], r["steps"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--rows", type=int, default=1200)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batching", default="auto", help="smolforge arm's training.batching")
+    parser.add_argument("--rows", type=int, default=2000, help="chats in the data (one epoch unless --steps)")
+    parser.add_argument("--steps", type=int, default=-1, help="optimizer steps per arm (default: one epoch)")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per step, both arms")
+    parser.add_argument("--breakdown", action="store_true", help="also run smolforge with each lever off")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 300 rows, 12 steps, 1 round")
     parser.add_argument("--json", action="store_true", help="also print the raw measurements as JSON")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.steps, args.rounds = 300, 12, 1
 
     from smolforge.builtin_data import write_jsonl
-    from smolforge.data import prepare
-    from smolforge.runtime import tune_malloc
+    from smolforge.config.loading import load_config
+    from smolforge.tiny import ensure_tiny
 
-    malloc_tuned = tune_malloc()  # process-wide, so both arms get it: the ratio stays like for like
-
+    cfg = load_config(preset="tiny")
+    model = ensure_tiny(cfg.model.tiny)
+    print(f"machine: {machine()}; torch threads default; {load()}", flush=True)
+    arms = ["smolforge", *(LEVERS_OFF if args.breakdown else [])]
+    runs: dict[str, list[Measured]] = {arm: [] for arm in ["trl", *arms]}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        data_path = tmp / "chats.jsonl"
-        write_jsonl(long_tail_chats(args.rows, seed=7), data_path)
-        cfg = make_config(data_path, args.steps, args.batching, args.batch_size)
-        runs: dict[str, list[dict]] = {"baseline": [], "default": []}
-        lengths = None
+        work = Path(tmp)
+        data = work / "chats.jsonl"
+        write_jsonl(long_tail_chats(args.rows, seed=7), data)
         for r in range(args.rounds):
-            for arm in ("baseline", "default"):
-                data = prepare(cfg.data)
-                out = tmp / f"{arm}-{r}"
-                if arm == "baseline":
-                    from transformers import AutoTokenizer
-
-                    from smolforge.data import apply_length_filters
-                    from smolforge.tiny import ensure_tiny
-
-                    apply_length_filters(data, AutoTokenizer.from_pretrained(ensure_tiny(cfg.model.tiny)), cfg.data,
-                                         cfg.training.max_length)
-                    lengths = data.stats["train_token_lengths"]
-                    runs[arm].append(baseline_arm(cfg, data, out))
+            order = ["trl", *arms]
+            order = order if r % 2 == 0 else order[::-1]
+            for arm in order:
+                name = f"{arm.replace(' ', '-')}-{r}"
+                if arm == "trl":
+                    m = trl_arm(work, name, model, data, args.steps, args.batch_size, cfg)
                 else:
-                    runs[arm].append(default_arm(cfg, data, out))
-                m = runs[arm][-1]
-                print(f"  round {r} {arm:8s} {m['seconds']:6.2f} s  supervised={m['supervised']} "
-                      f"real={m['real']} processed={m['processed']} loss={m['loss']:.4f}", file=sys.stderr)
+                    sets, env = LEVERS_OFF.get(arm, ([], {}))
+                    m = smolforge_arm(work, name, data, args.steps, args.batch_size, sets, env)
+                runs[arm].append(m)
+                print(f"  round {r} {arm:28s} {m.seconds:7.1f} s {m.tokens_per_s:7.0f} tok/s supervised={m.supervised} "
+                      f"real={m.real} processed={m.processed} loss={m.loss:.4f} {load()}", flush=True)
 
-    best = {arm: min(ms, key=lambda m: m["seconds"]) for arm, ms in runs.items()}
-    tps = {arm: m["supervised"] / m["seconds"] for arm, m in best.items()}
-    waste = {arm: 1 - m["real"] / m["processed"] for arm, m in best.items()}
-    ratio = tps["default"] / tps["baseline"]
-    same_tokens = best["default"]["supervised"] == best["baseline"]["supervised"]
-    print(f"ratio={ratio:.2f} waste={waste['default']:.1%} baseline_waste={waste['baseline']:.1%} "
-          f"default_tok_s={tps['default']:.0f} baseline_tok_s={tps['baseline']:.0f} "
-          f"loss_default={best['default']['loss']:.4f} loss_baseline={best['baseline']['loss']:.4f} "
-          f"same_supervised_tokens={same_tokens} steps={args.steps} batch={args.batch_size} "
-          f"lengths=p50:{lengths['p50']}/p90:{lengths['p90']}/max:{lengths['max']} "
-          f"default={best['default']['runtime']['batching']}+{best['default']['runtime']['attn_implementation']} "
-          f"malloc_tuned={malloc_tuned} "
-          f"rounds_spread={statistics.pstdev([m['seconds'] for m in runs['default']]):.2f}s")
+    base = runs["trl"]
+    print(f"trl (plain SFTTrainer, padded): median {statistics.median(m.tokens_per_s for m in base):.0f} "
+          f"supervised tok/s, waste {base[0].waste:.1%}")
+    summary = {}
+    for arm in arms:
+        ms = runs[arm]
+        st = ratio_stats([m.tokens_per_s / b.tokens_per_s for m, b in zip(ms, base, strict=True)])
+        ok, why = equal_work(ms[0], base[0])
+        summary[arm] = st
+        print(f"{arm}: ratio median {st['median']:.2f} (min {st['min']:.2f}, max {st['max']:.2f}) "
+              f"tok/s median {statistics.median(m.tokens_per_s for m in ms):.0f} waste {ms[0].waste:.1%} "
+              f"equal_work={ok} ({why})")
+    d = runs["smolforge"][0]
+    ok, _ = equal_work(d, base[0])
+    print(f"ratio={summary['smolforge']['median']:.2f} waste={d.waste:.1%} min={summary['smolforge']['min']:.2f} "
+          f"max={summary['smolforge']['max']:.2f} equal_work={ok} rounds={args.rounds} steps={base[0].steps}"
+          f" rows={args.rows} batch={args.batch_size} {load()}")
     if args.json:
-        print(json.dumps(runs, default=str))
+        print(json.dumps({arm: [m.__dict__ for m in ms] for arm, ms in runs.items()}))
 
 
 if __name__ == "__main__":

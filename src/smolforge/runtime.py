@@ -24,6 +24,7 @@ class Runtime:
     activation_checkpointing: bool
     world_size: int
     malloc_tuned: bool = False
+    supervised_lm_head: bool = False  # LM head and loss only where the label is not -100 (lmhead.py)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -116,6 +116,10 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     hf_logging.disable_progress_bar()
     rt = resolve(cfg)
     rt.malloc_tuned = tune_malloc()  # measured +10% tokens/s on CPU (benchmarks/throughput.py); numerically a no-op
+    if cfg.training.method == "sft":
+        from smolforge import lmhead
+
+        rt.supervised_lm_head = lmhead.enable()  # same loss and gradients; see lmhead.py for the measurement
     t = cfg.training
     source = model_source(cfg)
     loss = loss_flags(cfg, data.kind) if t.method == "sft" else {"loss_on": "completion"}
