@@ -257,6 +257,9 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     cfg, run, resume_from = prepare_run(cfg, opts, console)
     data = prepare(cfg.data, cfg.training.method)
     precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: fails before any folder
+    from smolforge.runtime import resolve
+
+    resolve(cfg)  # settings this machine cannot run (fp16 or Liger without CUDA, ...) fail before any folder
     if cfg.evaluation.tasks:
         from smolforge.evaluation.stage import check_tasks
 

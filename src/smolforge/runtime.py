@@ -24,6 +24,7 @@ class Runtime:
     activation_checkpointing: bool
     world_size: int
     malloc_tuned: bool = False
+    liger_kernel: bool = False
     supervised_lm_head: bool = False  # LM head and loss only where the label is not -100 (lmhead.py)
 
     def as_dict(self) -> dict:
@@ -85,6 +86,7 @@ def resolve(cfg: SmolforgeConfig, cuda: tuple[bool, bool] | None = None) -> Runt
         raise SmolforgeError("model.attn_implementation: flash_attention_2 needs a CUDA GPU and the flash-attn "
                              "package. Use auto (per-document SDPA) instead.")
 
+    liger = _liger(t.liger_kernel, device)
     ckpt = t.activation_checkpointing
     if ckpt == "auto":
         ckpt = device == "cuda"
@@ -97,7 +99,21 @@ def resolve(cfg: SmolforgeConfig, cuda: tuple[bool, bool] | None = None) -> Runt
             raise SmolforgeError(f"tracking.backend: {cfg.tracking.backend!r} needs the {module} package, which is "
                                  f"not installed. Install it (pip install {module}) or use trackio (the default).")
     return Runtime(device=device, precision=precision, batching=batching, attn_implementation=attn,
-                   activation_checkpointing=bool(ckpt), world_size=world)
+                   activation_checkpointing=bool(ckpt), world_size=world, liger_kernel=liger)
+
+
+def _liger(setting: bool | str, device: str) -> bool:
+    """Liger's kernels are Triton kernels: CUDA only, and only when the liger-kernel package is installed."""
+    installed = importlib.util.find_spec("liger_kernel") is not None
+    if setting == "auto":
+        return device == "cuda" and installed
+    if setting and device != "cuda":
+        raise SmolforgeError("training.liger_kernel: true needs a CUDA GPU (Liger's kernels are Triton kernels) and "
+                             "none was found. Use --set training.liger_kernel=auto (on where it applies) or false.")
+    if setting and not installed:
+        raise SmolforgeError("training.liger_kernel: true needs the liger-kernel package, which is not installed. "
+                             "Install it (pip install liger-kernel) or use --set training.liger_kernel=auto.")
+    return bool(setting)
 
 
 def tune_malloc() -> bool:

@@ -196,6 +196,8 @@ def trainer_arguments(cfg: SmolforgeConfig, rt: Runtime, output_dir: Path, has_e
         dataloader_num_workers=0,
         save_only_model=False,
     )
+    if rt.liger_kernel:
+        args["use_liger_kernel"] = True  # TRL applies Liger's layer kernels and keeps its own fused LM head
     if rt.activation_checkpointing:
         args["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     if tr.backend == "trackio":

@@ -89,6 +89,14 @@ def test_max_length_beyond_the_models_positions_fails_before_the_run_folder(tmp_
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
+def test_liger_kernel_on_a_cpu_fails_before_the_run_folder(tmp_path):
+    err = _clean_error(run_cli("run", "--preset", "tiny", "--yes", *FAST_TINY, "--set", "training.liger_kernel=true",
+                               cwd=tmp_path, check=False))
+    assert "training.liger_kernel: true needs a CUDA GPU" in err and "--set training.liger_kernel=auto" in err
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- nothing half-written, nothing changed
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ SAMPLES = {
     "training.lora.target_modules": ["q_proj"], "publish.gguf_repo_id": "ada/model-gguf",
     "training.max_steps": 5, "data.max_tokens": 99, "training.eval_steps": 7, "card.template": "t.md",
     "model.tiny.hidden_size": 64, "model.tiny.num_heads": 2, "model.tiny.num_kv_heads": 1, "data.max_samples": 100,
-    "training.activation_checkpointing": True, "evaluation.limit": 50, "evaluation.modes": ["think"],
+    "training.activation_checkpointing": True, "training.liger_kernel": False, "evaluation.limit": 50,
+    "evaluation.modes": ["think"],
     "evaluation.max_gen_tokens": 64, "evaluation.tasks": ["builtin"],
     "training.rdzv_endpoint": "node0:29400", "training.global_batch_size": 16,
 }

@@ -193,6 +193,10 @@ class TrainingSection(Section):
         "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU.")
     activation_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Recompute activations to save memory; auto: on for GPUs.")
+    liger_kernel: bool | Literal["auto"] = Field(
+        "auto", description="Liger's Triton kernels for RMSNorm, RoPE and SwiGLU (TRL's use_liger_kernel; the loss "
+                            "is TRL's fused LM head either way); CUDA only. auto: on for a CUDA GPU when the "
+                            "liger-kernel package is installed.")
     logging_steps: Steps = Field(10, description="Log the training loss every this many steps.")
     eval_steps: Steps | None = Field(None, description="Evaluate every this many steps; unset: about 10 times.")
     save_steps: Steps = Field(500, description="Save a resumable checkpoint every this many steps.")

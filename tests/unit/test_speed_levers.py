@@ -1,0 +1,135 @@
+"""The CPU speed levers keep the numbers (same loss and gradients) and the benchmark's own arithmetic."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from smolforge.errors import SmolforgeError
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("throughput_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_ratio_stats_median_min_max(bench):
+    assert bench.ratio_stats([2.9, 3.4, 3.1]) == {"median": 3.1, "min": 2.9, "max": 3.4}
+    assert bench.ratio_stats([3.0, 2.0]) == {"median": 2.5, "min": 2.0, "max": 3.0}
+
+
+def test_equal_work_needs_same_tokens_and_close_loss(bench):
+    m = bench.Measured
+    base = m(seconds=30.0, loss=5.0, supervised=1000, real=2000, processed=4000, steps=10)
+    assert bench.equal_work(m(10.0, 5.04, 1000, 2000, 2000, 10), base)[0]
+    assert not bench.equal_work(m(10.0, 5.06, 1000, 2000, 2000, 10), base)[0]  # 1.2 % apart
+    ok, why = bench.equal_work(m(10.0, 5.0, 999, 2000, 2000, 10), base)
+    assert not ok and "999" in why
+    assert base.waste == 0.5 and base.tokens_per_s == pytest.approx(1000 / 30)
+
+
+def test_benchmark_chats_are_distinct_and_in_no_think_mode(bench):
+    rows = bench.long_tail_chats(200, seed=3)
+    assert len({str(r["messages"]) for r in rows}) == 200  # smolforge's de-duplication drops none of them
+    assert {r["chat_template_kwargs"]["enable_thinking"] for r in rows} == {False}
+    turns = [len(r["messages"]) // 2 for r in rows]
+    assert min(turns) == 1 and max(turns) > 3  # long-tailed: mostly one exchange, some many
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    out = model(**batch, fused_lm_head=True)
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_supervised_only_lm_head_keeps_loss_and_gradients(monkeypatch):
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import SmolLM3Config, SmolLM3ForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from smolforge import lmhead
+
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    torch.manual_seed(0)
+    model = SmolLM3ForCausalLM(SmolLM3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=2, num_key_value_heads=1, vocab_size=97,
+                                             pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, 97, (2, 24))
+    labels = ids.clone()
+    labels[:, :14] = -100  # the prompt: no loss
+    batch = {"input_ids": ids, "labels": labels}
+    assert not trl_utils._use_triton(torch.device("cpu"))  # TRL scores every position on a CPU
+    full_loss, full_grads = _loss_and_grads(model, batch)
+
+    monkeypatch.setenv(lmhead.ENV, "0")
+    assert lmhead.enable() is False and not trl_utils._use_triton(torch.device("cpu"))
+    monkeypatch.delenv(lmhead.ENV)
+    assert lmhead.enable() is True and lmhead.enable() is True  # idempotent
+    assert trl_utils._use_triton(torch.device("cpu"))
+    loss, grads = _loss_and_grads(model, batch)
+
+    torch.testing.assert_close(loss, full_loss, rtol=1e-6, atol=0)
+    assert grads.keys() == full_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.fixture
+def liger_installed(monkeypatch):
+    """find_spec answers that liger-kernel is installed, whatever this machine has."""
+    import importlib.util as iu
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: object() if name == "liger_kernel" else real(name, *a))
+
+
+def _runtime(cuda, **sets):
+    from smolforge.config.loading import load_config
+    from smolforge.runtime import resolve
+
+    return resolve(load_config(preset="tiny", sets=[f"{k}={v}" for k, v in sets.items()]), cuda=cuda)
+
+
+def test_liger_auto_is_on_for_cuda_with_the_package_only(liger_installed):
+    assert _runtime((True, True)).liger_kernel is True
+    assert _runtime((False, False)).liger_kernel is False  # never on a CPU
+    assert _runtime((True, True), **{"training.liger_kernel": "false"}).liger_kernel is False
+
+
+def test_liger_auto_is_off_without_the_package(monkeypatch):
+    import importlib.util as iu
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "liger_kernel" else real(name, *a))
+    assert _runtime((True, True)).liger_kernel is False
+    with pytest.raises(SmolforgeError, match="training.liger_kernel: true needs the liger-kernel package"):
+        _runtime((True, True), **{"training.liger_kernel": "true"})
+
+
+def test_liger_true_on_a_cpu_is_refused_even_when_installed(liger_installed):
+    with pytest.raises(SmolforgeError, match="training.liger_kernel: true needs a CUDA GPU"):
+        _runtime((False, False), **{"training.liger_kernel": "true"})
+
+
+def test_liger_reaches_the_trainer_arguments(liger_installed, tmp_path):
+    from smolforge.config.loading import load_config
+    from smolforge.runtime import resolve
+    from smolforge.trainers import trainer_arguments
+
+    cfg = load_config(preset="tiny")
+    on = trainer_arguments(cfg, resolve(cfg, cuda=(True, True)), tmp_path, False, 10)
+    off = trainer_arguments(cfg, resolve(cfg, cuda=(False, False)), tmp_path, False, 10)
+    assert on["use_liger_kernel"] is True and "use_liger_kernel" not in off
