@@ -106,6 +106,7 @@ def load() -> str:
 def long_tail_chats(n: int, seed: int) -> list[dict]:
     """n distinct chats with a long-tailed length spread: mostly one exchange, sometimes many."""
     from smolforge.builtin_data import generate
+    from smolforge.data.dedup import row_key
 
     rng = random.Random(seed)
     pool = iter(generate(n * 20, seed))
@@ -115,7 +116,7 @@ def long_tail_chats(n: int, seed: int) -> list[dict]:
         msgs: list[dict] = []
         for _ in range(k):
             msgs += [m for m in next(pool)["messages"] if m["role"] != "system"]
-        key = json.dumps(msgs, sort_keys=True)
+        key = row_key({"messages": msgs})  # smolforge's own duplicate rule, so it drops none of them
         if key not in seen:
             seen.add(key)
             # the reasoning mode smolforge picks for chats without <think> traces, so both arms format alike
