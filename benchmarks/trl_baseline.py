@@ -7,7 +7,7 @@ checkpointing (TRL defaults to bf16 and checkpointing, both several times slower
 favours the baseline), learning rate, schedule, warm-up, batch size, max length, seed, no saving.
 
 The only addition is a wrapper around the data collator that counts processed, real and supervised
-tokens (a few integer sums per batch), so the benchmark can check both arms did the same work.
+tokens of each batch (a few integer sums), so the benchmark can check both arms did the same work.
 
     python benchmarks/trl_baseline.py --model DIR --data chats.jsonl --out DIR [--max-steps N] ...
 
@@ -56,18 +56,20 @@ def main() -> None:
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
 
-    counts = {"processed": 0, "real": 0, "supervised": 0}
+    per_batch: list[tuple[int, int, int]] = []  # (processed, real, supervised) of each batch collated, in order
     collate = trainer.data_collator
 
     def counting_collator(features):
         batch = collate(features)
-        counts["processed"] += batch["input_ids"].numel()
-        counts["real"] += int(batch["attention_mask"].sum())
-        counts["supervised"] += int((batch["labels"][..., 1:] != -100).sum())
+        per_batch.append((batch["input_ids"].numel(), int(batch["attention_mask"].sum()),
+                          int((batch["labels"][..., 1:] != -100).sum())))
         return batch
 
     trainer.data_collator = counting_collator
     out = trainer.train()
+    # accelerate's data loader collates one batch ahead: count only the batches the steps trained on
+    trained = per_batch[:out.global_step * config.gradient_accumulation_steps]
+    counts = {k: sum(b[i] for b in trained) for i, k in enumerate(("processed", "real", "supervised"))}
     print(json.dumps({"train_runtime": out.metrics["train_runtime"], "train_loss": out.training_loss,
                       "steps": out.global_step, "tokens": counts}))
 

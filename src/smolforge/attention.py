@@ -31,12 +31,15 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
     bounds = cu.tolist()
+    # One split per tensor, not a slice per document: a slice's backward writes its gradient into a zero
+    # tensor of the whole row, once per document; a split's backward concatenates the pieces once.
+    sizes = [bounds[0], *(e - s for s, e in zip(bounds[:-1], bounds[1:], strict=False)), query.shape[2] - bounds[-1]]
+    pieces = [t.split(sizes, dim=2)[1:-1] for t in (query, key, value)]
     outs = [
         torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, s:e], key[:, :, s:e], value[:, :, s:e],
-            dropout_p=dropout if module.training else 0.0, scale=scaling, is_causal=True,
+            q, k, v, dropout_p=dropout if module.training else 0.0, scale=scaling, is_causal=True,
         )
-        for s, e in zip(bounds[:-1], bounds[1:], strict=False) if e > s
+        for q, k, v in zip(*pieces, strict=True) if q.shape[2] > 0
     ]
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     return out.transpose(1, 2).contiguous(), None

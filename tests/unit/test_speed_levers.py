@@ -133,3 +133,31 @@ def test_liger_reaches_the_trainer_arguments(liger_installed, tmp_path):
     on = trainer_arguments(cfg, resolve(cfg, cuda=(True, True)), tmp_path, False, 10)
     off = trainer_arguments(cfg, resolve(cfg, cuda=(False, False)), tmp_path, False, 10)
     assert on["use_liger_kernel"] is True and "use_liger_kernel" not in off
+
+
+def test_per_document_attention_matches_a_block_diagonal_mask_with_gradients():
+    import torch
+
+    from smolforge.attention import varlen_sdpa_attention
+
+    class Layer(torch.nn.Module):
+        num_key_value_groups = 2
+
+    torch.manual_seed(0)
+    lengths = [5, 1, 9, 3]
+    total = sum(lengths)
+    q = torch.randn(1, 4, total, 8, requires_grad=True)
+    k = torch.randn(1, 2, total, 8, requires_grad=True)
+    v = torch.randn(1, 2, total, 8, requires_grad=True)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+    out, _ = varlen_sdpa_attention(Layer().train(), q, k, v, None, cu_seq_lens_q=cu)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    allowed = (doc[:, None] == doc[None, :]) & torch.ones(total, total, dtype=torch.bool).tril()
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1), attn_mask=allowed).transpose(1, 2)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    torch.testing.assert_close(out, ref)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want)
