@@ -37,5 +37,6 @@ def enable() -> bool:
         return device.type == "cpu" or decide(device)
 
     compact_on_cpu_too.smolforge_supervised_only = True
+    compact_on_cpu_too.smolforge_original = decide
     trl_utils._use_triton = compact_on_cpu_too
     return True

@@ -61,7 +61,8 @@ def test_supervised_only_lm_head_keeps_loss_and_gradients(monkeypatch):
 
     from smolforge import lmhead
 
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    stock = getattr(trl_utils._use_triton, "smolforge_original", trl_utils._use_triton)  # an earlier run enabled it
+    monkeypatch.setattr(trl_utils, "_use_triton", stock)  # TRL's own; the current one is restored after the test
     torch.manual_seed(0)
     model = SmolLM3ForCausalLM(SmolLM3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                              num_attention_heads=2, num_key_value_heads=1, vocab_size=97,
