@@ -152,8 +152,8 @@ def test_results_and_card_report_the_dataset_numbers(sft_chat):
     assert "| **Rows read** | 403 from split `train`; 3 dropped (no non-empty assistant turn: 3) |" in card
     assert "| **Rows used** | 360 training, 40 evaluation |" in card
     cut = d.get("train_truncated_rows")
-    truncated = f" ({cut} row{'s' if cut != 1 else ''} truncated to {load_config(sft_chat / 'config.yaml').training.max_length} tokens)" \
-        if cut else ""
+    limit = load_config(sft_chat / "config.yaml").training.max_length
+    truncated = f" ({cut} row{'s' if cut != 1 else ''} truncated to {limit} tokens)" if cut else ""
     assert f"| **Tokens per training row** | median {train['p50']}, 90th percentile {train['p90']}, " \
            f"max {train['max']}{truncated} |" in card
     assert "| **Format** | messages |" in card
