@@ -29,7 +29,7 @@ run: $(STAMP)
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
 
-# Everyday lane: everything that does not train a model (well under a minute on 2 cores).
+# Everyday lane: everything that does not train a model (one to two minutes on 2 cores).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
