@@ -168,8 +168,8 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         # ---- user inputs with a derived value
         "license": lic.id,
         "tags": tags,
-        "intended_use": defaults.intended_use(cfg),
-        "out_of_scope": defaults.out_of_scope(cfg),
+        "intended_use": defaults.uses_text(cfg, "intended_use"),
+        "out_of_scope": defaults.uses_text(cfg, "out_of_scope"),
         "training_data": cfg.card.training_data or facts.data_description(cfg, d),
         # ---- what the model is and how it was made
         "license_name": lic.name,
