@@ -12,6 +12,9 @@ STAMP  := $(VENV)/.smolforge-installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@command -v g++ >/dev/null && command -v cmake >/dev/null || \
+		{ SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq g++ cmake; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e ".[dev,demo,gguf]"
@@ -26,7 +29,7 @@ run: $(STAMP)
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
 
-# Everyday lane: everything that does not train a model (well under a minute on 2 cores).
+# Everyday lane: everything that does not train a model (one to two minutes on 2 cores).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 

@@ -48,10 +48,11 @@ def main() -> None:
 
     from eval_cost import machine  # the same machine line as the other benchmarks (this folder is on sys.path)
     from smolforge.config import TinySpec
-    from smolforge.gguf.convert import add_turn_metadata, file_name, parameter_count, quantize_file, run_converter
+    from smolforge.gguf.convert import add_turn_metadata, file_name, quantize_file, run_converter
     from smolforge.gguf.source import stage_source
     from smolforge.gguf.toolchain import find
     from smolforge.tiny import ensure_tiny
+    from smolforge.weightfiles import parameter_count
 
     tc = find()
     source = ensure_tiny(TinySpec())

@@ -132,10 +132,9 @@ def save_for_publishing(model, tokenizer, folder: Path, state_dict: dict[str, An
     """Save a model folder that loads anywhere: finalized config, safetensors weights, tokenizer without
     local-only loading flags, files readable like the user's other files. Returns {weight file: sha256}.
     `state_dict`: weights to save instead of the model's own (gathered from FSDP shards)."""
-    import hashlib
     import json
 
-    from smolforge.runfolder import atomic_write_text, share_like_other_files
+    from smolforge.runfolder import atomic_write_text, file_sha256, share_like_other_files
 
     finalize_for_publishing(model, tokenizer)
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,14 +147,7 @@ def save_for_publishing(model, tokenizer, folder: Path, state_dict: dict[str, An
             clean = {k: v for k, v in data.items() if k not in LOCAL_ONLY_TOKENIZER_KEYS}
             atomic_write_text(config, json.dumps(clean, indent=2, ensure_ascii=False) + "\n")
     share_like_other_files(folder)
-    digests = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(block)
-        digests[f.name] = h.hexdigest()
-    return digests
+    return {f.name: file_sha256(f) for f in sorted(folder.glob("*.safetensors"))}
 
 
 def architecture(config) -> dict[str, Any]:

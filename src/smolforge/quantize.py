@@ -29,6 +29,7 @@ from smolforge.config import SmolforgeConfig
 from smolforge.config.schema import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
 from smolforge.runfolder import RunFolder, share_like_other_files
+from smolforge.weightfiles import folder_bytes, main_dtype, weights_bytes
 
 log = logging.getLogger("smolforge.quantize")
 
@@ -36,36 +37,6 @@ TORCHAO_METHODS = ("int8", "int4")
 METHODS = TORCHAO_METHODS + GGUF_METHODS
 INT4_CPU_SKIP = ("torchao's packed int4 (Int4WeightOnlyConfig) needs a CUDA GPU and none was found; torchao's "
                  "CPU int4 option (IntxWeightOnlyConfig) stores int8 values and would save nothing")
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-def weights_bytes(folder: Path) -> int:
-    """Bytes of the weight files (*.safetensors, *.bin) in a model folder: what a download of the weights costs."""
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
-
-
-def folder_bytes(folder: Path) -> int:
-    """Bytes of every file in a folder (weights, config, tokenizer, chat template)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def weights_dtype(folder: Path) -> str:
-    """The dtype holding most bytes in a folder's safetensors files (read from their JSON headers)."""
-    import json
-    import struct
-
-    by_dtype: dict[str, int] = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with f.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for key, meta in header.items():
-            if key != "__metadata__":
-                start, end = meta["data_offsets"]
-                by_dtype[meta["dtype"]] = by_dtype.get(meta["dtype"], 0) + end - start
-    names = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "I8": "int8", "U8": "uint8"}
-    top = max(by_dtype, key=by_dtype.get) if by_dtype else "unknown"
-    return names.get(top, top.lower())
 
 
 def _int4_group_size(model) -> int | None:
@@ -216,7 +187,7 @@ def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work:
              console) -> None:
     import torchao
 
-    reference = {"path": "model", "dtype": weights_dtype(source), "size_bytes": weights_bytes(source)}
+    reference = {"path": "model", "dtype": main_dtype(source), "size_bytes": weights_bytes(source)}
     if source != run.model_dir:
         reference["note"] = "base model with the LoRA adapter merged in"
     if evaluator.available:

@@ -84,7 +84,7 @@ def test_two_nodes_train_like_two_processes_and_like_one_process(tmp_path, refer
     assert results["tokens"]["supervised"] == one_results["tokens"]["supervised"]
     card = (run / "model" / "README.md").read_text()
     assert "- Hardware: 2 nodes × 1 process (DDP, gloo); each node: CPU only" in card
-    assert "| Effective batch size | 8 |" in card
+    assert "| Batch size | 4 per device × 1 accumulation step × 2 processes = 8 |" in card
     assert {"run.log", "rank1.log", "node1.log"} <= {p.name for p in (run / "logs").iterdir()}
     assert not list((run / "logs").glob(".shared-check-*"))  # the shared-folder probe is removed
     assert "Node 1 of 2 is done" in out1 and "Done:" in out0

@@ -123,7 +123,11 @@ def _trackio_steps(run_name: str) -> list[int]:
     if not db.exists():
         return []
     with sqlite3.connect(db) as conn:
-        rows = [json.loads(m) for (m,) in conn.execute("select metrics from metrics where run_name = ?", (run_name,))]
+        try:
+            rows = [json.loads(m) for (m,) in conn.execute("select metrics from metrics where run_name = ?",
+                                                             (run_name,))]
+        except sqlite3.OperationalError:  # trackio created the file but not yet its tables: no points yet
+            return []
     return [r["train/global_step"] for r in rows if "train/loss" in r]
 
 

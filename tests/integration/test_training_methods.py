@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from smolforge.config import DataSection
+from smolforge.config.loading import load_config
 from smolforge.data import prepare, token_length
 from tests.conftest import FAST_TINY
 from tests.datafiles import chats, preference_rows, prompt_completion_rows, text_rows, write_rows
@@ -150,8 +151,11 @@ def test_results_and_card_report_the_dataset_numbers(sft_chat):
     card = (sft_chat / "model" / "README.md").read_text()
     assert "| **Rows read** | 403 from split `train`; 3 dropped (no non-empty assistant turn: 3) |" in card
     assert "| **Rows used** | 360 training, 40 evaluation |" in card
+    cut = d.get("train_truncated_rows")
+    limit = load_config(sft_chat / "config.yaml").training.max_length
+    truncated = f" ({cut} row{'s' if cut != 1 else ''} truncated to {limit} tokens)" if cut else ""
     assert f"| **Tokens per training row** | median {train['p50']}, 90th percentile {train['p90']}, " \
-           f"max {train['max']} |" in card
+           f"max {train['max']}{truncated} |" in card
     assert "| **Format** | messages |" in card
 
 

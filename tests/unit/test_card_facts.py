@@ -176,3 +176,17 @@ def test_card_inputs_for_uses_and_training_data(tmp_path):
     assert re.search(r"<summary>Training data</summary>\n\nMy chats\.", text)
     default = card_text(run)
     assert "smolforge's bundled offline chats" in default and "seed 1234" in default
+
+
+def test_the_plan_line_is_its_own_list_item_with_the_measured_numbers(tmp_path):
+    """The prediction `smolforge plan` made, next to what the run measured, one compute bullet of its own."""
+    run = make_run(tmp_path, "tiny")
+    plan = {"predicted": {"calibrated": True, "memory_kind": "cpu_rss", "peak_memory_mib": 636.0,
+                          "tokens_per_second": 228.0, "train_runtime_s": 778.1},
+            "measured": {"peak_memory_mib": 849.0, "tokens_per_second": 199.0, "train_runtime_s": 891.7}}
+    text = with_results(run, plan=plan)
+    line = ("- Predicted before training by `smolforge plan` (calibrated with a few real steps on this machine): peak "
+            "RSS 636 MiB (measured 849 MiB), 228 tokens/s (measured 199), training time 778.1 s (measured 891.7 s)\n")
+    assert line in text
+    assert text.split(line)[1].startswith("- ")  # the next bullet starts on its own line
+    assert "Predicted before training" not in with_results(run, plan={"predicted": plan["predicted"]})

@@ -77,11 +77,12 @@ def test_disk_check_names_the_sizes_and_writes_nothing(tmp_path, monkeypatch):
 
     from smolforge.errors import SmolforgeError
     from smolforge.gguf import convert
+    from smolforge.weightfiles import parameter_count
 
     model = tmp_path / "model"
     model.mkdir()
     save_file({"w": np.zeros((1000, 1000), dtype=np.float32)}, str(model / "model.safetensors"))
-    assert convert.parameter_count(model) == 1_000_000
+    assert parameter_count(model) == 1_000_000
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 3_000_000))
     with pytest.raises(SmolforgeError) as e:

@@ -135,6 +135,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
     arch = model_files.get("architecture") or {}
     evaluation = results.get("evaluation") or {}
 
+    world_size = int((results.get("topology") or {}).get("world_size") or t.world_size)  # every process, every node
     ctx: dict[str, Any] = {
         **cfg.card.model_dump(),  # every card input, by its own name
         # ---- the older tool's variables
@@ -167,8 +168,8 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         # ---- user inputs with a derived value
         "license": lic.id,
         "tags": tags,
-        "intended_use": defaults.intended_use(cfg),
-        "out_of_scope": defaults.out_of_scope(cfg),
+        "intended_use": defaults.uses_text(cfg, "intended_use"),
+        "out_of_scope": defaults.uses_text(cfg, "out_of_scope"),
         "training_data": cfg.card.training_data or facts.data_description(cfg, d),
         # ---- what the model is and how it was made
         "license_name": lic.name,
@@ -185,8 +186,8 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "method_name": defaults.METHODS[t.method],
         "training": t.model_dump(),
         "max_steps": t.max_steps if t.max_steps > 0 else None,
-        "effective_batch_size": t.batch_size * t.gradient_accumulation_steps * int(
-            (results.get("topology") or {}).get("world_size") or t.world_size),
+        "world_size": world_size,
+        "effective_batch_size": t.batch_size * t.gradient_accumulation_steps * world_size,
         "learning_rate_display": _fmt_lr(t.learning_rate),
         "runtime": results.get("runtime") or {},
         "dataset": d,

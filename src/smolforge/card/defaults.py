@@ -96,26 +96,30 @@ def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
     return f"{how} {base_label(cfg)}, trained with {method} on {data} using smolforge."
 
 
-def intended_use(cfg: SmolforgeConfig) -> str:
-    """The user's intended use, else what a model made this way is fit for."""
-    if cfg.card.intended_use:
-        return cfg.card.intended_use
-    if cfg.model.is_tiny:
-        return ("Checking that a training pipeline (data preparation, training, evaluation, quantization, model card, "
-                "publishing) works end to end.")
-    return ("Research and experimentation with a chat model for the kind of conversations in its training data. "
-            "Evaluate it on your own task before relying on it.")
+# What the card's Uses section says where the user wrote nothing, by how the model was made:
+# (trained from random weights, fine-tuned from a pretrained base).
+USES_DEFAULTS = {
+    "intended_use": (
+        "Checking that a training pipeline (data preparation, training, evaluation, quantization, model card, "
+        "publishing) works end to end.",
+        "Research and experimentation with a chat model for the kind of conversations in its training data. "
+        "Evaluate it on your own task before relying on it."),
+    "out_of_scope": (
+        "Anything a person would rely on: it was trained from random weights, not pretrained on broad text, "
+        "so it knows nothing beyond its training data.",
+        "Decisions about people, and medical, legal or financial advice, without human review; languages and "
+        "domains outside its training data, where it was not evaluated."),
+}
 
 
-def out_of_scope(cfg: SmolforgeConfig) -> str:
-    """The user's out-of-scope uses, else the ones that follow from how the model was made."""
-    if cfg.card.out_of_scope:
-        return cfg.card.out_of_scope
-    if cfg.model.is_tiny:
-        return ("Anything a person would rely on: it was trained from random weights, not pretrained on broad text, "
-                "so it knows nothing beyond its training data.")
-    return ("Decisions about people, and medical, legal or financial advice, without human review; languages and "
-            "domains outside its training data, where it was not evaluated.")
+def uses_text(cfg: SmolforgeConfig, field: str) -> str:
+    """`card.<field>` (intended_use, out_of_scope) as the user wrote it, else what follows from how the model was
+    made."""
+    written = getattr(cfg.card, field)
+    if written:
+        return written
+    from_scratch, fine_tuned = USES_DEFAULTS[field]
+    return from_scratch if cfg.model.is_tiny else fine_tuned
 
 
 def license_for(cfg: SmolforgeConfig) -> License:

@@ -9,7 +9,6 @@ folder can be moved as a whole), else against the working directory, as lm-eval 
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -142,9 +141,3 @@ def resolve_data_files(dataset_kwargs: Any, path: Path) -> Any:
     return {**dataset_kwargs, "data_files": fix(files, key)}
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

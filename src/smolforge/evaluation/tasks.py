@@ -22,7 +22,8 @@ from smolforge.config.schema import BUILTIN_SUITE
 from smolforge.errors import SmolforgeError
 from smolforge.evaluation.contamination import BenchmarkItem
 from smolforge.evaluation.suite import suite_yamls
-from smolforge.evaluation.taskfile import file_digest, load_task_file
+from smolforge.evaluation.taskfile import load_task_file
+from smolforge.runfolder import file_sha256
 
 log = logging.getLogger("smolforge.evaluation")
 LOGLIKELIHOOD_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling")
@@ -173,7 +174,7 @@ def _config_digest(cfg: dict, path: Path) -> str:
                       default=_callable_text)
     h = hashlib.sha256(blob.encode())
     for f in sorted(files):
-        h.update(file_digest(Path(f)).encode())
+        h.update(file_sha256(Path(f)).encode())
     return h.hexdigest()
 
 

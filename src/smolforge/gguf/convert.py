@@ -14,12 +14,10 @@ Disk is checked before step 1: the f16 intermediate, the final f16 and every req
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 from smolforge.errors import SmolforgeError
 from smolforge.gguf.source import TokenFacts
 from smolforge.gguf.toolchain import Toolchain
+from smolforge.weightfiles import parameter_count
 
 log = logging.getLogger("smolforge.gguf")
 
@@ -41,22 +40,6 @@ CHKHSH = re.compile(r"chkhsh:\s*([0-9a-f]{64})")
 def file_name(stem: str, method: str) -> str:
     """`<model>-<TYPE>.gguf`, the name llama.cpp and the Hub's GGUF tooling expect."""
     return f"{stem}-{FILE_TYPES[method][0]}.gguf"
-
-
-def parameter_count(model_dir: Path) -> int:
-    """Parameters in a folder's safetensors files (read from their JSON headers, nothing loaded)."""
-    total = 0
-    for f in sorted(model_dir.glob("*.safetensors")):
-        with f.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for key, meta in header.items():
-            if key != "__metadata__":
-                count = 1
-                for d in meta["shape"]:
-                    count *= d
-                total += count
-    return total
 
 
 def check_disk(model_dir: Path, work: Path, out_dir: Path, methods: list[str]) -> dict[str, int]:

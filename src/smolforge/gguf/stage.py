@@ -125,7 +125,8 @@ def produce_gguf(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], sourc
     from transformers import AutoTokenizer
 
     from smolforge.modelio import model_source
-    from smolforge.quantize import place_atomically, weights_bytes, weights_dtype
+    from smolforge.quantize import place_atomically
+    from smolforge.weightfiles import main_dtype, weights_bytes
 
     tc = find()
     run.quantized_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,7 @@ def produce_gguf(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], sourc
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     generation = json.loads((source / "generation_config.json").read_text(encoding="utf-8")) \
         if (source / "generation_config.json").is_file() else {}
-    reference = {"path": "model", "dtype": weights_dtype(source), "size_bytes": weights_bytes(source)}
+    reference = {"path": "model", "dtype": main_dtype(source), "size_bytes": weights_bytes(source)}
     if source != run.model_dir:
         reference["note"] = "base model with the LoRA adapter merged in"
     for method in methods:

@@ -8,23 +8,15 @@ file of a local model folder, or, for `tiny`, of the locally built weights and t
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.runfolder import file_sha256
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 MODEL_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".jinja", ".py", ".tiktoken")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _file_entry(path: Path, shown: str) -> dict[str, Any]:

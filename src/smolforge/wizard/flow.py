@@ -298,8 +298,8 @@ def step_card(console, draft: Draft) -> None:
     from smolforge.card import defaults
 
     derived = {"card.author_name": draft.default_author, "card.model_description": draft.default_description,
-               "card.intended_use": lambda: defaults.intended_use(draft.config()),
-               "card.out_of_scope": lambda: defaults.out_of_scope(draft.config())}
+               "card.intended_use": lambda: defaults.uses_text(draft.config(), "intended_use"),
+               "card.out_of_scope": lambda: defaults.uses_text(draft.config(), "out_of_scope")}
     for path in CARD_STEP:
         if path == "card.license":
             _license(console, draft)
