@@ -22,11 +22,12 @@ ACCURACY = {  # the issue's configurations: full, LoRA, padded, padding-free (th
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ACCURACY))
 def test_prediction_is_close_to_what_the_run_measures(name, tmp_path):
-    """Peak RSS within 25% of the measured one from the formula alone; tokens/s within 50% after --calibrate; the
-    processed tokens counted from the data's own lengths."""
+    """Peak RSS within 25% of the measured one from the formula alone; tokens/s within 50% after --calibrate (its
+    rate measured in 3 processes; the goal is 30%, see below); the processed tokens counted from the data's own lengths."""
     options = ["--preset", "tiny", *ACCURACY[name], *SHORT]
     plan = json.loads(run_cli("plan", *options, "--calibrate", "--json", cwd=tmp_path).stdout)
     assert plan["calibrated"] and plan["formula"]["calibrated"] is False
+    assert "in 3 processes" in plan["rate"]["how"], plan["rate"]
     run_cli("run", *options, "--yes", "--experiment-name", name, cwd=tmp_path)
     results = json.loads((tmp_path / "runs" / name / "results.json").read_text())
     check = results["plan"]
@@ -36,8 +37,10 @@ def test_prediction_is_close_to_what_the_run_measures(name, tmp_path):
     assert measured["peak_memory_mib"] == results["peak_memory"]["cpu_rss_mib"]
     assert abs(check["formula_error"]["peak_memory_mib"]) <= 0.25, check
     assert abs(check["error"]["peak_memory_mib"]) <= 0.25, check
-    # The issue's goal is 30 %; these runs are ~15 steps on 2 shared cores and measured up to 38 % (LoRA) in a clean
-    # CI run, so the test holds the bound those short runs keep; benchmarks/plan_accuracy.py reports the real errors.
+    # The issue's goal is 30 %. On this 2-core VM one process runs the same steps up to ~30 % slower than another
+    # for its whole life (two threads; one thread is steady), so a single ~15-step run can land 30 % from any
+    # prediction: measured up to +33 % (LoRA) with the 3-process calibration. The test holds the bound that stays
+    # green; benchmarks/plan_accuracy.py reports the errors and the README the measurement.
     assert abs(check["error"]["tokens_per_second"]) <= 0.50, check
     assert check["predicted"]["steps"] == measured["steps"] == results["global_steps"]
     assert check["predicted"]["processed_tokens"] == pytest.approx(results["tokens"]["processed"], rel=0.02)

@@ -107,9 +107,11 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
         if data is None:
             raise SmolforgeError("--calibrate runs real training steps, so it needs the data, which cannot be read "
                                  f"here ({inputs.data_note}).")
+        processes = calibrate.CALIBRATION_PROCESSES if target.kind == "cpu" else 1
         say.print(
             f"Calibrating: real training steps on {target.label} (at least {calibrate.CALIBRATION_STEPS}, over "
-            f"{calibrate.CALIBRATION_SECONDS:.0f} s or more)...", markup=False)
+            f"{calibrate.CALIBRATION_SECONDS:.0f} s or more, in {processes} process{'es' if processes > 1 else ''})...",
+            markup=False)
         cal = calibrate.calibrate(cfg, data, est, key)
         calibrate.save(cal)
         formula, est = est, estimate(inputs, target, cal, model=model)

@@ -35,6 +35,7 @@ class Calibration:
     steps: int
     measured_at: str
     device: str
+    processes: int = 1        # how many processes the steps ran in (the rate is their mean)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -122,7 +123,9 @@ def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None
     mem = _memory(inputs, target, m, lay, b)
     fl = flops_per_token(m, lay, b.context_per_token, b.eval_context)
     if calibration is not None:
-        r = Rate(flops=calibration.flops_rate, how=f"measured by --calibrate ({calibration.steps} steps, "
+        r = Rate(flops=calibration.flops_rate, how=f"measured by --calibrate ({calibration.steps} steps in "
+                                                   f"{calibration.processes} process"
+                                                   f"{'es' if calibration.processes > 1 else ''}, "
                                                    f"{calibration.measured_at})")
         eval_rate = Rate(flops=calibration.eval_rate, how="measured") if calibration.eval_rate else None
         timing = estimate_time(m, lay, b, r, fl, startup_s=calibration.startup_s, eval_rate=eval_rate)
