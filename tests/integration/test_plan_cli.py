@@ -23,7 +23,8 @@ ACCURACY = {  # the issue's configurations: full, LoRA, padded, padding-free (th
 @pytest.mark.parametrize("name", list(ACCURACY))
 def test_prediction_is_close_to_what_the_run_measures(name, tmp_path):
     """Peak RSS within 25% of the measured one from the formula alone; tokens/s within 50% after --calibrate (its
-    rate measured in 3 processes; the goal is 30%, see below); the processed tokens counted from the data's own lengths."""
+    rate measured in 3 processes; the goal is 30%, see below); the processed tokens counted from the data's own
+    lengths."""
     options = ["--preset", "tiny", *ACCURACY[name], *SHORT]
     plan = json.loads(run_cli("plan", *options, "--calibrate", "--json", cwd=tmp_path).stdout)
     assert plan["calibrated"] and plan["formula"]["calibrated"] is False
