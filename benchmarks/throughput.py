@@ -18,7 +18,8 @@ ratios, printed with min and max. The check: same supervised tokens, final train
 
 --breakdown adds smolforge arms that each turn one lever off: padding removal
 (training.batching=padded, which also uses stock SDPA), the LM head at supervised positions only
-(SMOLFORGE_SUPERVISED_LM_HEAD=0) and allocator tuning (SMOLFORGE_MALLOC_TUNE=0).
+(SMOLFORGE_SUPERVISED_LM_HEAD=0), the LM head in one piece instead of TRL's tiles (SMOLFORGE_WHOLE_LM_HEAD=0)
+and allocator tuning (SMOLFORGE_MALLOC_TUNE=0).
 Prints the machine and load average, one line per arm, then `ratio=… waste=…`.
 """
 
@@ -47,6 +48,7 @@ SMOLFORGE = str(Path(sys.executable).with_name("smolforge"))
 LEVERS_OFF = {
     "no padding removal": (["training.batching=padded"], {}),
     "no supervised-only LM head": ([], {"SMOLFORGE_SUPERVISED_LM_HEAD": "0"}),
+    "no whole LM head": ([], {"SMOLFORGE_WHOLE_LM_HEAD": "0"}),
     "no allocator tuning": ([], {"SMOLFORGE_MALLOC_TUNE": "0"}),
 }
 

@@ -26,10 +26,10 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
     if cu is None or attention_mask is not None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
-    groups = getattr(module, "num_key_value_groups", 1)
-    if groups > 1:  # expand KV heads once for the whole row rather than per document
-        key = key.repeat_interleave(groups, dim=1)
-        value = value.repeat_interleave(groups, dim=1)
+    # Grouped-query attention: SDPA shares each key/value head with its query heads itself (enable_gqa), instead
+    # of a copy of the keys and values expanded to every query head (measured 3.5 ms vs 3.7-4.1 ms forward +
+    # backward for a row of 8 documents, 1,002 tokens, on a 2-core CPU).
+    gqa = query.shape[1] != key.shape[1]
     bounds = cu.tolist()
     # One split per tensor, not a slice per document: a slice's backward writes its gradient into a zero
     # tensor of the whole row, once per document; a split's backward concatenates the pieces once.
@@ -37,7 +37,7 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
     pieces = [t.split(sizes, dim=2)[1:-1] for t in (query, key, value)]
     outs = [
         torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, dropout_p=dropout if module.training else 0.0, scale=scaling, is_causal=True,
+            q, k, v, dropout_p=dropout if module.training else 0.0, scale=scaling, is_causal=True, enable_gqa=gqa,
         )
         for q, k, v in zip(*pieces, strict=True) if q.shape[2] > 0
     ]

@@ -26,6 +26,7 @@ class Runtime:
     malloc_tuned: bool = False
     liger_kernel: bool = False
     supervised_lm_head: bool = False  # LM head and loss only where the label is not -100 (lmhead.py)
+    whole_lm_head: bool = False  # small CPU logits in one log_softmax instead of TRL's tiles (lmhead.py)
 
     def as_dict(self) -> dict:
         return asdict(self)

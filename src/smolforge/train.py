@@ -119,7 +119,8 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     if cfg.training.method == "sft":
         from smolforge import lmhead
 
-        rt.supervised_lm_head = lmhead.enable()  # same loss and gradients; see lmhead.py for the measurement
+        levers = lmhead.enable()  # same loss and gradients; see lmhead.py for the measurement
+        rt.supervised_lm_head, rt.whole_lm_head = levers["supervised_only"], levers["whole"]
     t = cfg.training
     source = model_source(cfg)
     loss = loss_flags(cfg, data.kind) if t.method == "sft" else {"loss_on": "completion"}

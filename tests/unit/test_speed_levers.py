@@ -53,16 +53,25 @@ def _loss_and_grads(model, batch):
     return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_supervised_only_lm_head_keeps_loss_and_gradients(monkeypatch):
-    import torch
+@pytest.fixture
+def stock_trl_head():
+    """TRL's own LM-head attributes for the test (an earlier run in this process may have enabled the levers),
+    and whatever was there put back afterwards."""
     import trl.trainer.utils as trl_utils
-    from transformers import SmolLM3Config, SmolLM3ForCausalLM
-    from trl.trainer.utils import add_fused_lm_head
 
     from smolforge import lmhead
 
-    stock = getattr(trl_utils._use_triton, "smolforge_original", trl_utils._use_triton)  # an earlier run enabled it
-    monkeypatch.setattr(trl_utils, "_use_triton", stock)  # TRL's own; the current one is restored after the test
+    before = (trl_utils._use_triton, trl_utils._ChunkedLogProbFunction)
+    lmhead.disable()
+    yield trl_utils
+    trl_utils._use_triton, trl_utils._ChunkedLogProbFunction = before
+
+
+def _tiny_fused_model():
+    import torch
+    from transformers import SmolLM3Config, SmolLM3ForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
     torch.manual_seed(0)
     model = SmolLM3ForCausalLM(SmolLM3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                              num_attention_heads=2, num_key_value_heads=1, vocab_size=97,
@@ -71,21 +80,89 @@ def test_supervised_only_lm_head_keeps_loss_and_gradients(monkeypatch):
     ids = torch.randint(0, 97, (2, 24))
     labels = ids.clone()
     labels[:, :14] = -100  # the prompt: no loss
-    batch = {"input_ids": ids, "labels": labels}
-    assert not trl_utils._use_triton(torch.device("cpu"))  # TRL scores every position on a CPU
-    full_loss, full_grads = _loss_and_grads(model, batch)
+    return model, {"input_ids": ids, "labels": labels}
 
-    monkeypatch.setenv(lmhead.ENV, "0")
-    assert lmhead.enable() is False and not trl_utils._use_triton(torch.device("cpu"))
-    monkeypatch.delenv(lmhead.ENV)
-    assert lmhead.enable() is True and lmhead.enable() is True  # idempotent
-    assert trl_utils._use_triton(torch.device("cpu"))
+
+@pytest.mark.parametrize("env_off", [None, "SMOLFORGE_SUPERVISED_LM_HEAD", "SMOLFORGE_WHOLE_LM_HEAD"])
+def test_cpu_lm_head_levers_keep_loss_gradients_and_metrics(stock_trl_head, monkeypatch, env_off):
+    import torch
+
+    from smolforge import lmhead
+
+    trl_utils = stock_trl_head
+    model, batch = _tiny_fused_model()
+    assert not trl_utils._use_triton(torch.device("cpu"))  # stock TRL scores every position on a CPU, in tiles
+    stock = model(**batch, fused_lm_head=True)
+    stock_loss, stock_grads = _loss_and_grads(model, batch)
+
+    if env_off:
+        monkeypatch.setenv(env_off, "0")
+    on = lmhead.enable()
+    assert on == {"supervised_only": env_off != lmhead.COMPACT_ENV, "whole": env_off != lmhead.WHOLE_ENV}
+    assert lmhead.enable() == on  # idempotent
+    assert trl_utils._use_triton(torch.device("cpu")) is on["supervised_only"]
+    levered = model(**batch, fused_lm_head=True)
     loss, grads = _loss_and_grads(model, batch)
 
-    torch.testing.assert_close(loss, full_loss, rtol=1e-6, atol=0)
-    assert grads.keys() == full_grads.keys()
+    torch.testing.assert_close(loss, stock_loss, rtol=1e-6, atol=0)
+    for field in ("log_probs", "entropy"):
+        torch.testing.assert_close(getattr(levered, field), getattr(stock, field), rtol=1e-5, atol=1e-6, msg=field)
+    assert torch.equal(levered.is_top1, stock.is_top1) and torch.equal(levered.label_mask, stock.label_mask)
+    assert grads.keys() == stock_grads.keys()
     for name, grad in grads.items():
-        torch.testing.assert_close(grad, full_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+        torch.testing.assert_close(grad, stock_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    lmhead.disable()
+    assert not trl_utils._use_triton(torch.device("cpu"))
+    assert not hasattr(trl_utils._ChunkedLogProbFunction, "smolforge_original")
+
+
+def test_whole_head_matches_trl_kernel_with_bias_ties_and_entropy_gradient():
+    """Same outputs and gradients as TRL's kernel, an entropy that is differentiated included; top-1 counts only
+    the first maximum; what it does not implement (temperature, softcapping, other outputs) goes to TRL."""
+    import torch
+    from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+
+    from smolforge.lmhead import _WholeOnCpu, whole_head
+
+    torch.manual_seed(1)
+    hidden = torch.randn(40, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    bias = torch.randn(50, requires_grad=True)
+    targets = torch.randint(0, 50, (40,))
+    outputs = ("log_probs", "entropy", "is_top1")
+    args = (hidden, weight, bias, targets)
+
+    def run(fn):
+        lp, ent, _, _, top1 = fn(*args)
+        (lp.sum() + 0.3 * ent.sum()).backward()
+        grads = [t.grad.clone() for t in (hidden, weight, bias)]
+        for t in (hidden, weight, bias):
+            t.grad = None
+        return lp.detach(), ent.detach(), top1, grads
+
+    ours = run(lambda *a: whole_head(*a, outputs))
+    theirs = run(lambda *a: ChunkedLogProbFunction.apply(*a, 1.0, 32768, None, 1.0, outputs))
+    for a, b in zip(ours[:2] + tuple(ours[3]), theirs[:2] + tuple(theirs[3]), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert torch.equal(ours[2], theirs[2])
+
+    tied = torch.zeros(2, 4)  # all logits equal: the target is the first maximum only at index 0
+    _, _, _, _, top1 = whole_head(tied, torch.eye(4), None, torch.tensor([0, 2]), ("is_top1",))
+    assert top1.tolist() == [True, False]
+
+    calls = []
+
+    class Recorder:
+        @staticmethod
+        def apply(*a):
+            calls.append(a)
+            return "trl"
+
+    head = _WholeOnCpu(Recorder)
+    assert head.apply(*args, 0.7, 32768, None, 1.0, outputs) == "trl"  # temperature
+    assert head.apply(*args, 1.0, 32768, 30.0, 1.0, outputs) == "trl"  # softcapping
+    assert head.apply(*args, 1.0, 32768, None, 1.0, ("log_probs", "mean_logits")) == "trl"
+    assert head.apply(*args, 1.0, 32768, None, 1.0, outputs) != "trl" and len(calls) == 3
 
 
 @pytest.fixture
