@@ -35,6 +35,12 @@ def _on(env: str) -> bool:
     return os.environ.get(env, "1") != "0"
 
 
+def holds_logits_whole(rows: int, vocab: int) -> bool:
+    """Whether a CPU head of `rows` scored positions over `vocab` columns runs in one piece (also what
+    `smolforge plan` budgets memory for)."""
+    return _on(WHOLE_ENV) and rows * vocab <= WHOLE_HEAD_MAX_LOGITS
+
+
 def enable() -> dict[str, bool]:
     """Turn on both CPU levers in TRL's fused LM head (process-wide, idempotent); returns which are on.
 
@@ -81,7 +87,7 @@ class _WholeOnCpu:
         import torch
 
         whole = (hidden.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-                 and hidden.shape[0] * weight.shape[0] <= WHOLE_HEAD_MAX_LOGITS
+                 and holds_logits_whole(hidden.shape[0], weight.shape[0])
                  and temperature == 1.0 and final_logit_softcapping is None and logit_scale == 1.0
                  and set(outputs) | {"log_probs"} <= _PLAIN_OUTPUTS)
         if not whole:

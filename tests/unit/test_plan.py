@@ -121,18 +121,29 @@ def test_a_config_that_does_not_fit_says_what_would(smollm3_config):
         assert s.peak * 1.05 + 2**30 <= gpus.lookup("a100-40gb").memory_bytes
 
 
-def test_activation_bytes_match_what_autograd_saves_on_cpu():
+@pytest.mark.parametrize("levers", [True, False], ids=["smolforge-cpu-head", "trl-chunked-head"])
+def test_activation_bytes_match_what_autograd_saves_on_cpu(levers, monkeypatch):
     """The meta-device probe plus the formula's extras equals the bytes a real CPU forward keeps for backward, through
-    smolforge's per-document attention and TRL's chunked log-prob head."""
+    smolforge's per-document attention and the LM head an SFT run on a CPU uses (lmhead.py: the logits whole) or,
+    with that lever off, TRL's chunked log-prob head."""
     import torch
+    import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
+    from smolforge import lmhead
     from smolforge.attention import register
     from smolforge.modelio import model_source
     from smolforge.plan.model import read_model
     from smolforge.plan.target import detect, layout
 
+    for name in ("_use_triton", "_ChunkedLogProbFunction"):  # whatever an earlier test left is put back afterwards
+        monkeypatch.setattr(trl_utils, name, getattr(trl_utils, name))
+    lmhead.disable()
+    if levers:
+        lmhead.enable()
+    else:
+        monkeypatch.setenv(lmhead.WHOLE_ENV, "0")  # the plan then budgets for TRL's kernel too
     for sets in (FAST, FAST + ["training.finetune=lora"], []):
         cfg = load_config(None, "tiny", sets)
         m = read_model(cfg, "fp32")
@@ -163,7 +174,7 @@ def test_activation_bytes_match_what_autograd_saves_on_cpu():
                   position_ids=torch.cat([torch.arange(n) for n in docs])[None], cu_seq_lens_q=cu, cu_seq_lens_k=cu,
                   max_length_q=max(docs), max_length_k=max(docs))
         measured = sum(seen.values())
-        predicted = saved_per_token(m, lay, context=0) * sum(docs)
+        predicted = saved_per_token(m, lay, context=0, tokens=sum(docs)) * sum(docs)
         assert predicted == pytest.approx(measured, rel=0.06), sets
 
 

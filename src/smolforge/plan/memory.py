@@ -9,13 +9,17 @@
                    without checkpointing: layers x a layer's saved bytes + the rest (embeddings, final norm,
                    the loss's fp32 log-probabilities)
                    with checkpointing: layers x a layer's input + the rest + one layer recomputed in backward
-                 + the key/value heads repeated for grouped-query attention (smolforge's per-document SDPA,
-                   and SDPA with a padding mask), + heads x context probabilities for eager attention
-                 + the final hidden states and 16 bytes per token that TRL's chunked log-prob kernel keeps
+                 + the key/value heads repeated for grouped-query attention (SDPA with a padding mask; smolforge's
+                   per-document SDPA shares them with enable_gqa), + heads x context probabilities for eager attention
+                 + the final hidden states and 16 bytes per token that TRL's chunked log-prob kernel keeps, or, when
+                   an SFT run on a CPU holds the logits whole (lmhead.py), their fp32 log-probabilities and
+                   probabilities (2 x vocab x 4 bytes per token: every processed token counts, an upper bound for
+                   the supervised ones it scores)
     loss         TRL 1.16's kernel never holds the logits: one tile of TOKEN_CHUNK_SIZE tokens x 32,768 vocabulary
                  columns (allocated whole on a GPU; on a CPU only the pages of the columns used become resident,
-                 plus its fp32 temporaries), and in backward fp32 accumulators for the hidden states' gradient and,
-                 when the output head trains, the head's weight gradient (vocab x hidden x 4)
+                 plus its fp32 temporaries); the whole head instead holds two fp32 logits-sized gradients in
+                 backward. Both add fp32 accumulators for the hidden states' gradient and, when the output head
+                 trains, the head's weight gradient (vocab x hidden x 4)
     buffers      DDP: its gradient buckets, a second copy of the gradients; FSDP: the layers gathered for
                  compute (the largest layer, twice: one computing, the next prefetched)
     runtime      CPU: the process before training (Python, libraries, data), measured; a CUDA process keeps
@@ -88,26 +92,35 @@ def state_bytes_per_parameter(param_bytes: int, fsdp_mixed: bool) -> tuple[int, 
     return master, master, 2 * master
 
 
-def saved_per_token(m: ModelFacts, lay: Layout, context: float) -> float:
-    """Activation bytes autograd keeps per token of a micro-batch (see the module docstring)."""
+def whole_head(m: ModelFacts, lay: Layout, tokens: int) -> bool:
+    """Whether the run's LM head holds a micro-batch of `tokens` logits whole (lmhead.py's rule: SFT on a CPU)."""
+    from smolforge.lmhead import holds_logits_whole
+
+    return not lay.on_gpu and lay.method == "sft" and holds_logits_whole(tokens, m.vocab)
+
+
+def saved_per_token(m: ModelFacts, lay: Layout, context: float, tokens: int = 0) -> float:
+    """Activation bytes autograd keeps per token of a micro-batch of `tokens` (see the module docstring)."""
     if lay.checkpointing:
         per = m.layers * m.layer_input + m.outside_saved + m.layer_saved
     else:
         per = m.layers * m.layer_saved + m.outside_saved
-    if lay.attention != "flash_attention_2" and m.kv_heads < m.heads and (lay.attention == "varlen_sdpa"
-                                                                         or lay.padded):
+    if lay.attention not in ("flash_attention_2", "varlen_sdpa") and m.kv_heads < m.heads and lay.padded:
         repeated = 2 * (m.heads - m.kv_heads) * m.head_dim * lay.activation_bytes
         per += repeated * (1 if lay.checkpointing else m.layers)
     if lay.attention == "eager":
         per += m.quadratic * context * (1 if lay.checkpointing else m.layers)
-    return per + m.hidden * lay.activation_bytes + FUSED_HEAD_PER_TOKEN
+    head = 2 * m.vocab * FP32 + 8 if whole_head(m, lay, tokens) else FUSED_HEAD_PER_TOKEN
+    return per + m.hidden * lay.activation_bytes + head
 
 
 def loss_bytes(m: ModelFacts, lay: Layout, tokens: int) -> float:
-    """What TRL's chunked log-prob kernel allocates at the peak (the start of backward), see the module docstring."""
+    """What the LM head allocates at the peak (the start of backward), see the module docstring."""
     rows, width = min(tokens, m.head_tile[0]), m.head_tile[1]
     cols = min(m.vocab, width)
-    if lay.on_gpu:
+    if whole_head(m, lay, tokens):
+        tile = 2 * tokens * m.vocab * FP32
+    elif lay.on_gpu:
         tile = rows * width * lay.activation_bytes
     else:
         tile = rows * max(cols * lay.activation_bytes, PAGE) + 3 * rows * cols * FP32
@@ -133,7 +146,7 @@ def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float
         buffers = grads  # DDP all-reduces through buckets that copy every gradient
     if fsdp:
         buffers = 2 * m.largest_layer_bytes * lay.activation_bytes / m.param_bytes
-    activations = peak_tokens * saved_per_token(m, lay, context)
+    activations = peak_tokens * saved_per_token(m, lay, context, peak_tokens)
     loss = loss_bytes(m, lay, peak_tokens)
     return Memory(weights=weights, gradients=grads, optimizer=optim, activations=activations, loss=loss,
                   buffers=buffers, runtime=runtime)
