@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 		  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq g++ cmake; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e ".[dev,demo,gguf]"
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e ".[dev,demo,gguf,qlora]"
 	$(BIN)/python -m smolforge.gguf.toolchain install
 	@if $(BIN)/python -m pip list 2>/dev/null | grep -i nvidia; then \
 		echo "error: a CUDA package was installed; torch must stay the 2.13.0 CPU build" >&2; exit 1; fi

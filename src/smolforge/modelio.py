@@ -80,15 +80,65 @@ def _register_attention(name: str) -> None:
         register()
 
 
-def load_model(cfg: SmolforgeConfig, source: str, rt):
-    """The base model for training (or DPO's reference), in the run's dtype and attention."""
+# QLoRA's storage for a frozen base (Dettmers et al. 2023): 4-bit NormalFloat in blocks of 64 weights, whose
+# scales are quantized again ("double quantization"); matmuls dequantize to the run's dtype.
+FOUR_BIT_QUANT_TYPE = "nf4"
+FOUR_BIT_DOUBLE_QUANT = True
+
+
+def four_bit_config(rt):
+    """transformers' bitsandbytes settings for a qlora run's base."""
+    from transformers import BitsAndBytesConfig
+
+    # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional inference kernel package (`kernels`)
+    # is missing; training dequantizes instead and never uses it, so the warning is noise in the run's output.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=FOUR_BIT_QUANT_TYPE,
+                              bnb_4bit_use_double_quant=FOUR_BIT_DOUBLE_QUANT, bnb_4bit_compute_dtype=torch_dtype(rt))
+
+
+def four_bit_facts(model) -> dict[str, Any]:
+    """What the card says about a qlora run's base as it trained: the storage bitsandbytes used (read back from the
+    loaded model, not from the request), how many weights it held in 4-bit, and the bytes the base took."""
+    import bitsandbytes
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    quant = base.config.quantization_config
+    quant = quant.to_dict() if hasattr(quant, "to_dict") else dict(quant)
+    four_bit = [p for p in base.parameters() if isinstance(p, bitsandbytes.nn.Params4bit)]
+    return {"library": "bitsandbytes", "version": bitsandbytes.__version__,
+            "quant_type": quant.get("bnb_4bit_quant_type"), "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
+            "compute_dtype": str(quant.get("bnb_4bit_compute_dtype")).removeprefix("torch."),
+            "four_bit_parameters": sum(p.quant_state.shape.numel() for p in four_bit),
+            "base_bytes": int(sum(_nbytes(p) for n, p in base.named_parameters() if "lora_" not in n)
+                              + sum(_nbytes(b) for b in base.buffers())
+                              + sum(_nbytes(t) for p in four_bit for t in p.quant_state.as_dict(packed=True).values()
+                                    if hasattr(t, "element_size")))}  # + the scales, as bitsandbytes saves them
+
+
+def _nbytes(tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def _process_device(rt) -> str:
+    """This process's device: under torchrun each process owns the GPU of its local rank."""
+    import os
+
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if rt.device == "cuda" else rt.device
+
+
+def load_model(cfg: SmolforgeConfig, source: str, rt, four_bit: bool = False):
+    """The base model for training (or DPO's reference), in the run's dtype and attention. `four_bit`: the
+    frozen base of a qlora run, quantized while it loads (bitsandbytes places it on this process's device)."""
     from transformers import AutoModelForCausalLM
 
     _register_attention(rt.attn_implementation)
+    quant = {"quantization_config": four_bit_config(rt), "device_map": {"": _process_device(rt)}} if four_bit else {}
     try:
         return AutoModelForCausalLM.from_pretrained(
             source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
-            dtype=torch_dtype(rt), attn_implementation=rt.attn_implementation)
+            dtype=torch_dtype(rt), attn_implementation=rt.attn_implementation, **quant)
     except (OSError, ValueError) as e:
         raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {first_line(e)}. Check the id or path, "
                              "and that you are online (or the model is cached).") from None
@@ -202,6 +252,20 @@ def perplexity(loss: float | None) -> float | None:
     return math.exp(loss)
 
 
+def merge_adapter(cfg: SmolforgeConfig, rt, adapter_dir: Path):
+    """The base in full precision (the run's dtype, never 4-bit: a qlora adapter too is merged into the base's
+    own weights, as a user loads it) with the LoRA adapter saved in `adapter_dir` merged into its weights."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_model(cfg, model_source(cfg), rt), str(adapter_dir)).merge_and_unload()
+
+
+def parameter_count(model) -> int:
+    """Parameters of a model as it was defined: a 4-bit weight counts its weights, not its packed bytes
+    (transformers' own count knows bitsandbytes' storage)."""
+    return int(model.num_parameters())
+
+
 def merged_model_folder(run, cfg: SmolforgeConfig, workdir: Path, rt) -> Path:
     """A folder with full weights: model/ itself, or the base with the run's LoRA adapter merged into `workdir`."""
     if (run.model_dir / "config.json").exists():
@@ -209,10 +273,9 @@ def merged_model_folder(run, cfg: SmolforgeConfig, workdir: Path, rt) -> Path:
     if not (run.model_dir / "adapter_config.json").exists():
         raise SmolforgeError(f"{run.model_dir} holds no model (no config.json or adapter_config.json). "
                              "Finish the run with `smolforge run` first.")
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
-    merged = PeftModel.from_pretrained(load_model(cfg, model_source(cfg), rt), str(run.model_dir)).merge_and_unload()
+    merged = merge_adapter(cfg, rt, run.model_dir)
     out = workdir / "merged"
     save_for_publishing(merged, AutoTokenizer.from_pretrained(str(run.model_dir)), out)
     log.info("merged the LoRA adapter into full weights: %s", out)

@@ -58,7 +58,7 @@ class NotPublished(SmolforgeError):
 def default_experiment_name(cfg: SmolforgeConfig, now: datetime | None = None) -> str:
     now = now or datetime.now()
     model = "tiny" if cfg.model.is_tiny else defaults.slugify(Path(cfg.model.name_or_path.rstrip("/")).name)
-    method = cfg.training.method + ("-lora" if cfg.training.finetune == "lora" else "")
+    method = cfg.training.method + (f"-{cfg.training.finetune}" if cfg.training.adapters else "")
     return f"{model}-{method}-{now:%Y%m%d-%H%M%S}"
 
 

@@ -88,6 +88,8 @@ def resolve(cfg: SmolforgeConfig, cuda: tuple[bool, bool] | None = None) -> Runt
                              "package. Use auto (per-document SDPA) instead.")
 
     liger = _liger(t.liger_kernel, device)
+    if t.four_bit_base:
+        _check_four_bit()
     ckpt = t.activation_checkpointing
     if ckpt == "auto":
         ckpt = device == "cuda"
@@ -101,6 +103,14 @@ def resolve(cfg: SmolforgeConfig, cuda: tuple[bool, bool] | None = None) -> Runt
                                  f"not installed. Install it (pip install {module}) or use trackio (the default).")
     return Runtime(device=device, precision=precision, batching=batching, attn_implementation=attn,
                    activation_checkpointing=bool(ckpt), world_size=world, liger_kernel=liger)
+
+
+def _check_four_bit() -> None:
+    """qlora's 4-bit base is bitsandbytes' (its CPU and CUDA backends): it must be installed."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise SmolforgeError("training.finetune: qlora holds the base in 4-bit with the bitsandbytes package, which is "
+                             "not installed. Install it (pip install bitsandbytes==0.50.2, or smolforge's qlora extra) "
+                             "or use --finetune lora.")
 
 
 def _liger(setting: bool | str, device: str) -> bool:

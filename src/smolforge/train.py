@@ -109,7 +109,7 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
-    from smolforge.modelio import load_model, load_tokenizer, model_source
+    from smolforge.modelio import load_model, load_tokenizer, model_source, parameter_count
     from smolforge.runtime import tune_malloc
     from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
 
@@ -126,19 +126,33 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     loss = loss_flags(cfg, data.kind) if t.method == "sft" else {"loss_on": "completion"}
     tokenizer = load_tokenizer(cfg, source, needs_markers=data.kind != "text")
     apply_length_filters(data, tokenizer, cfg.data, t.max_length)
-    model = load_model(cfg, source, rt)
-    if t.finetune == "lora":
+    model = load_model(cfg, source, rt, four_bit=t.four_bit_base)
+    if t.adapters:
         check_lora_targets(model, t.lora.target_modules)
-    params_total = sum(p.numel() for p in model.parameters())
+    params_total = parameter_count(model)
     torch.manual_seed(t.seed)
 
     total_steps = planned_steps(cfg, len(data.train), rt.world_size)
     common = trainer_arguments(cfg, rt, run.checkpoints_dir, data.eval is not None, total_steps)
     common["eval_on_start"] = baseline and data.eval is not None
-    peft_config = lora_config(cfg) if t.finetune == "lora" else None
+    peft_config = lora_config(cfg) if t.adapters else None
     trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config)
+    if t.four_bit_base:
+        _adapters_in_run_dtype(trainer.model, rt)
     trainer.remove_callback(PrinterCallback)  # smolforge's ProgressLog prints and logs instead
     return Built(trainer, tokenizer, rt, loss["loss_on"], params_total)
+
+
+def _adapters_in_run_dtype(model, rt) -> None:
+    """TRL casts the adapters of a 4-bit model to bf16 (the QLoRA paper's GPU recipe). Keep them in the run's own
+    dtype instead: the same bf16 on a bf16 GPU, fp32 where the run computes in fp32 (a CPU, where bf16 math is
+    slower and AdamW in bf16 loses small updates). Runs before the optimizer exists, so its state follows."""
+    from smolforge.modelio import torch_dtype
+
+    dtype = torch_dtype(rt)
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def _command() -> str | None:
@@ -194,7 +208,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     peak = _peak_memory(rt)  # and in the peak-memory gather
     if not trainer.is_world_process_zero():
         return {}
-    weights = save_model(trainer, tokenizer, cfg, run, state_dict=gathered)
+    weights = save_model(trainer, tokenizer, cfg, run, rt, state_dict=gathered)
     segment = {**trainer.sf_segment_record(counts, trainer.state.global_step,
                                            float(train_log.get("train_runtime", 0.0))),
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -205,6 +219,10 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     from smolforge.nodes import single_process
 
     results.update(peak_memory=peak, topology=topology or single_process())
+    if cfg.training.four_bit_base:
+        from smolforge.modelio import four_bit_facts
+
+        results["four_bit_base"] = four_bit_facts(trainer.model)
     return results
 
 
@@ -249,15 +267,22 @@ def _full_weights(trainer) -> dict[str, Any] | None:
     return {k: v for k, v in state.items() if k not in tied}
 
 
-def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder,
+def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder, rt: Runtime,
                state_dict: dict[str, Any] | None = None) -> dict[str, str]:
     """Write model/: full weights (or the LoRA adapter, or merged weights), tokenizer, chat template; returns
     the sha256 of each weight file. `state_dict`: the full weights gathered from an FSDP run's shards."""
-    from smolforge.modelio import save_for_publishing
+    from smolforge.modelio import merge_adapter, save_for_publishing
 
-    model = trainer.model
-    if cfg.training.finetune == "lora" and cfg.training.lora.merge:
-        model = model.merge_and_unload()
+    model, t = trainer.model, cfg.training
+    if t.adapters and t.lora.merge:
+        if t.four_bit_base:  # merging into 4-bit weights would round them again: merge into the base's own weights
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="smolforge-adapter-") as adapter:
+                model.save_pretrained(adapter)
+                model = merge_adapter(cfg, rt, Path(adapter))
+        else:
+            model = model.merge_and_unload()
     return save_for_publishing(model, tokenizer, run.model_dir, state_dict=state_dict)
 
 

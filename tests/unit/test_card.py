@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "card"
 UPDATE = os.environ.get("SMOLFORGE_UPDATE_GOLDEN") == "1"
 
 
-GOLDEN = ["tiny", "smollm3_reasoning", "lora_adapter", "dpo", "quantized", "resumed"]
+GOLDEN = ["tiny", "smollm3_reasoning", "lora_adapter", "qlora_adapter", "dpo", "quantized", "resumed"]
 
 
 def make_run(tmp_path: Path, name: str) -> RunFolder:

@@ -1,7 +1,7 @@
 """BibTeX for the card: the model itself (from run facts and the author), and what it was built with.
 
 The references are fixed texts of published works; which ones a card lists depends on the run (DPO
-only for DPO runs, SmolLM3 only when it is the base).
+only for DPO runs, LoRA / QLoRA only for adapter runs, SmolLM3 only when it is the base).
 """
 
 from __future__ import annotations
@@ -26,6 +26,23 @@ DPO = """@inproceedings{rafailov2023direct,
   booktitle    = {Advances in Neural Information Processing Systems},
   year         = {2023},
   eprint       = {2305.18290},
+  archivePrefix = {arXiv}
+}"""
+LORA = """@inproceedings{hu2022lora,
+  author       = {Edward J. Hu and Yelong Shen and Phillip Wallis and Zeyuan Allen-Zhu and Yuanzhi Li and Shean Wang and
+                  Lu Wang and Weizhu Chen},
+  title        = {{LoRA: Low-Rank Adaptation of Large Language Models}},
+  booktitle    = {International Conference on Learning Representations},
+  year         = {2022},
+  eprint       = {2106.09685},
+  archivePrefix = {arXiv}
+}"""
+QLORA = """@inproceedings{dettmers2023qlora,
+  author       = {Tim Dettmers and Artidoro Pagnoni and Ari Holtzman and Luke Zettlemoyer},
+  title        = {{QLoRA: Efficient Finetuning of Quantized LLMs}},
+  booktitle    = {Advances in Neural Information Processing Systems},
+  year         = {2023},
+  eprint       = {2305.14314},
   archivePrefix = {arXiv}
 }"""
 SMOLLM3 = """@misc{bakouch2025smollm3,
@@ -66,11 +83,15 @@ def smolforge_entry(version: str | None) -> str:
 
 
 def references(ctx: dict[str, Any]) -> list[str]:
-    """The works this model was built with: smolforge and TRL always, DPO for DPO runs, SmolLM3 when it is the
-    base."""
+    """The works this model was built with: smolforge and TRL always, DPO for DPO runs, LoRA for adapter runs (and
+    QLoRA over a 4-bit base), SmolLM3 when it is the base."""
     refs = [smolforge_entry(ctx.get("smolforge_version")), TRL]
     if ctx.get("dpo"):
         refs.append(DPO)
+    if ctx.get("lora"):
+        refs.append(LORA)
+    if ctx.get("four_bit_base"):
+        refs.append(QLORA)
     if "smollm3" in str(ctx.get("base_model_id") or "").lower():
         refs.append(SMOLLM3)
     return refs

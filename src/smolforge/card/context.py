@@ -122,14 +122,14 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
     started = results.get("started_at")
     year = datetime.fromisoformat(started).year if started else datetime.now().year
 
-    adapter = t.finetune == "lora" and not t.lora.merge
+    adapter = t.adapters and not t.lora.merge
     quantized = {k: v for k, v in (results.get("quantized") or {}).items() if isinstance(v, dict) and v.get("path")
                  and v.get("format") != "gguf" and (run.root / v["path"]).exists()}  # GGUF files: `gguf` below
     quantized_skipped = {k: v["skipped"] for k, v in (results.get("quantized") or {}).items()
                          if isinstance(v, dict) and v.get("skipped")}
     tracking = _tracking(results)
     tags = list(dict.fromkeys([*cfg.card.tags, "smolforge", t.method, "trl",
-                               *(["lora"] if t.finetune == "lora" else [])]))
+                               *(["lora"] if t.adapters else []), *(["qlora"] if t.four_bit_base else [])]))
     eval_loss, perplexity = results.get("eval_loss"), results.get("perplexity")
     model_files = results.get("model_files") or {}
     arch = model_files.get("architecture") or {}
@@ -181,7 +181,9 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "origin": facts.origin(cfg, results),
         "is_adapter": adapter,
         "finetune": t.finetune,
-        "lora": t.lora.model_dump() if t.finetune == "lora" else None,
+        "lora": t.lora.model_dump() if t.adapters else None,
+        "adapter_name": facts.adapter_name(cfg),
+        "four_bit_base": _four_bit_base(results) if t.four_bit_base else None,
         "dpo": t.dpo.model_dump() if t.method == "dpo" else None,
         "method_name": defaults.METHODS[t.method],
         "training": t.model_dump(),
@@ -250,3 +252,9 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
     ctx["bibtex"] = citations.model_entry(ctx)
     ctx["references"] = citations.references(ctx)
     return ctx
+
+
+def _four_bit_base(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The 4-bit base a qlora run trained over, as training recorded it (None for a run that recorded none)."""
+    fb = results.get("four_bit_base")
+    return {**fb, "size": facts.sizes(fb.get("base_bytes"))} if isinstance(fb, dict) else None

@@ -89,10 +89,16 @@ def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
     data = dataset_name or display_name(cfg.data)
     data = Path(data).name if Path(data).is_absolute() else data
     method = METHODS[t.method]
+    from smolforge.card.facts import adapter_name
+
+    name = adapter_name(cfg)
     if cfg.model.is_tiny:
+        if name is not None:
+            return (f"A {name} adapter{' (merged into the weights)' if t.lora.merge else ''} for a tiny, randomly "
+                    f"initialised SmolLM3-architecture model, trained with {method} on {data} using smolforge.")
         return (f"A tiny SmolLM3-architecture language model trained from random initial weights with {method} on "
                 f"{data} using smolforge.")
-    how = "A LoRA adapter for" if t.finetune == "lora" and not t.lora.merge else "A fine-tuned version of"
+    how = f"A {name} adapter for" if name is not None and not t.lora.merge else "A fine-tuned version of"
     return f"{how} {base_label(cfg)}, trained with {method} on {data} using smolforge."
 
 

@@ -50,14 +50,24 @@ def sizes(size_bytes: int | float | None) -> str | None:
     return None
 
 
+def adapter_name(cfg: SmolforgeConfig) -> str | None:
+    """What trained, named as readers know it: LoRA, QLoRA (LoRA over a 4-bit base), or None for all weights."""
+    t = cfg.training
+    return ("QLoRA" if t.four_bit_base else "LoRA") if t.adapters else None
+
+
 def origin(cfg: SmolforgeConfig, results: dict[str, Any]) -> dict[str, Any]:
     """How the model came to be: trained from random weights, or fine-tuned from a base (and how)."""
     t = cfg.training
+    name = adapter_name(cfg)
     if cfg.model.is_tiny:
-        return {"from_scratch": True, "seed": cfg.model.tiny.seed,
-                "phrase": f"trained from scratch (random initial weights, seed {cfg.model.tiny.seed})"}
-    if t.finetune == "lora":
-        how = "a LoRA adapter on" if not t.lora.merge else "fine-tuned with LoRA (merged into the weights) from"
+        seed = cfg.model.tiny.seed
+        phrase = f"trained from scratch (random initial weights, seed {seed})" if name is None else \
+            f"a {name} adapter{' (merged into the weights)' if t.lora.merge else ''} trained on randomly initialised " \
+            f"base weights (seed {seed})"
+        return {"from_scratch": True, "seed": seed, "phrase": phrase}
+    if name is not None:
+        how = f"a {name} adapter on" if not t.lora.merge else f"fine-tuned with {name} (merged into the weights) from"
     else:
         how = "fine-tuned (all weights) from"
     return {"from_scratch": False, "phrase": how}
@@ -163,6 +173,13 @@ def public_name(name: str, source: str | None) -> str:
     return Path(name).name if source == "local" else name
 
 
+def _loss_pair(ctx: dict[str, Any]) -> str:
+    """What the held-out loss pair compares: a qlora run measured both with the 4-bit base it trained over."""
+    if ctx.get("four_bit_base"):
+        return "before → after training, both over the 4-bit base"
+    return "from random init" if ctx.get("is_tiny") else "base → this model"
+
+
 def headline(ctx: dict[str, Any]) -> str | None:
     """The one result a reader came for, against its baseline: a benchmark whose change is significant
     (p < 0.05, the smallest p first), else the held-out loss before and after training, else the best-measured
@@ -177,5 +194,5 @@ def headline(ctx: dict[str, Any]) -> str | None:
                 f"({b['delta']:+.3f}, 95% CI {b['ci_low']:+.3f} to {b['ci_high']:+.3f}, n={b['n']})")
     if base:
         return (f"held-out {'DPO ' if ctx.get('dpo') else ''}loss {base['before']:.4f} → {base['after']:.4f} "
-                f"({'from random init' if ctx.get('is_tiny') else 'base → this model'})")
+                f"({_loss_pair(ctx)})")
     return None

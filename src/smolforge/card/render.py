@@ -92,6 +92,13 @@ def heading(value: Any) -> str:
     return " ".join(str(value).split())
 
 
+def sentence(value: Any) -> str:
+    """A phrase as the start of a sentence: first letter upper case, the rest as written (Jinja's `capitalize`
+    would lower-case names such as LoRA)."""
+    text = str(value)
+    return text[:1].upper() + text[1:]
+
+
 def _environment(newline: str = "\n"):
     from jinja2.sandbox import SandboxedEnvironment
 
@@ -101,6 +108,7 @@ def _environment(newline: str = "\n"):
                                keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
     env.filters["cell"] = table_cell
     env.filters["heading"] = heading
+    env.filters["sentence"] = sentence
     return env
 
 
@@ -190,6 +198,8 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
         held_out = where.pop("held_out")
         common = dict(task_type="text-generation", task_name="Text Generation", **where)
         suffix = f", {held_out}" if held_out else ""
+        if ctx.get("four_bit_base"):
+            suffix += ", adapter over the 4-bit base it trained with"
         loss_name = ("Validation DPO loss" if ctx.get("dpo") else "Validation loss") + suffix
         eval_results = [EvalResult(metric_type="loss", metric_name=loss_name,
                                    metric_value=sig(ctx["validation_loss"]), **common)]

@@ -165,8 +165,10 @@ class DpoSection(Section):
 class TrainingSection(Section):
     method: Annotated[Literal["sft", "dpo"], Flag("--method")] = Field(
         "sft", title="Training method", description="sft (supervised fine-tuning) or dpo (preference pairs).")
-    finetune: Annotated[Literal["full", "lora"], Flag("--finetune")] = Field(
-        "full", title="Which weights train", description="full (all weights) or lora (small adapters).")
+    finetune: Annotated[Literal["full", "lora", "qlora"], Flag("--finetune")] = Field(
+        "full", title="Which weights train",
+        description="full (all weights), lora (small adapters) or qlora (LoRA adapters over the base held in "
+                    "4-bit NF4 with double quantization, via bitsandbytes: for a base that does not fit otherwise).")
     epochs: Annotated[float, Flag("--epochs", implies=(("training.max_steps", -1),))] = Field(
         1.0, gt=0, le=1000, title="Epochs", description="Passes over the training data (when max_steps is -1).")
     max_steps: Annotated[int, AfterValidator(_max_steps), Flag("--max-steps")] = Field(
@@ -229,6 +231,16 @@ class TrainingSection(Section):
     dpo: DpoSection = Field(default_factory=DpoSection)
 
     @property
+    def adapters(self) -> bool:
+        """Whether LoRA adapters train instead of the weights (lora, and qlora over a 4-bit base)."""
+        return self.finetune in ("lora", "qlora")
+
+    @property
+    def four_bit_base(self) -> bool:
+        """Whether the frozen base trains in 4-bit NF4 (qlora)."""
+        return self.finetune == "qlora"
+
+    @property
     def world_size(self) -> int:
         """Training processes over all nodes."""
         return self.nnodes * self.nproc
@@ -246,9 +258,9 @@ class TrainingSection(Section):
         if self.nnodes > 1 and self.rdzv_endpoint is None:
             raise ValueError(f"nnodes {self.nnodes} needs rdzv_endpoint, the HOST:PORT of node 0 where the nodes meet "
                              "(e.g. --rdzv-endpoint node0:29400), the same on every node")
-        if self.distributed == "fsdp" and self.finetune == "lora":
-            raise ValueError("distributed 'fsdp' shards the weights of a full fine-tune; a LoRA run trains small "
-                             "adapters and runs as ddp (set distributed: ddp)")
+        if self.distributed == "fsdp" and self.adapters:
+            raise ValueError(f"distributed 'fsdp' shards the weights of a full fine-tune; a {self.finetune} run trains "
+                             "small adapters and runs as ddp (set distributed: ddp)")
         if self.global_batch_size is not None:
             # assigned through __dict__: a derived value, and validate_assignment would run this validator again
             self.__dict__["gradient_accumulation_steps"] = _accumulation(self)

@@ -16,7 +16,7 @@ def _row(name: str) -> dict[str, str]:
         (f" ({c.data.max_samples:,} samples)" if c.data.max_samples else "")
     return {
         "preset": name, "model": c.model.name_or_path,
-        "method": f"{t.method.upper()} {t.finetune}" + (f" r={t.lora.r}" if t.finetune == "lora" else ""),
+        "method": f"{t.method.upper()} {t.finetune}" + (f" r={t.lora.r}" if t.adapters else ""),
         "data": data, "batch x accum": f"{t.batch_size} x {t.gradient_accumulation_steps}",
         "lr": f"{t.learning_rate:g}", "max length": str(t.max_length),
         "precision": "auto (bf16 GPU / fp32 CPU)" if t.precision == "auto" else t.precision,

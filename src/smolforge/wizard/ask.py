@@ -20,7 +20,8 @@ CHOICE_LABELS: dict[str, dict[Any, str]] = {
     "training.method": {"sft": "SFT: supervised fine-tuning on conversations or prompt/answer pairs",
                         "dpo": "DPO: preference tuning on chosen/rejected answer pairs"},
     "training.finetune": {"full": "full fine-tune: all weights (best quality, most memory)",
-                          "lora": "LoRA: small adapters (~1% of the weights; fits smaller GPUs, quick to share)"},
+                          "lora": "LoRA: small adapters (~1% of the weights; fits smaller GPUs, quick to share)",
+                          "qlora": "QLoRA: LoRA adapters over a 4-bit base (least memory; needs bitsandbytes)"},
     "publish.private": {True: "private (only you and your organisation see it)", False: "public"},
 }
 
