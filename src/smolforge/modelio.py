@@ -108,7 +108,8 @@ def four_bit_facts(model) -> dict[str, Any]:
     quant = quant.to_dict() if hasattr(quant, "to_dict") else dict(quant)
     four_bit = [p for p in base.parameters() if isinstance(p, bitsandbytes.nn.Params4bit)]
     return {"library": "bitsandbytes", "version": bitsandbytes.__version__,
-            "quant_type": quant.get("bnb_4bit_quant_type"), "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
+            "quant_type": quant.get("bnb_4bit_quant_type"),
+            "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
             "compute_dtype": str(quant.get("bnb_4bit_compute_dtype")).removeprefix("torch."),
             "four_bit_parameters": sum(p.quant_state.shape.numel() for p in four_bit),
             "base_bytes": int(sum(_nbytes(p) for n, p in base.named_parameters() if "lora_" not in n)
