@@ -137,12 +137,30 @@ def load_model(cfg: SmolforgeConfig, source: str, rt, four_bit: bool = False):
     _register_attention(rt.attn_implementation)
     quant = {"quantization_config": four_bit_config(rt), "device_map": {"": _process_device(rt)}} if four_bit else {}
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
             dtype=torch_dtype(rt), attn_implementation=rt.attn_implementation, **quant)
     except (OSError, ValueError) as e:
         raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {first_line(e)}. Check the id or path, "
                              "and that you are online (or the model is cached).") from None
+    if four_bit:
+        keep_four_bit_trainable(model)
+    return model
+
+
+def keep_four_bit_trainable(model) -> None:
+    """Keep every 4-bit layer in the layout its backward pass works with.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit weight in place, for a bf16 inference kernel, the first
+    time its layer runs in eval mode without gradients (the trainer's evaluations do). That kernel has no backward:
+    training after the first evaluation would get no gradient through the base's layers to the adapters before
+    them (torch only warns "an autograd kernel was not registered"). Turning the repacking off keeps training exact.
+    """
+    import bitsandbytes
+
+    for module in model.modules():
+        if isinstance(module, bitsandbytes.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def load_saved(source: Path | str, rt, revision: str | None = None):

@@ -197,9 +197,9 @@ def test_dpo_learns_the_preferences_and_changes_the_weights(dpo_run, sft_chat):
 
 # ---------------------------------------------------------------- LoRA
 
-def _lora_run(sft_chat: Path, out: Path, merge: bool) -> Path:
+def _lora_run(sft_chat: Path, out: Path, merge: bool, finetune: str = "lora") -> Path:
     data = write_rows(out.parent / "few.jsonl", [c for c in chats() if len(c["messages"]) == 2][:40])
-    return run_pipeline(out, f"model.name_or_path={sft_chat / 'model'}", "training.finetune=lora",
+    return run_pipeline(out, f"model.name_or_path={sft_chat / 'model'}", f"training.finetune={finetune}",
                         f"training.lora.merge={str(merge).lower()}", "training.lora.r=8", "training.lora.alpha=16",
                         f"data.name={data}", "data.eval_ratio=0.2", "training.max_steps=24",
                         "training.learning_rate=5e-3")
@@ -310,6 +310,83 @@ def test_dpo_with_lora_uses_the_base_as_reference_and_saves_an_adapter(sft_chat,
     assert sorted(config["target_modules"]) == ["down_proj", "q_proj", "up_proj", "v_proj"]
     assert {k.split(".")[-3] for k in weights(run / "model" / "adapter_model.safetensors")} == {
         "q_proj", "v_proj", "up_proj", "down_proj"}
+
+
+# ---------------------------------------------------------------- QLoRA: the same LoRA runs over a 4-bit base
+
+@pytest.fixture(scope="module")
+def qlora_adapter(sft_chat, tmp_path_factory) -> Path:
+    return _lora_run(sft_chat, tmp_path_factory.mktemp("qlora") / "run", merge=False, finetune="qlora")
+
+
+@pytest.fixture(scope="module")
+def qlora_merged(sft_chat, tmp_path_factory) -> Path:
+    return _lora_run(sft_chat, tmp_path_factory.mktemp("qlora-merged") / "run", merge=True, finetune="qlora")
+
+
+def test_qlora_trains_an_adapter_over_a_4bit_base(qlora_adapter, lora_adapter, sft_chat):
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    r, lora = results(qlora_adapter), results(lora_adapter)
+    assert (r["method"], r["finetune"]) == ("sft", "qlora")
+    base = AutoModelForCausalLM.from_pretrained(sft_chat / "model")
+    layers = [m for name, m in base.named_modules() if isinstance(m, torch.nn.Linear) and name != "lm_head"]
+    linear = sum(m.weight.numel() for m in layers)  # transformers keeps the output head unquantized
+    other = sum(p.numel() for p in base.parameters()) - linear
+    fb = r["four_bit_base"]
+    assert (fb["quant_type"], fb["double_quant"], fb["compute_dtype"]) == ("nf4", True, "float32")
+    assert fb["four_bit_parameters"] == linear
+    # half a byte per 4-bit weight, its scales (under 0.02 byte per weight with double quantization) and each
+    # layer's fixed tables (the 16 NF4 levels and the 256 levels of the scales' own 8-bit code: ~1.2 KB)
+    assert linear / 2 + other * 4 < fb["base_bytes"] < linear * 0.52 + other * 4 + 1536 * len(layers)
+    # counts are of the model as defined, not of bitsandbytes' packed bytes; the same adapter as LoRA's
+    assert r["parameters"] == lora["parameters"] == {"total": base.num_parameters(),
+                                                      "trainable": lora["parameters"]["trainable"]}
+    # the step-0 evaluation is the 4-bit base: close to the full-precision base LoRA started from, not equal
+    assert r["baseline_eval_loss"] != lora["baseline_eval_loss"]
+    assert r["baseline_eval_loss"] == pytest.approx(lora["baseline_eval_loss"], rel=0.05)
+    assert_loss_went_down(qlora_adapter, 0.9)
+
+    adapter = weights(qlora_adapter / "model" / "adapter_model.safetensors")
+    assert {v.dtype for v in adapter.values()} == {torch.float32}  # the run's dtype, not TRL's bf16 default
+    assert all(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+    batch = eval_batch(qlora_adapter / "model")
+    with torch.no_grad():  # the adapter loads onto the base's own full-precision weights, as the card says
+        tuned = AutoPeftModelForCausalLM.from_pretrained(qlora_adapter / "model")(**batch).logits
+        assert not torch.allclose(tuned, base(**batch).logits, atol=1e-4)
+    card = (qlora_adapter / "model" / "README.md").read_text()
+    assert "- qlora" in card and "| Method | SFT; QLoRA adapter |" in card and "dettmers2023qlora" in card
+    assert f"| Base during training | 4-bit NF4 with double quantization (bitsandbytes {fb['version']}): " \
+           f"{linear:,} weights in 4-bit" in card
+    assert "the validation losses on this card were measured during training, with the base held in 4-bit" in card
+
+
+def test_qlora_merges_into_the_full_precision_base(qlora_merged, qlora_adapter):
+    """Same seed and data as the adapter run: its merged weights are that adapter merged into the base's own
+    fp32 weights (not into 4-bit weights rounded again), saved without any quantization config."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    assert logged(qlora_merged) == logged(qlora_adapter)
+    config = json.loads((qlora_merged / "model" / "config.json").read_text())
+    assert "quantization_config" not in config and config["dtype"] == "float32"
+    merged = AutoModelForCausalLM.from_pretrained(qlora_merged / "model").state_dict()
+    reference = AutoPeftModelForCausalLM.from_pretrained(qlora_adapter / "model").merge_and_unload().state_dict()
+    assert reference.keys() == merged.keys()
+    assert max((reference[k] - merged[k]).abs().max().item() for k in merged) < 1e-6
+    card = (qlora_merged / "model" / "README.md").read_text()
+    assert "library_name: transformers" in card and "QLoRA, merged into the weights" in card
+
+
+def test_dpo_with_qlora_uses_the_4bit_base_as_reference(sft_chat, tmp_path):
+    run = _dpo_run(sft_chat, tmp_path / "run", "training.finetune=qlora", "training.learning_rate=5e-3",
+                   "training.max_steps=12")
+    r = results(run)
+    assert (r["method"], r["finetune"]) == ("dpo", "qlora") and r["four_bit_base"]["quant_type"] == "nf4"
+    assert logged(run)[0] == pytest.approx(math.log(2), abs=1e-3)  # a zero adapter == the reference
+    assert "adapter_model.safetensors" in {p.name for p in (run / "model").iterdir()}
 
 
 def test_a_lora_target_module_that_matches_no_layer_is_an_error():
