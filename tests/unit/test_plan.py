@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -125,17 +126,17 @@ def test_a_config_that_does_not_fit_says_what_would(smollm3_config):
 def test_activation_bytes_match_what_autograd_saves_on_cpu(levers, monkeypatch):
     """The meta-device probe plus the formula's extras equals the bytes a real CPU forward keeps for backward, through
     smolforge's per-document attention and the LM head an SFT run on a CPU uses (lmhead.py: the logits whole) or,
-    with that lever off, TRL's chunked log-prob head."""
+    with that lever off, TRL's chunked log-prob head; for a full fine-tune, LoRA, and LoRA over the 4-bit base
+    modelio loads for qlora (its frozen 4-bit matmuls keep no input for backward, as frozen linears do)."""
     import torch
     import trl.trainer.utils as trl_utils
-    from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
     from smolforge import lmhead
-    from smolforge.attention import register
-    from smolforge.modelio import model_source
+    from smolforge.modelio import load_model, model_source
     from smolforge.plan.model import read_model
     from smolforge.plan.target import detect, layout
+    from smolforge.runtime import resolve
 
     for name in ("_use_triton", "_ChunkedLogProbFunction"):  # whatever an earlier test left is put back afterwards
         monkeypatch.setattr(trl_utils, name, getattr(trl_utils, name))
@@ -144,13 +145,14 @@ def test_activation_bytes_match_what_autograd_saves_on_cpu(levers, monkeypatch):
         lmhead.enable()
     else:
         monkeypatch.setenv(lmhead.WHOLE_ENV, "0")  # the plan then budgets for TRL's kernel too
-    for sets in (FAST, FAST + ["training.finetune=lora"], []):
+    four_bit = [FAST + ["training.finetune=qlora"]] if importlib.util.find_spec("bitsandbytes") else []
+    for sets in (FAST, FAST + ["training.finetune=lora"], *four_bit, []):
         cfg = load_config(None, "tiny", sets)
         m = read_model(cfg, "fp32")
         lay = layout(cfg, detect(cfg))
-        model = AutoModelForCausalLM.from_pretrained(model_source(cfg), attn_implementation=register())
+        model = load_model(cfg, model_source(cfg), resolve(cfg), four_bit=cfg.training.four_bit_base)
         add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
-        if cfg.training.finetune == "lora":
+        if cfg.training.adapters:  # the adapters in fp32, the run's dtype on a CPU (train.py keeps them there)
             from peft import get_peft_model
 
             from smolforge.train import lora_config
@@ -223,9 +225,117 @@ def test_eager_attention_keeps_the_probabilities():
 
     cfg = load_config(None, "tiny", FAST)
     m = read_model(cfg, "fp32")
-    base = dict(finetune="full", method="sft", distributed="none", world=1, checkpointing=False, padded=True,
+    base = dict(adapters=False, method="sft", distributed="none", world=1, checkpointing=False, padded=True,
                 activation_bytes=4)
     sdpa = saved_per_token(m, Layout(attention="sdpa", **base), context=500)
     eager = saved_per_token(m, Layout(attention="eager", **base), context=500)
     assert eager - sdpa == pytest.approx(m.quadratic * 500 * m.layers)
     assert m.quadratic == pytest.approx(m.heads * 4, rel=0.01)  # fp32 probabilities, one per head
+
+
+# SmolLM3-3B's linear layers, all held in 4 bits by a qlora run: q and o 2048 x 2048, k and v 2048 x 512, gate, up
+# and down 2048 x 11,008, in each of 36 layers (252 weights); the tied 128,256 x 2,048 embedding (also the output
+# head) and the 73 RMSNorm weights stay in bf16
+SMOLLM3_3B_FOUR_BIT = 36 * (2 * 2048 * 2048 + 2 * 2048 * 512 + 3 * 2048 * 11008)  # 2,812,280,832
+
+
+def test_four_bit_bytes_match_what_bitsandbytes_stores():
+    """The plan's bytes per 4-bit weight are what bitsandbytes keeps for it: the packed codes, the 8-bit absmax per
+    64 weights, the fp32 scale per 256 absmax values, and the code tables and offset each quantized tensor holds."""
+    torch = pytest.importorskip("torch")
+    bnb = pytest.importorskip("bitsandbytes.functional")
+    from smolforge.plan.memory import four_bit_bytes
+
+    for shape in [(2048, 2048), (2048, 11008), (512, 2048), (100, 30), (1, 129), (64, 64 * 256 + 1)]:
+        packed, state = bnb.quantize_4bit(torch.randn(shape, dtype=torch.bfloat16), quant_type="nf4",
+                                          compress_statistics=True)
+        tensors = [packed, state.absmax, state.code, state.offset, state.state2.absmax, state.state2.code]
+        stored = sum(t.numel() * t.element_size() for t in tensors)
+        assert four_bit_bytes(math.prod(shape)) == stored, shape
+    # about 0.516 bytes per parameter: 4 bits, 1/64 byte of absmax, 4/16,384 bytes of double-quantization scale
+    assert four_bit_bytes(2048 * 11008) / (2048 * 11008) == pytest.approx(0.5 + 1 / 64 + 4 / 16384, rel=1e-4)
+
+
+def test_smollm3_3b_qlora_worked_example(smollm3_config):
+    """SmolLM3-3B qlora on one bf16 GPU: the 252 linear weights in 4-bit NF4 at 0.5 + 1/64 + 4/16,384 bytes per
+    parameter plus 1,092 bytes of code tables and offset per weight; the tied embedding and the norms in bf16; the
+    adapters, their gradients and AdamW moments in bf16 (the run's dtype). About a third of LoRA's weights term."""
+    from smolforge.plan.model import read_model
+    from smolforge.plan.speed import flops_per_token
+    from smolforge.plan.target import layout, named
+
+    cfg = _smollm3(smollm3_config, "training.finetune=qlora")
+    target = named(cfg, "h100")
+    m = read_model(cfg, target.dtype_name)
+    assert m.params == SMOLLM3_3B_PARAMS and m.quantized_params == SMOLLM3_3B_FOUR_BIT and len(m.quantized) == 252
+    assert m.params - m.quantized_params == 128256 * 2048 + (2 * 36 + 1) * 2048  # embedding and norms
+    assert m.param_bytes == 2 and m.adapter_bytes == 2
+    # every weight's size is a multiple of 64 x 256, so no block is partly filled
+    four_bit = SMOLLM3_3B_FOUR_BIT * (0.5 + 1 / 64 + 4 / (64 * 256)) + 252 * 1092  # 1.47 GB
+    base = four_bit + (SMOLLM3_3B_PARAMS - SMOLLM3_3B_FOUR_BIT) * 2  # + 0.53 GB in bf16
+    mem = estimate_memory(m, layout(cfg, target), peak_tokens=0, context=0, runtime=0)
+    assert mem.weights == pytest.approx(base + m.adapter_params * 2)  # 2.04 GB
+    assert mem.gradients == m.adapter_params * 2 and mem.optimizer == m.adapter_params * 4
+    assert mem.weights / 2**30 == pytest.approx(1.90, abs=0.01)
+
+    lora_cfg = _smollm3(smollm3_config, "training.finetune=lora")
+    lora = read_model(lora_cfg, "bf16")
+    assert lora.adapter_params == m.adapter_params and lora.quantized == ()
+    lora_mem = estimate_memory(lora, layout(lora_cfg, named(lora_cfg, "h100")), peak_tokens=0, context=0, runtime=0)
+    assert lora_mem.weights == pytest.approx(SMOLLM3_3B_PARAMS * 2 + lora.adapter_params * 4)  # 6.27 GB
+    assert mem.weights < 0.35 * lora_mem.weights
+    assert four_bit < 0.27 * SMOLLM3_3B_FOUR_BIT * 2  # the quantized weights: about a quarter of their bf16 bytes
+    # the same FLOPs as LoRA (the dequantization is left to the calibrated rate)
+    assert flops_per_token(m, layout(cfg, target), 0, 0).model == 4 * SMOLLM3_3B_PARAMS + 6 * m.adapter_params
+
+
+def test_a_3b_run_too_big_for_a_t4_suggests_qlora(smollm3_config):
+    """One 20k-token micro-batch of SmolLM3-3B on a 16 GB T4: neither the full fine-tune nor LoRA fits, QLoRA does;
+    the table says so and names the 4-bit base."""
+    from smolforge.plan.estimate import PlanInputs, estimate
+    from smolforge.plan.report import table_rows
+    from smolforge.plan.target import named
+
+    capacity = gpus.lookup("t4").memory_bytes
+    long = ["training.batch_size=1", "training.max_length=20480"]
+    for finetune in ("full", "lora"):
+        cfg = _smollm3(smollm3_config, f"training.finetune={finetune}", *long)
+        est = estimate(PlanInputs(cfg, None, None, data_note="not cached"), named(cfg, "t4"))
+        assert est.fits is False, finetune
+        changes = [s.change for s in est.suggestions]
+        assert changes[0] == "--finetune qlora (r=16)" and not any("lora (" in c for c in changes[1:]), changes
+        assert est.suggestions[0].peak * 1.05 + 2**30 <= capacity
+
+    cfg = _smollm3(smollm3_config, "training.finetune=qlora", *long)
+    est = estimate(PlanInputs(cfg, None, None, data_note="not cached"), named(cfg, "t4"))
+    assert est.fits and not est.suggestions
+    rows = dict(table_rows(est))
+    assert "30.23M trained (QLoRA r=16 over a 4-bit NF4 base)" in rows["Model"]
+    assert "(4N + 6N_adapter + attention)" in rows["FLOPs"] and "dequantized" in rows["FLOPs"]
+    assert "2.81B in 4-bit NF4 x 0.516 bytes + 262.82M x 2 bytes" in rows["  weights"]
+
+
+def test_the_planned_four_bit_base_is_what_loading_stores():
+    """The weights the plan holds in 4 bits, and their bytes, are those of the tiny model loaded for a qlora run
+    (modelio.load_model: transformers' bitsandbytes quantizer on this CPU)."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    from smolforge.modelio import load_model, model_source
+    from smolforge.plan.memory import base_weight_bytes
+    from smolforge.plan.model import read_model
+    from smolforge.runtime import resolve
+
+    cfg = load_config(None, "tiny", [*FAST, "training.finetune=qlora"])
+    model = load_model(cfg, model_source(cfg), resolve(cfg), four_bit=True)
+    four_bit = [m.weight for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    stored = 0
+    for w in four_bit:
+        s = w.quant_state
+        stored += sum(t.numel() * t.element_size()
+                      for t in (w, s.absmax, s.code, s.offset, s.state2.absmax, s.state2.code))
+    stored += sum(p.numel() * p.element_size() for p in model.parameters() if not any(p is w for w in four_bit))
+    m = read_model(cfg, "fp32")
+    assert sorted(m.quantized) == sorted(w.quant_state.shape.numel() for w in four_bit)
+    assert len(m.quantized) == 2 * 7  # every projection of the 2 layers; the tied embedding and head stay fp32
+    assert base_weight_bytes(m) == stored

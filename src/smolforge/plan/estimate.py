@@ -2,8 +2,8 @@
 
 Puts together the model facts (config.json on the meta device), the data's token lengths batched like the
 run, the memory and FLOP formulas, and the device. When the peak does not fit, the same estimator tries
-what would: LoRA, activation checkpointing, a smaller batch with more accumulation (same effective batch),
-FSDP over more GPUs. A calibration measured on this machine (`smolforge plan --calibrate`) replaces the
+what would: LoRA, QLoRA, activation checkpointing, a smaller batch with more accumulation (same effective
+batch), FSDP over more GPUs. A calibration measured on this machine (`smolforge plan --calibrate`) replaces the
 assumed rate and corrects the memory by what it measured.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
 from smolforge.plan.batches import Batches, plan_batches
 from smolforge.plan.memory import Layout, Memory, cuda_needed, estimate_memory
 from smolforge.plan.model import ModelFacts, read_model
@@ -151,8 +152,8 @@ def _variant(est: Estimate, sets: dict[str, Any]) -> Estimate:
 
     cfg = _merged(est.inputs.cfg, sets)
     tgt = retarget(cfg, est.target)
-    lora = cfg.training.finetune != est.inputs.cfg.training.finetune
-    model = read_model(cfg, tgt.dtype_name) if lora else est.model
+    other_weights = cfg.training.finetune != est.inputs.cfg.training.finetune  # adapters, a 4-bit base: read again
+    model = read_model(cfg, tgt.dtype_name) if other_weights else est.model
     return estimate(replace(est.inputs, cfg=cfg), tgt, est.calibration, model=model, suggest=False)
 
 
@@ -162,7 +163,10 @@ def _what_fits(est: Estimate) -> list[Suggestion]:
     Each kind of change on its own first (for the batch: the largest that fits, with the effective batch kept);
     when none fits alone, they are combined in the order that changes the result least: activation
     checkpointing (same result, ~30% more compute), then smaller batches with more accumulation, then LoRA,
-    then FSDP over more GPUs.
+    then QLoRA (LoRA over the base held in 4 bits: about a quarter of its bf16 bytes, at some quality and
+    speed), then FSDP over more GPUs. LoRA and QLoRA are one kind of change, like the batch sizes: alone, the
+    first that fits is shown; combined, QLoRA replaces LoRA, and FSDP (which shards a full fine-tune) replaces
+    both. A change this machine cannot plan (bitsandbytes missing for qlora) is left out.
     """
     t = est.inputs.cfg.training
     steps: list[tuple[str, dict[str, Any]]] = []
@@ -174,8 +178,11 @@ def _what_fits(est: Estimate) -> list[Suggestion]:
         steps.append((f"--batch-size {batch} --gradient-accumulation-steps {math.ceil(effective / batch)}",
                       {"training.batch_size": batch,
                        "training.gradient_accumulation_steps": math.ceil(effective / batch)}))
-    if t.finetune == "full":
+    if not t.adapters:
         steps.append((f"--finetune lora (r={t.lora.r})", {"training.finetune": "lora"}))
+    if not t.four_bit_base:
+        steps.append((f"--finetune qlora (r={t.lora.r})", {"training.finetune": "qlora"}))
+    if not t.adapters:
         if est.target.kind == "cuda":
             steps += [(f"--nproc {n} --set training.distributed=fsdp ({n} GPUs)",
                        {"training.nproc": n, "training.distributed": "fsdp"}) for n in (2, 4, 8) if n > t.nproc]
@@ -183,7 +190,7 @@ def _what_fits(est: Estimate) -> list[Suggestion]:
     kinds: set[str] = set()
     for change, sets in steps:
         kind = change.split()[0]
-        if kind not in kinds and (v := _variant(est, sets)).fits:
+        if kind not in kinds and (v := _fitting(est, sets)):
             out.append(Suggestion(change=change, peak=v.peak, note=_time_note(v)))
             kinds.add(kind)
     if out:
@@ -191,7 +198,9 @@ def _what_fits(est: Estimate) -> list[Suggestion]:
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}  # kind -> change (a smaller batch replaces a larger one)
     for change, sets in steps:
         chosen[change.split()[0]] = (change, sets)
-        if _variant(est, _union(chosen)).fits:
+        if change.startswith("--nproc"):
+            chosen.pop("--finetune", None)  # FSDP shards a full fine-tune; adapters run as DDP (the schema says)
+        if _fitting(est, _union(chosen)):
             break
     else:
         return []
@@ -199,11 +208,21 @@ def _what_fits(est: Estimate) -> list[Suggestion]:
     if "--batch-size" in chosen:  # with the later changes a larger batch may fit again: keep the largest that does
         for candidate in batches:
             trial = {**chosen, "--batch-size": candidate}
-            if _variant(est, _union(trial)).fits:
+            if _fitting(est, _union(trial)):
                 chosen = trial
                 break
     v = _variant(est, _union(chosen))
     return [Suggestion(change=" ".join(c for c, _ in chosen.values()), peak=v.peak, note=_time_note(v))]
+
+
+def _fitting(est: Estimate, sets: dict[str, Any]) -> Estimate | None:
+    """The variant's estimate when it fits; None when it does not, or when the runtime refuses it here (qlora
+    without bitsandbytes installed: `runtime.resolve` says so, and the plan suggests only what can run)."""
+    try:
+        v = _variant(est, sets)
+    except SmolforgeError:
+        return None
+    return v if v.fits else None
 
 
 def _union(chosen: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:

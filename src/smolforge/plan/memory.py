@@ -1,7 +1,18 @@
 """Peak memory of one training process, term by term (bytes). Pure arithmetic: unit-tested on worked examples.
 
     weights      base parameters x bytes as loaded, + LoRA adapters in their dtype; a DPO full fine-tune
-                 also holds TRL's frozen reference copy
+                 also holds TRL's frozen reference copy. qlora's base holds the weights of the linear layers
+                 that transformers' bitsandbytes quantizer replaces (model.py says which) in 4-bit NF4 with
+                 double quantization, per weight tensor of n parameters (four_bit_bytes):
+                   ceil(n / 2)                    two 4-bit codes per byte
+                   + ceil(n / 64)                 an 8-bit absmax per block of 64 weights
+                   + 4 x ceil(n / 64 / 256)       an fp32 scale per 256 absmax blocks (the double quantization)
+                   + 1,092                        its own copies of the code tables (16 NF4 values, 256 for
+                                                  the absmax) and the absmax offset, in fp32
+                 about 0.516 bytes per parameter; every other parameter (embeddings, norms, the output head,
+                 biases) stays in the run's dtype, and the adapters train in the run's dtype too (train.py
+                 undoes TRL's cast of a 4-bit model's adapters to bf16). The copy of a weight that each 4-bit
+                 matmul dequantizes lives only for that matmul and is not counted (--calibrate measures it)
     gradients    trainable parameters x bytes of their dtype
     optimizer    AdamW's two moments per trainable parameter, in the parameter's dtype (torch's AdamW
                  allocates them like the parameter)
@@ -33,6 +44,7 @@ parameters to fp32 master weights (4 + 4 + 8 = 16 bytes per parameter, sharded o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from smolforge.plan.model import ModelFacts
@@ -43,13 +55,16 @@ CUDA_SLACK = 0.05              # ...plus this share of the peak (fragmentation b
 FP32 = 4
 PAGE = 4096
 FUSED_HEAD_PER_TOKEN = 16  # TRL's kernel keeps log Z and the entropy (fp32) and the target id (int64) per token
+NF4_BLOCK = 64             # bitsandbytes' 4-bit blocksize: weights sharing one absmax
+NESTED_BLOCK = 256         # double quantization: absmax values sharing one fp32 scale
+NF4_FIXED = (16 + 256 + 1) * FP32  # per quantized tensor: copies of both code tables, and the absmax offset
 
 
 @dataclass(frozen=True)
 class Layout:
     """How the run holds its state: what `runtime.resolve` and the launcher decide for the target device."""
 
-    finetune: str            # full | lora
+    adapters: bool           # LoRA adapters train over a frozen base (lora, qlora); False: every weight trains
     method: str              # sft | dpo
     distributed: str         # none | ddp | fsdp
     world: int               # processes
@@ -92,6 +107,26 @@ def state_bytes_per_parameter(param_bytes: int, fsdp_mixed: bool) -> tuple[int, 
     return master, master, 2 * master
 
 
+def four_bit_bytes(numel: int) -> int:
+    """Bytes bitsandbytes keeps for one weight of `numel` parameters quantized to NF4 with double quantization
+    (`quantize_4bit(..., quant_type="nf4", compress_statistics=True)`, blocksize 64): the packed codes, the 8-bit
+    absmax per block, the fp32 scale per 256 absmax values, and the code tables and offset each tensor keeps. A
+    qlora base is held this way, so its weights cost about 0.516 bytes per parameter instead of 2 in bf16 (the
+    module docstring)."""
+    blocks = math.ceil(numel / NF4_BLOCK)
+    return math.ceil(numel / 2) + blocks + FP32 * math.ceil(blocks / NESTED_BLOCK) + NF4_FIXED
+
+
+def quantized_bytes(m: ModelFacts) -> int:
+    """The base weights a qlora run holds in 4 bits, as bitsandbytes stores them (0 for a base in the run's dtype)."""
+    return sum(four_bit_bytes(n) for n in m.quantized)
+
+
+def base_weight_bytes(m: ModelFacts) -> float:
+    """The base model's parameters as loaded: the 4-bit ones (qlora) at four_bit_bytes, the rest in the run's dtype."""
+    return (m.params - m.quantized_params) * m.param_bytes + quantized_bytes(m)
+
+
 def whole_head(m: ModelFacts, lay: Layout, tokens: int) -> bool:
     """Whether the run's LM head holds a micro-batch of `tokens` logits whole (lmhead.py's rule: SFT on a CPU)."""
     from smolforge.lmhead import holds_logits_whole
@@ -124,7 +159,7 @@ def loss_bytes(m: ModelFacts, lay: Layout, tokens: int) -> float:
         tile = rows * width * lay.activation_bytes
     else:
         tile = rows * max(cols * lay.activation_bytes, PAGE) + 3 * rows * cols * FP32
-    head_grad = m.vocab * m.hidden * FP32 if lay.finetune == "full" else 0
+    head_grad = 0 if lay.adapters else m.vocab * m.hidden * FP32
     return tile + tokens * m.hidden * FP32 + head_grad
 
 
@@ -132,15 +167,15 @@ def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float
     """Peak bytes of one process for the largest micro-batch of `peak_tokens` processed tokens."""
     fsdp = lay.distributed == "fsdp" and lay.world > 1
     shard = lay.world if fsdp else 1
-    if lay.finetune == "full":
+    if lay.adapters:
+        w, g, o = state_bytes_per_parameter(m.adapter_bytes, fsdp)
+        weights = base_weight_bytes(m) / shard + m.adapter_params * w / shard
+        grads, optim = m.adapter_params * g / shard, m.adapter_params * o / shard
+    else:
         w, g, o = state_bytes_per_parameter(m.param_bytes, fsdp)
         weights, grads, optim = m.params * w / shard, m.params * g / shard, m.params * o / shard
         if lay.method == "dpo":
             weights += m.params * m.param_bytes / shard  # TRL's frozen reference model
-    else:
-        w, g, o = state_bytes_per_parameter(m.adapter_bytes, fsdp)
-        weights = m.params * m.param_bytes / shard + m.adapter_params * w / shard
-        grads, optim = m.adapter_params * g / shard, m.adapter_params * o / shard
     buffers = 0.0
     if lay.distributed == "ddp" and lay.world > 1:
         buffers = grads  # DDP all-reduces through buckets that copy every gradient

@@ -2,7 +2,9 @@
 
 accelerate's `init_empty_weights` builds the model on the meta device (shapes, no memory), so the
 parameters are counted as `smolforge run` will load them: tied embeddings once, LoRA adapters from PEFT
-itself, and accelerate's `calculate_maximum_sizes` gives the bytes and the largest layer.
+itself, and accelerate's `calculate_maximum_sizes` gives the bytes and the largest layer. For qlora, the
+weights transformers' bitsandbytes quantizer would store in 4 bits are listed by transformers' own rule
+(`_four_bit_weights`); memory.py prices them.
 
 Activation bytes per token are what autograd keeps for the backward pass in this architecture, dtype,
 LoRA and dropout: `torch.autograd.graph.saved_tensors_hooks` count the tensors a meta-device forward of the
@@ -51,10 +53,16 @@ class ModelFacts:
     layer_input: float      # bytes per token of a layer's input: all that activation checkpointing keeps
     quadratic: float        # bytes per token per attended position when attention probabilities are kept
     head_tile: tuple[int, int]  # TRL's chunked log-prob kernel: tokens x vocabulary columns of one logits tile
+    quantized: tuple[int, ...] = ()  # qlora: the size of each base weight held in 4-bit NF4 (else none)
 
     @property
     def trainable(self) -> int:
         return self.adapter_params or self.params
+
+    @property
+    def quantized_params(self) -> int:
+        """Base parameters held in 4 bits (qlora); the others are in the run's dtype."""
+        return sum(self.quantized)
 
     @property
     def matmul_params(self) -> int:
@@ -105,7 +113,24 @@ def _meta_model(config, dtype, trust_remote_code: bool):
     return model
 
 
-def _add_lora(model, cfg: SmolforgeConfig):
+def _four_bit_weights(model) -> tuple[int, ...]:
+    """The size of each weight a qlora run holds in 4 bits, found as transformers 5.24 finds them when it loads
+    the base with a BitsAndBytesConfig: `replace_with_bnb_linear` swaps every nn.Linear (and GPT-2's Conv1D) for
+    bitsandbytes' Linear4bit except the modules `get_modules_to_not_convert` skips (the output head, both sides
+    of tied weights, the module of the model's last parameter, and `_keep_in_fp32_modules`; modelio's
+    BitsAndBytesConfig names no llm_int8_skip_modules). Only the weight is quantized, never the bias. Calling
+    transformers' own functions keeps the plan on the loader's rule."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+    from transformers.quantizers.base import HfQuantizer
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    skip = HfQuantizer.get_modules_to_not_convert(model, None, getattr(model, "_keep_in_fp32_modules", None))
+    return tuple(module.weight.numel() for name, module in model.named_modules()
+                 if (type(module) is nn.Linear or isinstance(module, Conv1D)) and should_convert_module(name, skip))
+
+
+def _add_lora(model, cfg: SmolforgeConfig, dtype):
     import torch
     from accelerate import init_empty_weights
     from peft import get_peft_model
@@ -114,7 +139,14 @@ def _add_lora(model, cfg: SmolforgeConfig):
 
     check_lora_targets(model, cfg.training.lora.target_modules)  # a typo fails here, before any download
     with init_empty_weights(), torch.random.fork_rng():
-        return get_peft_model(model, lora_config(cfg))
+        model = get_peft_model(model, lora_config(cfg))
+    if cfg.training.four_bit_base:
+        # PEFT makes the adapters fp32; over a 4-bit base TRL casts them to bf16 and train.py then to the run's
+        # dtype (`_adapters_in_run_dtype`): their bytes, and what the activation probe saves, follow that dtype
+        for param in model.parameters():
+            if param.requires_grad:
+                param.data = param.data.to(dtype)
+    return model
 
 
 def _decoder_layers(model) -> list:
@@ -179,7 +211,8 @@ def _per_token(model) -> tuple[float, float, float, float]:
 
 
 def read_model(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
-    """Count and probe the base model (with the run's LoRA adapters) on the meta device, in `dtype_name`."""
+    """Count and probe the base model (with the run's LoRA adapters; qlora: which weights are 4-bit) on the meta
+    device, in `dtype_name`."""
     import torch
     from accelerate.utils import calculate_maximum_sizes
 
@@ -189,11 +222,15 @@ def read_model(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
     params = model.num_parameters()
     embedding = model.get_input_embeddings().weight
     tied = model.get_output_embeddings() is not None and model.get_output_embeddings().weight is embedding
+    quantized = _four_bit_weights(model) if cfg.training.four_bit_base else ()  # before PEFT adds its own Linears
     adapter = 0
-    if cfg.training.finetune == "lora":
-        model = _add_lora(model, cfg)
+    if cfg.training.adapters:
+        model = _add_lora(model, cfg, dtype)
         adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total_bytes, (largest, _) = calculate_maximum_sizes(model)
+    from smolforge.plan.memory import four_bit_bytes  # here: memory.py imports this module
+
+    total_bytes += sum(four_bit_bytes(n) - n * dtype.itemsize for n in quantized)  # the 4-bit base as loaded
     from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
     from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE  # the vocabulary width of a tile TRL uses
     adapter_dtypes = {p.element_size() for p in model.parameters() if p.requires_grad} if adapter else set()
@@ -213,4 +250,4 @@ def read_model(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
         largest_layer_bytes=int(largest), param_bytes=dtype.itemsize,
         adapter_bytes=max(adapter_dtypes) if adapter_dtypes else dtype.itemsize,
         layer_saved=layer, outside_saved=outside, layer_input=layer_input, quadratic=quad,
-        head_tile=(TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE))
+        head_tile=(TOKEN_CHUNK_SIZE, _CHUNKED_LOGPROB_CHUNK_SIZE), quantized=quantized)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from smolforge.config import TrainingSection
 from smolforge.plan.estimate import Estimate, duration
 from smolforge.plan.gpus import ASSUMED_MFU
+from smolforge.plan.memory import quantized_bytes
 
 MIB, GIB = 2**20, 2**30
 KIND_LABEL = {"cpu_rss": "process RSS", "gpu_allocated": "GPU memory allocated by torch"}
@@ -23,11 +25,17 @@ def count(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def finetune_label(t: TrainingSection) -> str:
+    """Which weights train, in words: the 4-bit base is named because it is what makes a qlora run smaller."""
+    if not t.adapters:
+        return "full fine-tune"
+    return f"QLoRA r={t.lora.r} over a 4-bit NF4 base" if t.four_bit_base else f"LoRA r={t.lora.r}"
+
+
 def _model_row(e: Estimate) -> str:
-    m, t = e.model, e.inputs.cfg.training
-    how = "full fine-tune" if t.finetune == "full" else f"LoRA r={t.lora.r}"
-    trained = m.params if t.finetune == "full" else m.adapter_params
-    return (f"{e.inputs.cfg.model.name_or_path}: {count(m.params)} parameters, {count(trained)} trained ({how}); "
+    m = e.model
+    return (f"{e.inputs.cfg.model.name_or_path}: {count(m.params)} parameters, {count(m.trainable)} trained "
+            f"({finetune_label(e.inputs.cfg.training)}); "
             f"{m.layers} layers, hidden {m.hidden}, {m.heads}/{m.kv_heads} heads, vocab {m.vocab:,}")
 
 
@@ -58,24 +66,36 @@ def _steps_row(e: Estimate) -> str:
 
 
 def _flops_row(e: Estimate) -> str:
-    formula = "6N" if e.layout.finetune == "full" else "4N + 6N_adapter"
+    formula = "4N + 6N_adapter" if e.layout.adapters else "6N"
     extra = []
     if e.layout.checkpointing:
         extra.append("checkpointing re-runs the forward")
     if e.layout.method == "dpo":
         extra.append("the DPO reference scores the tokens")
     executed = f"; {e.flops.executed / 1e9:,.2f} GFLOP executed ({', '.join(extra)})" if extra else ""
-    return f"{e.flops.model / 1e9:,.2f} GFLOP per token ({formula} + attention){executed}"
+    dequantized = ("; the 4-bit weights are dequantized for every matmul, work not counted here: trust the "
+                   "calibrated rate" if e.inputs.cfg.training.four_bit_base else "")
+    return f"{e.flops.model / 1e9:,.2f} GFLOP per token ({formula} + attention){executed}{dequantized}"
+
+
+def _weights_note(e: Estimate) -> str:
+    """What the weights term is made of: the base (4-bit and the rest, for qlora), adapters, a DPO reference."""
+    m, lay = e.model, e.layout
+    if m.quantized:
+        four_bit = quantized_bytes(m) / m.quantized_params
+        base = (f"{count(m.quantized_params)} in 4-bit NF4 x {four_bit:.3f} bytes + "
+                f"{count(m.params - m.quantized_params)} x {m.param_bytes} bytes")
+    else:
+        base = f"{count(m.params)} x {m.param_bytes} bytes"
+    adapters = f" + {count(m.adapter_params)} adapter x {m.adapter_bytes}" if m.adapter_params else ""
+    reference = ", + the DPO reference copy" if lay.method == "dpo" and not lay.adapters else ""
+    return base + adapters + reference
 
 
 def _memory_lines(e: Estimate) -> list[tuple[str, str]]:
     mem, m, lay = e.memory, e.model, e.layout
-    trained = m.params if lay.finetune == "full" else m.adapter_params
-    rows = [("  weights", f"{size(mem.weights)} ({count(m.params)} x {m.param_bytes} bytes"
-                          + (f" + {count(m.adapter_params)} adapter x {m.adapter_bytes}" if m.adapter_params else "")
-                          + (", + the DPO reference copy" if lay.method == "dpo" and lay.finetune == "full" else "")
-                          + ")"),
-            ("  gradients", f"{size(mem.gradients)} ({count(trained)} trained parameters)"),
+    rows = [("  weights", f"{size(mem.weights)} ({_weights_note(e)})"),
+            ("  gradients", f"{size(mem.gradients)} ({count(m.trainable)} trained parameters)"),
             ("  optimizer", f"{size(mem.optimizer)} (AdamW: 2 moments per trained parameter)"),
             ("  activations", f"{size(mem.activations)} ({e.batches.peak_micro_tokens:,} tokens x "
                               f"{mem.activations / max(1, e.batches.peak_micro_tokens) / 1024:,.1f} KiB, checkpointing "

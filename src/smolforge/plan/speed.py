@@ -4,7 +4,7 @@ FLOPs per processed token (N: parameters a token multiplies through, so the outp
 input embedding does not; d = heads x head_dim; c = the token's mean causal attention context; L = layers):
 
     full fine-tune   6 N + 12 L d c              forward 2 N + 4 L d c, backward twice that
-    LoRA             4 N + 6 N_adapter + 12 L d c  the frozen weights need no weight gradients
+    LoRA, QLoRA      4 N + 6 N_adapter + 12 L d c  the frozen weights need no weight gradients
     + checkpointing  2 N + 4 L d c               the forward runs again in backward
     + DPO            2 N + 4 L d c               TRL's reference model scores the same tokens
     evaluation       2 N + 4 L d c               per evaluated token
@@ -12,7 +12,8 @@ input embedding does not; d = heads x head_dim; c = the token's mean causal atte
 time = training FLOPs / (processes x device FLOP/s x efficiency) + evaluations at the same rate
        + checkpoint writes at CHECKPOINT_WRITE_RATE + the start-up overhead --calibrate measures.
 The efficiency is an assumption (stated where it is shown) until --calibrate replaces the whole rate with
-one measured on the machine.
+one measured on the machine. QLoRA counts the same FLOPs as LoRA, but each matmul first dequantizes its 4-bit
+weight (again in backward), work the FLOPs leave out: for a qlora run the calibrated rate is what to trust.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def flops_per_token(m: ModelFacts, lay: Layout, context: float, eval_context: fl
     n = m.matmul_params
     attn_fwd = 4 * m.layers * m.attention_width * context
     forward = 2 * n + attn_fwd
-    model = (6 * n if lay.finetune == "full" else 4 * n + 6 * m.adapter_params) + 3 * attn_fwd
+    model = (4 * n + 6 * m.adapter_params if lay.adapters else 6 * n) + 3 * attn_fwd
     executed = model + (forward if lay.checkpointing else 0) + (forward if lay.method == "dpo" else 0)
     evaluation = 2 * n + 4 * m.layers * m.attention_width * eval_context
     return Flops(model=model, executed=executed, evaluation=evaluation)
@@ -65,7 +66,7 @@ class Timing:
 
 def checkpoint_bytes(m: ModelFacts, lay: Layout) -> float:
     """A resumable checkpoint: the trained weights and AdamW's two moments (written in their dtypes)."""
-    trained = m.params * m.param_bytes if lay.finetune == "full" else m.adapter_params * m.adapter_bytes
+    trained = m.adapter_params * m.adapter_bytes if lay.adapters else m.params * m.param_bytes
     return 3 * trained
 
 

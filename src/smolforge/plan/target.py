@@ -96,7 +96,7 @@ def retarget(cfg: SmolforgeConfig, target: Target) -> Target:
 def layout(cfg: SmolforgeConfig, target: Target) -> Layout:
     t, rt = cfg.training, target.runtime
     distributed = "none" if t.nproc == 1 else t.distributed
-    return Layout(finetune=t.finetune, method=t.method, distributed=distributed, world=t.nproc,
+    return Layout(adapters=t.adapters, method=t.method, distributed=distributed, world=t.nproc,
                   # under FSDP the accelerate config checkpoints activations itself (fsdp_activation_checkpointing)
                   checkpointing=rt.activation_checkpointing or distributed == "fsdp",
                   attention=rt.attn_implementation, padded=rt.batching in ("padded", "grouped") or t.method == "dpo",
