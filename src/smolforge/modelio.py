@@ -90,10 +90,6 @@ def four_bit_config(rt):
     """transformers' bitsandbytes settings for a qlora run's base."""
     from transformers import BitsAndBytesConfig
 
-    # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional inference kernel package (`kernels`)
-    # is missing; training dequantizes instead and never uses it, so the warning is noise in the run's output.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=FOUR_BIT_QUANT_TYPE,
                               bnb_4bit_use_double_quant=FOUR_BIT_DOUBLE_QUANT, bnb_4bit_compute_dtype=torch_dtype(rt))
 

@@ -28,6 +28,10 @@ def quiet_libraries() -> None:
     # deprecation warning per enum; torch and transformers warn about their own deprecations. Nothing to act on.
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     logging.getLogger("torchao").setLevel(logging.ERROR)  # "Skipping import of cpp extensions": asked for above
+    # bitsandbytes (qlora; transformers imports it when installed) warns at import, on CPUs with AVX512-BF16, that
+    # the optional `kernels` package for a bf16 inference kernel is missing; training never uses that kernel
+    # (modelio.keep_four_bit_trainable), so the warning is noise.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
