@@ -271,10 +271,21 @@ def test_published_files_hold_no_absolute_path(lora_adapter, tmp_path):
     assert "few.jsonl" in (dest / "config.yaml").read_text() and "few.jsonl" in (dest / "README.md").read_text()
 
 
+def assert_merged_equals_adapter(merged, adapter_run: Path):
+    """`merged` holds the weights PEFT gets by merging `adapter_run`'s adapter into its (full-precision) base;
+    returns that reference model."""
+    from peft import AutoPeftModelForCausalLM
+
+    reference = AutoPeftModelForCausalLM.from_pretrained(adapter_run / "model").merge_and_unload()
+    ref_state, state = reference.state_dict(), merged.state_dict()
+    assert ref_state.keys() == state.keys()
+    assert max((ref_state[k] - state[k]).abs().max().item() for k in state) < 1e-6
+    return reference
+
+
 def test_lora_merge_writes_full_weights_equal_to_base_plus_adapter(lora_merged, lora_adapter):
     """Same seed, same data: the merged run's weights are the adapter run's adapter merged into its base."""
     import torch
-    from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM
 
     files = {p.name for p in (lora_merged / "model").iterdir()}
@@ -284,10 +295,7 @@ def test_lora_merge_writes_full_weights_equal_to_base_plus_adapter(lora_merged, 
     assert not any("lora" in k for k in merged.state_dict())
     assert logged(lora_merged) == logged(lora_adapter)  # the same training
 
-    reference = AutoPeftModelForCausalLM.from_pretrained(lora_adapter / "model").merge_and_unload()
-    ref_state, state = reference.state_dict(), merged.state_dict()
-    assert ref_state.keys() == state.keys()
-    assert max((ref_state[k] - state[k]).abs().max().item() for k in state) < 1e-6
+    reference = assert_merged_equals_adapter(merged, lora_adapter)
     batch = eval_batch(lora_merged / "model")
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, reference(**batch).logits, atol=1e-5)
@@ -366,16 +374,12 @@ def test_qlora_trains_an_adapter_over_a_4bit_base(qlora_adapter, lora_adapter, s
 def test_qlora_merges_into_the_full_precision_base(qlora_merged, qlora_adapter):
     """Same seed and data as the adapter run: its merged weights are that adapter merged into the base's own
     fp32 weights (not into 4-bit weights rounded again), saved without any quantization config."""
-    from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM
 
     assert logged(qlora_merged) == logged(qlora_adapter)
     config = json.loads((qlora_merged / "model" / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "float32"
-    merged = AutoModelForCausalLM.from_pretrained(qlora_merged / "model").state_dict()
-    reference = AutoPeftModelForCausalLM.from_pretrained(qlora_adapter / "model").merge_and_unload().state_dict()
-    assert reference.keys() == merged.keys()
-    assert max((reference[k] - merged[k]).abs().max().item() for k in merged) < 1e-6
+    assert_merged_equals_adapter(AutoModelForCausalLM.from_pretrained(qlora_merged / "model"), qlora_adapter)
     card = (qlora_merged / "model" / "README.md").read_text()
     assert "library_name: transformers" in card and "QLoRA, merged into the weights" in card
 
