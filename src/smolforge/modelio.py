@@ -136,9 +136,18 @@ def load_model(cfg: SmolforgeConfig, source: str, rt, four_bit: bool = False):
         model = AutoModelForCausalLM.from_pretrained(
             source, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
             dtype=torch_dtype(rt), attn_implementation=rt.attn_implementation, **quant)
-    except (OSError, ValueError) as e:
+    except OSError as e:
         raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {first_line(e)}. Check the id or path, "
                              "and that you are online (or the model is cached).") from None
+    except (ValueError, RuntimeError, ImportError, NotImplementedError) as e:
+        if four_bit:  # the tokenizer loaded from the same source already: this is bitsandbytes on this device
+            raise SmolforgeError(f"training.finetune: qlora: bitsandbytes could not load {source!r} in 4-bit on "
+                                 f"{rt.device}: {first_line(e)}. Use a bitsandbytes build with a backend for this "
+                                 "device, or --finetune lora.") from None
+        if isinstance(e, ValueError):
+            raise SmolforgeError(f"model.name_or_path: cannot load {source!r}: {first_line(e)}. Check the id or "
+                                 "path, and that you are online (or the model is cached).") from None
+        raise
     if four_bit:
         keep_four_bit_trainable(model)
     return model

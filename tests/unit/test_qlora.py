@@ -67,3 +67,24 @@ def test_gradients_through_four_bit_layers_stay_exact_after_an_evaluation():
     after = input_gradient()
     assert before.abs().max() > 0
     assert torch.equal(before, after)
+
+
+def test_a_base_bitsandbytes_cannot_hold_in_4bit_names_qlora(monkeypatch):
+    """A bitsandbytes without a backend for the device fails inside transformers' loader: the message names the
+    setting and the fix, not the model path (which loaded its tokenizer already)."""
+    import transformers
+
+    from smolforge.modelio import load_model, model_source
+    from smolforge.runtime import resolve
+
+    def no_backend(*args, **kwargs):
+        raise RuntimeError("no kernel for bitsandbytes::quantize_4bit on this device\nmore")
+
+    cfg = load_config(preset="tiny", sets=["training.finetune=qlora"])
+    source = model_source(cfg)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_backend)
+    with pytest.raises(SmolforgeError) as e:
+        load_model(cfg, source, resolve(cfg), four_bit=True)
+    assert str(e.value) == (f"training.finetune: qlora: bitsandbytes could not load {source!r} in 4-bit on cpu: no "
+                            "kernel for bitsandbytes::quantize_4bit on this device. Use a bitsandbytes build with a "
+                            "backend for this device, or --finetune lora.")
