@@ -65,11 +65,13 @@ def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
     assert results["tokens"]["supervised"] > 0
 
     files = {p.name for p in (run / "model").iterdir()}
-    weights = "adapter_model.safetensors" if t.finetune == "lora" and not t.lora.merge else "model.safetensors"
+    weights = "adapter_model.safetensors" if t.adapters and not t.lora.merge else "model.safetensors"
     assert {weights, "README.md", "tokenizer.json", "chat_template.jinja"} <= files
     card = (run / "model" / "README.md").read_text()
     assert f"| Preset | `{name}` |" in card
-    assert_weights_moved(run, t.finetune == "lora" and not t.lora.merge)
+    assert_weights_moved(run, t.adapters and not t.lora.merge)
+    if t.four_bit_base:
+        assert results["four_bit_base"]["quant_type"] == "nf4"
 
 
 def assert_weights_moved(run: Path, adapter: bool) -> None:
