@@ -139,14 +139,16 @@ def test_sigterm_to_both_nodes_saves_one_checkpoint_and_resuming_both_finishes_t
 
 def test_nodes_that_name_different_endpoints_each_stop_with_one_paragraph_naming_theirs(tmp_path):
     good, wrong = free_port(), free_port()
-    args = [*COMMON, *PER_NODE_BATCH, "--experiment-name", "apart", "--set", "training.rdzv_timeout=6"]
+    # Node 1 also waits rdzv_timeout for node 0 to create the run folder, which node 0 does after its imports and
+    # data checks (about 8 s on 2 shared cores): a timeout much shorter than that races it.
+    args = [*COMMON, *PER_NODE_BATCH, "--experiment-name", "apart", "--set", "training.rdzv_timeout=20"]
     started = time.monotonic()
     (rc0, out0), (rc1, out1) = finish([start_node(tmp_path, args, 0, good), start_node(tmp_path, args, 1, wrong)],
                                       timeout=120)
     assert time.monotonic() - started < 90  # a timeout, not a hang
     assert (rc0, rc1) == (2, 2)
-    assert f"Not every node joined the rendezvous at 127.0.0.1:{good} within 6 s" in " ".join(out0.split())
-    assert f"could not reach the rendezvous at 127.0.0.1:{wrong} within 6 s" in " ".join(out1.split())
+    assert f"Not every node joined the rendezvous at 127.0.0.1:{good} within 20 s" in " ".join(out0.split())
+    assert f"could not reach the rendezvous at 127.0.0.1:{wrong} within 20 s" in " ".join(out1.split())
     for out in (out0, out1):
         assert "Traceback" not in out and "frame #" not in out
     assert not (tmp_path / "runs" / "apart").exists()  # nothing trained: node 0 left no half-made run
