@@ -283,6 +283,24 @@ def assert_merged_equals_adapter(merged, adapter_run: Path):
     return reference
 
 
+def assert_merged_card(run: Path, method: str) -> None:
+    """A merged run's card presents full transformers weights made with `method`."""
+    card = (run / "model" / "README.md").read_text()
+    assert "library_name: transformers" in card and f"| Method | SFT; {method}, merged into the weights |" in card
+
+
+def _dpo_adapter_run(sft_chat: Path, out: Path, finetune: str, *sets: str) -> tuple[Path, dict]:
+    """DPO with adapters (lora or qlora): TRL's reference is the base with the adapter switched off, so the first
+    loss is ln 2 (a zero-initialised adapter equals the reference), and model/ holds only the adapter."""
+    run = _dpo_run(sft_chat, out, f"training.finetune={finetune}", "training.learning_rate=5e-3", *sets)
+    r = results(run)
+    assert (r["method"], r["finetune"]) == ("dpo", finetune)
+    assert logged(run)[0] == pytest.approx(math.log(2), abs=1e-3)
+    files = {p.name for p in (run / "model").iterdir()}
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    return run, r
+
+
 def test_lora_merge_writes_full_weights_equal_to_base_plus_adapter(lora_merged, lora_adapter):
     """Same seed, same data: the merged run's weights are the adapter run's adapter merged into its base."""
     import torch
@@ -299,21 +317,15 @@ def test_lora_merge_writes_full_weights_equal_to_base_plus_adapter(lora_merged, 
     batch = eval_batch(lora_merged / "model")
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, reference(**batch).logits, atol=1e-5)
-    card = (lora_merged / "model" / "README.md").read_text()
-    assert "library_name: transformers" in card and "LoRA, merged into the weights" in card
+    assert_merged_card(lora_merged, "LoRA")
 
 
 def test_dpo_with_lora_uses_the_base_as_reference_and_saves_an_adapter(sft_chat, tmp_path):
     """With LoRA, TRL's reference model is the base with the adapter switched off (no second copy)."""
-    run = _dpo_run(sft_chat, tmp_path / "run", "training.finetune=lora", "training.learning_rate=5e-3",
-                   "training.lora.target_modules=[q_proj, v_proj, up_proj, down_proj]")
-    r = results(run)
-    assert (r["method"], r["finetune"]) == ("dpo", "lora")
-    assert logged(run)[0] == pytest.approx(math.log(2), abs=1e-3)  # a zero-initialised adapter == the reference
+    run, _ = _dpo_adapter_run(sft_chat, tmp_path / "run", "lora",
+                              "training.lora.target_modules=[q_proj, v_proj, up_proj, down_proj]")
     assert_loss_went_down(run, 0.9)
     assert logged(run, "rewards/accuracies")[-1] > 0.6
-    files = {p.name for p in (run / "model").iterdir()}
-    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     config = json.loads((run / "model" / "adapter_config.json").read_text())
     assert sorted(config["target_modules"]) == ["down_proj", "q_proj", "up_proj", "v_proj"]
     assert {k.split(".")[-3] for k in weights(run / "model" / "adapter_model.safetensors")} == {
@@ -380,17 +392,12 @@ def test_qlora_merges_into_the_full_precision_base(qlora_merged, qlora_adapter):
     config = json.loads((qlora_merged / "model" / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "float32"
     assert_merged_equals_adapter(AutoModelForCausalLM.from_pretrained(qlora_merged / "model"), qlora_adapter)
-    card = (qlora_merged / "model" / "README.md").read_text()
-    assert "library_name: transformers" in card and "QLoRA, merged into the weights" in card
+    assert_merged_card(qlora_merged, "QLoRA")
 
 
 def test_dpo_with_qlora_uses_the_4bit_base_as_reference(sft_chat, tmp_path):
-    run = _dpo_run(sft_chat, tmp_path / "run", "training.finetune=qlora", "training.learning_rate=5e-3",
-                   "training.max_steps=12")
-    r = results(run)
-    assert (r["method"], r["finetune"]) == ("dpo", "qlora") and r["four_bit_base"]["quant_type"] == "nf4"
-    assert logged(run)[0] == pytest.approx(math.log(2), abs=1e-3)  # a zero adapter == the reference
-    assert "adapter_model.safetensors" in {p.name for p in (run / "model").iterdir()}
+    _, r = _dpo_adapter_run(sft_chat, tmp_path / "run", "qlora", "training.max_steps=12")
+    assert r["four_bit_base"]["quant_type"] == "nf4"
 
 
 def test_a_lora_target_module_that_matches_no_layer_is_an_error():
