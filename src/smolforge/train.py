@@ -102,7 +102,7 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     """Tokenizer, length filters, model and the TRL trainer exactly as `smolforge run` trains them.
 
     `baseline`: evaluate the untrained model first (step 0), the number the final eval loss is compared
-    with. Also used by benchmarks/throughput.py, so the benchmark measures the real default path.
+    with. Also used by `smolforge plan --calibrate`, so its measured steps are the real default path.
     """
     tracking.setup_env(cfg)
     import torch

@@ -46,6 +46,26 @@ def test_benchmark_chats_are_distinct_and_in_no_think_mode(bench):
     assert min(turns) == 1 and max(turns) > 3  # long-tailed: mostly one exchange, some many
 
 
+def test_step_anatomy_splits_a_profile_into_matmul_attention_and_the_rest():
+    spec = importlib.util.spec_from_file_location("step_anatomy_bench", BENCH.with_name("step_anatomy.py"))
+    anatomy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(anatomy)
+
+    class Event:
+        def __init__(self, key, us, flops=0):
+            self.key, self.self_cpu_time_total, self.flops = key, us, flops
+
+    class Profile:
+        def key_averages(self):
+            return [Event("aten::mm", 30_000, 3e9), Event("aten::addmm", 10_000, 1e9),
+                    Event("aten::_scaled_dot_product_flash_attention_for_cpu", 5_000),
+                    Event("aten::_scaled_dot_product_flash_attention_for_cpu_backward", 15_000),
+                    Event("aten::mul", 40_000)]
+
+    split = anatomy.split_profile(Profile(), steps=10)  # times in microseconds over 10 steps
+    assert split == {"matmul_ms": 4.0, "attention_ms": 2.0, "profiled_ops_ms": 10.0, "matmul_gflops": 100.0}
+
+
 def _loss_and_grads(model, batch):
     model.zero_grad()
     out = model(**batch, fused_lm_head=True)
