@@ -10,10 +10,11 @@ from __future__ import annotations
 def first_line(err: BaseException | str) -> str:
     """The first non-blank line of an error message, or the exception's type name when it has none.
 
-    Error paragraphs quote a library's message; an empty one must not turn into an IndexError.
+    Error paragraphs quote a library's message; an empty one must not turn into an IndexError. Its closing
+    period is dropped: the paragraph goes on with its own punctuation (no "files.. Check").
     """
     text = err if isinstance(err, str) else str(err)
-    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
+    line = next((s.strip().rstrip(".").rstrip() for s in text.splitlines() if s.strip().rstrip(".")), "")
     return line or (type(err).__name__ if isinstance(err, BaseException) else "(no message)")
 
 

@@ -1,5 +1,5 @@
-"""Names a user types that must follow someone else's rules: Hub repo ids, dataset ids, experiment
-names and card tags. One rule and one message each, used by the schema, every flag, the wizard
+"""Names a user types that must follow someone else's rules: Hub repo ids, dataset and model ids,
+experiment names and card tags. One rule and one message each, used by the schema, every flag, the wizard
 and the stages that take an id as an argument (publish, demo).
 """
 
@@ -22,6 +22,7 @@ REPO_ID_RULE = ("must look like user/name: letters, digits, '-', '_' or '.', eac
                 "starts and ends with a letter or digit, without '--' or '..', e.g. alice/my-model")
 DATASET_ID_RULE = ("must be a Hub dataset id, name or owner/name (letters, digits, '-', '_' or '.'), e.g. "
                    "HuggingFaceTB/smoltalk")
+MODEL_ID_RULE = ("must be name or owner/name (letters, digits, '-', '_' or '.'), e.g. HuggingFaceTB/SmolLM3-3B")
 EXPERIMENT_RULE = ("must use letters, digits, '-', '_' or '.', start with a letter or digit and be at most 128 "
                    "characters, e.g. smollm3-sft-run1")
 TAG_RULE = ("each tag is one word of letters, digits, '-', '_', '.', ':' or '+' (at most 64 characters), "
@@ -50,6 +51,13 @@ def dataset_id(value: str) -> str:
     """A Hub dataset id: `name` (canonical datasets) or `owner/name`."""
     if not isinstance(value, str) or not _DATASET_ID.fullmatch(value) or not _hub_rule_ok(value):
         raise ValueError(DATASET_ID_RULE)
+    return value
+
+
+def model_id(value: str) -> str:
+    """A Hub model id to load: `name` (canonical models such as gpt2) or `owner/name`."""
+    if not isinstance(value, str) or not _DATASET_ID.fullmatch(value) or not _hub_rule_ok(value):
+        raise ValueError(MODEL_ID_RULE)
     return value
 
 

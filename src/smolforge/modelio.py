@@ -28,6 +28,38 @@ def training_chat_template() -> str:
     return resources.files("smolforge").joinpath("resources/smollm3_training.jinja").read_text("utf-8")
 
 
+def model_problem(name: str) -> str | None:
+    """Why `name` cannot be model.name_or_path (None when it can): the rule `smolforge run` and the wizard share.
+
+    `tiny`; a name that exists on disk or looks like a path (so a typo is not sent to the Hub) must be a
+    folder; anything else must be a valid Hub model id.
+    """
+    from smolforge.identifiers import model_id
+
+    if name == "tiny":
+        return None
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not path.exists():
+            return f"{name} does not exist"
+        if not path.is_dir():
+            return f"{path} is a file, not a model folder (a folder with config.json and the weights)"
+        return None
+    try:
+        model_id(name)
+    except ValueError as e:
+        return f"{name!r} is not a local model folder, and as a Hub model id it {e}"
+    return None
+
+
+def check_model_name(cfg: SmolforgeConfig) -> None:
+    """model.name_or_path names something loadable, checked before the Hub is asked or anything is written."""
+    problem = model_problem(cfg.model.name_or_path)
+    if problem:
+        raise SmolforgeError(f"model.name_or_path: {problem}. Give a local model folder, `tiny`, or a Hub model id "
+                             "like HuggingFaceTB/SmolLM3-3B (--base-model or --set model.name_or_path=...).")
+
+
 def model_source(cfg: SmolforgeConfig) -> str:
     """The base model as a name or folder transformers can load (`tiny` is built, once, into the cache)."""
     if cfg.model.is_tiny:

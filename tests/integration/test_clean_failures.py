@@ -72,6 +72,19 @@ def test_bad_flag_values_name_the_flag_the_setting_and_the_fix(tmp_path, args, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("model,message", [
+    ("./missing-model", "model.name_or_path: ./missing-model does not exist."),
+    ("not a model", "model.name_or_path: 'not a model' is not a local model folder"),
+])
+def test_a_base_model_that_cannot_exist_fails_before_the_hub_is_asked(tmp_path, model, message):
+    proc = run_cli("run", "--preset", "tiny", "--yes", "--base-model", model, cwd=tmp_path, check=False)
+    err = _clean_error(proc)
+    assert message in err and "Give a local model folder, `tiny`, or a Hub model id" in err, err
+    assert "not reachable" not in proc.stdout + err and list(tmp_path.iterdir()) == []
+    err = _clean_error(run_cli("init", "--yes", "--base-model", model, cwd=tmp_path, check=False))
+    assert message.replace("model.name_or_path", "--base-model") in err and list(tmp_path.iterdir()) == []
+
+
 def test_a_key_written_twice_in_the_yaml_is_an_error(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("preset: tiny\ntraining:\n  epochs: 2\n  epochs: 3\n")

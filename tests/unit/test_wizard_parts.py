@@ -68,6 +68,23 @@ def test_dataset_answers(tmp_path):
         checks.parse_dataset("a b c")
 
 
+def test_model_answers_follow_the_rule_run_applies(tmp_path):
+    from smolforge.modelio import model_problem
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "f.bin").write_text("x")
+    for good in ("tiny", "gpt2", "HuggingFaceTB/SmolLM3-3B", str(tmp_path / "m")):  # canonical ids have no owner
+        assert checks.parse_model(good) == good and model_problem(good) is None
+    for bad, reason in [("./missing-model", "does not exist"), ("/no/such/dir", "does not exist"),
+                        (str(tmp_path / "f.bin"), "is a file, not a model folder"),
+                        ("a b", "as a Hub model id it must be name or owner/name"), ("x/y/z", "owner/name"),
+                        ("", "Give a Hub model id")]:
+        with pytest.raises(ValueError, match=reason):
+            checks.parse_model(bad)
+        if bad:
+            assert reason in model_problem(bad)
+
+
 def test_licenses_tags_and_text_files(tmp_path):
     assert checks.parse_license("MIT") == "mit"
     assert checks.parse_license("other") == "other"

@@ -8,10 +8,6 @@ returns the value or raises `ValueError(reason)`, which the prompt shows before 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from smolforge.identifiers import repo_id
-
 
 def parse_dataset(text: str) -> str:
     """`builtin`, an existing local data file/folder, or a Hub dataset id."""
@@ -29,18 +25,15 @@ def parse_dataset(text: str) -> str:
 
 def parse_model(text: str) -> str:
     """`tiny`, an existing local model folder, or a Hub model id."""
+    from smolforge.modelio import model_problem  # the same rule `smolforge run` applies
+
     name = text.strip()
-    if name == "tiny":
-        return name
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")):
-        if not path.is_dir():
-            raise ValueError(f"{path} is not a model folder (it must exist and hold config.json)")
-        return name
-    try:
-        return repo_id(name)
-    except ValueError as e:
-        raise ValueError(f"{name!r} is not a local model folder, and as a Hub model id it {e}") from None
+    if not name:
+        raise ValueError("Give a Hub model id (e.g. HuggingFaceTB/SmolLM3-3B), a local model folder, or `tiny`")
+    problem = model_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
 
 
 def parse_license(text: str) -> str:

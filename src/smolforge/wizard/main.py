@@ -76,6 +76,13 @@ def init_command(output: Path, *, preset: str | None, flags: dict[str, Any], set
 
     if not yes and not interactive():
         raise not_a_terminal_error()
+    if flags.get("model.name_or_path"):
+        from smolforge.modelio import model_problem  # the rule the wizard's question and `smolforge run` apply
+
+        problem = model_problem(str(flags["model.name_or_path"]))
+        if problem:
+            raise SmolforgeError(f"--base-model: {problem}. Give a local model folder, `tiny`, or a Hub model id "
+                                 "like HuggingFaceTB/SmolLM3-3B.")
     if output.is_dir():
         raise SmolforgeError(f"--output: {output} is a folder. Give a file name, e.g. "
                              f"--output {output}/smolforge.yaml.")
