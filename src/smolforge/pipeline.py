@@ -248,9 +248,11 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     from smolforge import logs
     from smolforge.credentials import cached_username
     from smolforge.data import drop_report, precheck, prepare
+    from smolforge.data.sources import check_source
     from smolforge.modelio import check_model_name
 
-    check_model_name(cfg)  # a mistyped path fails now, not after the Hub was asked for it
+    check_model_name(cfg)  # a mistyped path or id fails now, not after the Hub was asked for it
+    check_source(cfg.data)
     processenv.prepare(cfg, console)
     if cfg.training.node_rank > 0:  # another node's part of a multi-node run: its training processes only
         from smolforge.nodes import join_run

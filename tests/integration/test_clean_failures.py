@@ -85,6 +85,14 @@ def test_a_base_model_that_cannot_exist_fails_before_the_hub_is_asked(tmp_path, 
     assert message.replace("model.name_or_path", "--base-model") in err and list(tmp_path.iterdir()) == []
 
 
+def test_a_dataset_name_that_cannot_exist_fails_before_the_hub_is_asked(tmp_path):
+    proc = run_cli("run", "--preset", "tiny", "--yes", "--dataset", "not a dataset", cwd=tmp_path, check=False)
+    err = _clean_error(proc)
+    assert "data.name: 'not a dataset' is not an existing local path, and as a Hub dataset id it must be name or " \
+           "owner/name" in err, err
+    assert "not reachable" not in proc.stdout + err and list(tmp_path.iterdir()) == []
+
+
 def test_a_key_written_twice_in_the_yaml_is_an_error(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("preset: tiny\ntraining:\n  epochs: 2\n  epochs: 3\n")

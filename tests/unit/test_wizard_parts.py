@@ -64,7 +64,7 @@ def test_dataset_answers(tmp_path):
         checks.parse_dataset("data/train.jsonl")
     with pytest.raises(ValueError, match="use a .jsonl"):
         checks.parse_dataset(str(tmp_path / "d.txt"))
-    with pytest.raises(ValueError, match="must be a Hub dataset id"):
+    with pytest.raises(ValueError, match="as a Hub dataset id it must be name or owner/name"):
         checks.parse_dataset("a b c")
 
 

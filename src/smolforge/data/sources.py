@@ -98,15 +98,20 @@ def source_files(cfg: DataSection) -> list[Path]:
     return [Path(f) for group in _local_files(path, named).values() for f in group]
 
 
+def check_source(cfg: DataSection) -> None:
+    """data.name names something loadable (the message `smolforge run` stops with, before the Hub is asked)."""
+    problem = source_problem(cfg.name)
+    if problem:
+        raise DataError(f"data.name: {problem}. Give an existing file or folder, `builtin`, or a Hub dataset id "
+                        "like `HuggingFaceTB/smoltalk`.")
+
+
 def load_splits(cfg: DataSection) -> dict[str, Any]:
     """Every split of the source, as `datasets.Dataset`s (the Hub only when online or cached)."""
     import datasets
 
     datasets.disable_progress_bars()
-    problem = source_problem(cfg.name)
-    if problem:
-        raise DataError(f"data.name: {problem}. Give an existing file or folder, `builtin`, or a Hub dataset id "
-                        "like `HuggingFaceTB/smoltalk`.")
+    check_source(cfg)
     if is_local_source(cfg.name):
         path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
         return read_local(path, _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n)))
