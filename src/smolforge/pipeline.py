@@ -23,7 +23,7 @@ from smolforge import processenv
 from smolforge.card import defaults
 from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.errors import SmolforgeError
-from smolforge.resume import check_new_folder, default_run_folder, resume_point
+from smolforge.resume import check_new_folder, create_new_folder, default_run_folder, resume_point
 from smolforge.runfolder import RunFolder
 
 # `smolforge run` exit code when training, the card and every local output are complete but the push to the Hub
@@ -271,6 +271,9 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     from smolforge.gguf.precheck import check_before_training
 
     check_before_training(cfg)  # gguf-* methods: llama.cpp can convert this architecture and tokenizer
+    from smolforge.card.render import check_template
+
+    check_template(run, cfg)  # a card template that cannot render fails now, not after training
     drops = drop_report(data.stats)
     for line in drops:
         console.print(line, markup=False)
@@ -281,7 +284,7 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
 
     created = not run.root.exists()
     if not opts.resume:
-        run.root.mkdir(parents=True, exist_ok=True)
+        create_new_folder(run)
         run.write_config(dump_dict(cfg))
     _record_manifest(cfg, run, opts, data)
     if opts.overrides:

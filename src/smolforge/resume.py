@@ -41,8 +41,39 @@ def with_launch_settings(cfg: SmolforgeConfig, given: SmolforgeConfig) -> Smolfo
     return cfg.model_copy(update={"training": cfg.training.model_copy(update=launch)})
 
 
+def _unwritable(root: Path, why: str) -> SmolforgeError:
+    return SmolforgeError(f"output_dir: the run folder {root} cannot be created here: {why}. Choose a folder you can "
+                          "write to with --output-dir (runs/<experiment_name> is relative to the current folder).")
+
+
+def _folder_problem(root: Path) -> str | None:
+    """Why `root` cannot become a run folder, judged from the nearest part of the path that exists."""
+    import os
+
+    if root.exists():
+        return None if root.is_dir() else f"{root} is a file"
+    parent = next((p for p in root.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
+
+
+def create_new_folder(run: RunFolder) -> None:
+    """Make a new run's folder (the first thing a run writes)."""
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(run.root, e.strerror or str(e)) from None
+
+
 def check_new_folder(run: RunFolder) -> None:
-    """A new run needs a folder that holds no run and nothing else (a scheduler's logs/ may already be there)."""
+    """A new run needs a folder that can be made, and that holds no run and nothing else (a scheduler's logs/ may
+    already be there)."""
+    problem = _folder_problem(run.root)
+    if problem:
+        raise _unwritable(run.root, problem)
     if run.results_path.exists() or run.model_dir.exists() or run.checkpoints_dir.exists():
         raise SmolforgeError(f"The run folder {run.root} already holds a run. Continue it with "
                              f"`smolforge run {shlex.quote(str(run.root))} --resume`, choose another name with "

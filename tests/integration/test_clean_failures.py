@@ -93,6 +93,31 @@ def test_a_dataset_name_that_cannot_exist_fails_before_the_hub_is_asked(tmp_path
     assert "not reachable" not in proc.stdout + err and list(tmp_path.iterdir()) == []
 
 
+def test_an_output_dir_that_cannot_be_made_fails_before_anything_is_written(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    before = _tree(tmp_path)
+    for out, why in [("afile/run", "afile is a file, not a folder"), ("afile", "afile is a file")]:
+        err = _clean_error(run_cli("run", "--preset", "tiny", "--yes", "--output-dir", out, cwd=tmp_path, check=False))
+        assert f"output_dir: the run folder {out} cannot be created here:" in err and why in err, err
+        assert "--output-dir" in err and _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("template,message", [
+    ("missing.md", "--template: cannot read"),
+    ("{{ autor_name }}", "uses unknown variables: autor_name (did you mean author_name"),
+    ("{% if %}", "line 1: Expected an expression"),
+])
+def test_a_card_template_that_cannot_render_fails_before_training(tmp_path, template, message):
+    path = tmp_path / "card.md"
+    if template != "missing.md":
+        path.write_text(template)
+    proc = run_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "t", "--template", str(path),
+                   cwd=tmp_path, check=False)
+    err = _clean_error(proc)
+    assert message in err and "step " not in proc.stdout, (err, proc.stdout)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_key_written_twice_in_the_yaml_is_an_error(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("preset: tiny\ntraining:\n  epochs: 2\n  epochs: 3\n")

@@ -122,10 +122,9 @@ def read_template(path: str | Path) -> str:
         raise SmolforgeError(f"--template: {p} is not UTF-8 text.") from None
 
 
-def render_body(template: str, context: dict[str, Any], source: str = "the card template") -> str:
-    """Render a Jinja2 or old-style template in the sandbox; unknown variables are an error."""
-    from jinja2 import TemplateSyntaxError, meta
-    from jinja2.exceptions import SecurityError, UndefinedError
+def _parse(template: str, source: str):
+    """(environment, AST, literals) of a Jinja2 or old-style template; a syntax error is the user's to fix."""
+    from jinja2 import TemplateSyntaxError
 
     template = frontmatter.strip(template)  # metadata always comes from ModelCardData
     literals: list[str] = []
@@ -133,18 +132,41 @@ def render_body(template: str, context: dict[str, Any], source: str = "the card 
         template, literals = legacy.to_jinja(template)
     env = _environment(line_ending(template))
     try:
-        ast = env.parse(template)
+        return env, env.parse(template), literals
     except TemplateSyntaxError as e:
         raise SmolforgeError(f"{source}, line {e.lineno}: {e.message}. Fix the template syntax.") from None
-    unknown = sorted(meta.find_undeclared_variables(ast) - set(context) - {legacy.LITERALS})
+
+
+def _check_variables(ast, known: dict[str, Any], source: str) -> None:
+    """Every variable the template reads is one the card provides (closest names suggested)."""
+    from jinja2 import meta
+
+    unknown = sorted(meta.find_undeclared_variables(ast) - set(known) - {legacy.LITERALS})
     if unknown:
         hints = []
         for name in unknown:
-            close = difflib.get_close_matches(name, list(context), n=2)
+            close = difflib.get_close_matches(name, list(known), n=2)
             hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
         raise SmolforgeError(f"{source} uses unknown variables: {', '.join(hints)}. Known variables include "
                              "model_name, model_description, author_name, base_model, training_loss, "
                              "validation_loss, perplexity, license, tags (see the README for the full list).")
+
+
+def check_template(run: RunFolder, cfg: SmolforgeConfig) -> None:
+    """card.template reads, parses and names only variables a card has: checked before training, so a typo in
+    it stops the run at once instead of after training (`smolforge card` can rewrite the card later too)."""
+    if cfg.card.template:
+        source = f"Card template {cfg.card.template}"
+        _, ast, _ = _parse(read_template(cfg.card.template), source)
+        _check_variables(ast, build_context(run, cfg, {}), source)  # the names exist whatever the run measures
+
+
+def render_body(template: str, context: dict[str, Any], source: str = "the card template") -> str:
+    """Render a Jinja2 or old-style template in the sandbox; unknown variables are an error."""
+    from jinja2.exceptions import SecurityError, UndefinedError
+
+    env, ast, literals = _parse(template, source)
+    _check_variables(ast, context, source)
     try:
         return env.from_string(ast).render(**context, **{legacy.LITERALS: literals})
     except UndefinedError as e:
