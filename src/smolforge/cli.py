@@ -214,8 +214,8 @@ def demo(
     seed: Annotated[int | None, typer.Option(help="Default sampling seed, -1 = random.")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Run the app on 127.0.0.1 with the run's local model "
                                                         "(Ctrl-C stops it).")] = False,
-    port: Annotated[int | None, typer.Option(help="Port for --serve (default: the first free one from "
-                                                  "7860).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port for --serve (default: the first free "
+                                                                    "one from 7860).")] = None,
     space: Annotated[str | None, typer.Option(help="Publish the app as this Hub Space (user/name).")] = None,
     private: Annotated[bool, typer.Option("--private/--public", help="Visibility of the Space.")] = True,
     token_file: TokenFile = None,

@@ -54,6 +54,14 @@ def _check_options(req: SlurmRequest) -> None:
     for flag, value in (("--partition", req.partition), ("--account", req.account)):
         if value is not None and not _NAME.fullmatch(value):
             problems.append(f"{flag} {value!r} is not a SLURM name (letters, digits, _ . , + -)")
+    from smolforge.config.fields import SettingError, setting
+
+    for flag, path, value in (("--nodes", "training.nnodes", req.nodes),
+                              ("--gpus-per-node", "training.nproc", req.gpus_per_node)):
+        try:
+            setting(path).validate(value)  # the bounds the setting itself declares
+        except SettingError as e:
+            problems += [f"{flag}: {line}" for line in e.lines]
     if req.cpus_per_node is not None and req.cpus_per_node < 1:
         problems.append(f"--cpus-per-node {req.cpus_per_node} must be at least 1")
     topology = sorted({item.partition("=")[0].strip() for item in req.sets} & set(TOPOLOGY_SETTINGS))

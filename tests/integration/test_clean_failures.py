@@ -42,6 +42,7 @@ def test_bare_smolforge_shows_the_help(tmp_path):
     (["publish", "x", "--retries", "-1"], "Invalid value for '--retries'"),
     (["dashboard", "x", "--port", "abc"], "Invalid value for '--port'"),
     (["demo", "x", "--temperature", "hot"], "Invalid value for '--temperature'"),
+    (["demo", "x", "--port", "99999"], "Invalid value for '--port'"),
     (["doctor", "--nosuch"], "No such option: --nosuch"),
     (["presets", "extra"], "Got unexpected extra argument"),
     *[([cmd], "Missing argument 'RUN_DIR'") for cmd in COMMANDS_WITH_A_RUN_DIR],

@@ -89,7 +89,8 @@ def test_a_default_experiment_name_is_fixed_in_the_script(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--nodes", "2", "--gpus-per-node", "1", "--time", "tomorrow"], "--time 'tomorrow' is not a SLURM time limit"),
     (["--nodes", "2", "--gpus-per-node", "1", "--partition", "gpu; rm -rf /"], "is not a SLURM name"),
-    (["--nodes", "0", "--gpus-per-node", "1"], "training.nnodes: Input should be greater than 0"),
+    (["--nodes", "0", "--gpus-per-node", "1"], "--nodes: training.nnodes: Input should be greater than 0"),
+    (["--nodes", "2", "--gpus-per-node", "0"], "--gpus-per-node: training.nproc: Input should be greater than 0"),
     (["--nodes", "3", "--gpus-per-node", "1", "--set", "training.global_batch_size=8"],
      "global_batch_size 8 is not a multiple of batch_size 8 x 3 processes"),
     (["--nodes", "2", "--gpus-per-node", "1", "--set", "training.nnodes=3"],
