@@ -6,6 +6,8 @@ and the stages that take an id as an argument (publish, demo).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -58,6 +60,20 @@ def model_id(value: str) -> str:
     if not isinstance(value, str) or not _DATASET_ID.fullmatch(value) or not _hub_rule_ok(value):
         raise ValueError(MODEL_ID_RULE)
     return value
+
+
+def local_or_hub_problem(name: str, local: bool, local_problem: Callable[[Path], str | None],
+                         hub_id: Callable[[str], str], kind: str) -> str | None:
+    """Why `name` cannot be a base model or dataset (None when it can). `local`: it exists on disk or looks like a
+    path, so a typo is never sent to the Hub; then it must exist and pass `local_problem`, else be a valid Hub id."""
+    if local:
+        path = Path(name).expanduser()
+        return local_problem(path) if path.exists() else f"{name} does not exist"
+    try:
+        hub_id(name)
+    except ValueError as e:
+        return f"{name!r} is not an existing local path, and as a Hub {kind} id it {e}"
+    return None
 
 
 def experiment_name(value: str) -> str:

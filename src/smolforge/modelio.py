@@ -30,26 +30,15 @@ def training_chat_template() -> str:
 
 def model_problem(name: str) -> str | None:
     """Why `name` cannot be model.name_or_path (None when it can): the rule `smolforge run` and the wizard share.
+    `tiny`, a model folder (anything that exists or looks like a path must be one), or a Hub model id."""
+    from smolforge.identifiers import local_or_hub_problem, model_id
 
-    `tiny`; a name that exists on disk or looks like a path (so a typo is not sent to the Hub) must be a
-    folder; anything else must be a valid Hub model id.
-    """
-    from smolforge.identifiers import model_id
+    def not_a_folder(path: Path) -> str | None:
+        return None if path.is_dir() else f"{path} is a file, not a model folder (a folder with config.json and " \
+                                          "the weights)"
 
-    if name == "tiny":
-        return None
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")):
-        if not path.exists():
-            return f"{name} does not exist"
-        if not path.is_dir():
-            return f"{path} is a file, not a model folder (a folder with config.json and the weights)"
-        return None
-    try:
-        model_id(name)
-    except ValueError as e:
-        return f"{name!r} is not a local model folder, and as a Hub model id it {e}"
-    return None
+    local = Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+    return None if name == "tiny" else local_or_hub_problem(name, local, not_a_folder, model_id, "model")
 
 
 def check_model_name(cfg: SmolforgeConfig) -> None:

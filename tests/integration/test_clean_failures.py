@@ -75,7 +75,7 @@ def test_bad_flag_values_name_the_flag_the_setting_and_the_fix(tmp_path, args, m
 
 @pytest.mark.parametrize("model,message", [
     ("./missing-model", "model.name_or_path: ./missing-model does not exist."),
-    ("not a model", "model.name_or_path: 'not a model' is not a local model folder"),
+    ("not a model", "model.name_or_path: 'not a model' is not an existing local path"),
 ])
 def test_a_base_model_that_cannot_exist_fails_before_the_hub_is_asked(tmp_path, model, message):
     proc = run_cli("run", "--preset", "tiny", "--yes", "--base-model", model, cwd=tmp_path, check=False)

@@ -35,22 +35,16 @@ def is_hub_dataset_id(name: str) -> bool:
 
 def source_problem(name: str) -> str | None:
     """Why `name` cannot be data.name (None when it can): the rule `smolforge run` and the wizard share."""
-    from smolforge.identifiers import dataset_id
+    from smolforge.identifiers import dataset_id, local_or_hub_problem
 
-    if name == "builtin":
-        return None
-    if is_local_source(name):
-        path = Path(name).expanduser()
-        if not path.exists():
-            return f"{name} does not exist"
+    def unsupported(path: Path) -> str | None:
         if path.is_file() and path.suffix.lower() not in LOCAL_SUFFIXES:
             return f"{path} has an unsupported extension {path.suffix!r}; use a {', '.join(LOCAL_SUFFIXES)} file"
         return None
-    try:
-        dataset_id(name)
-    except ValueError as e:
-        return f"{name!r} is not an existing local path, and as a Hub dataset id it {e}"
-    return None
+
+    if name == "builtin":
+        return None
+    return local_or_hub_problem(name, is_local_source(name), unsupported, dataset_id, "dataset")
 
 
 def display_name(cfg: DataSection) -> str:
