@@ -23,7 +23,7 @@ _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
 REPO_ID_RULE = ("must look like user/name: letters, digits, '-', '_' or '.', each part 1 to 96 characters that "
                 "starts and ends with a letter or digit, without '--' or '..', e.g. alice/my-model")
 DATASET_ID_RULE = "must be name or owner/name (letters, digits, '-', '_' or '.'), e.g. HuggingFaceTB/smoltalk"
-MODEL_ID_RULE = ("must be name or owner/name (letters, digits, '-', '_' or '.'), e.g. HuggingFaceTB/SmolLM3-3B")
+MODEL_ID_RULE = "must be name or owner/name (letters, digits, '-', '_' or '.'), e.g. HuggingFaceTB/SmolLM3-3B"
 EXPERIMENT_RULE = ("must use letters, digits, '-', '_' or '.', start with a letter or digit and be at most 128 "
                    "characters, e.g. smollm3-sft-run1")
 TAG_RULE = ("each tag is one word of letters, digits, '-', '_', '.', ':' or '+' (at most 64 characters), "
