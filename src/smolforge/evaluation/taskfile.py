@@ -19,6 +19,7 @@ STRUCTURAL_KEYS = {"tag", "group", "task_list", "include", "class"}
 
 
 def _fail(path: Path, problem: str, fix: str) -> SmolforgeError:
+    fix = fix if fix.endswith((".", "?", ")")) else f"{fix}."  # a paragraph ends as a sentence
     return SmolforgeError(f"evaluation.tasks: {path}: {problem}. {fix}")
 
 
