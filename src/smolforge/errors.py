@@ -37,6 +37,17 @@ class ConfigError(SmolforgeError):
         super().__init__("\n".join(lines))
 
 
+class Interrupted(SmolforgeError):
+    """Training stopped on a signal (Ctrl-C, SIGTERM, ...) after saving a checkpoint when it could. The message
+    says where it stopped and the command that resumes it; the exit code is 128 + the signal, as a shell reports
+    a process the signal ended."""
+
+    def __init__(self, message: str, signum: int, step: int | None = None, checkpoint: str | None = None):
+        super().__init__(message)
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        self.exit_code = 128 + signum
+
+
 class DataError(SmolforgeError):
     """The dataset cannot be read or its columns do not match a known format."""
 

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+UNREACHABLE_ENV = "SMOLFORGE_HUB_UNREACHABLE"  # set (to the endpoint) when smolforge went offline because of it
 RETRY_DELAY_ENV = "SMOLFORGE_PUBLISH_RETRY_DELAY"  # first backoff wait in seconds (default 2; tests use less)
 
 
@@ -144,8 +145,6 @@ class Retrier:
         log.error("%s failed: %s", what, short(e))
         retry = f"Nothing was lost; the run folder is unchanged. Retry with: {self.command}"
         if kind == "offline":
-            from smolforge.processenv import UNREACHABLE_ENV
-
             if os.environ.get(UNREACHABLE_ENV):
                 return HubUnreachable(f"{what}: {os.environ[UNREACHABLE_ENV]} could not be reached when this run "
                                       f"started, so it worked offline. {retry}")

@@ -110,3 +110,9 @@ RepoId = Annotated[str, AfterValidator(repo_id)]
 DatasetId = Annotated[str, AfterValidator(dataset_id)]
 ExperimentName = Annotated[str, AfterValidator(experiment_name)]
 Tag = Annotated[str, AfterValidator(tag)]
+
+
+def slugify(text: str, sep: str = "-") -> str:
+    """Lower-case letters and digits, every other run of characters one `sep`: a name safe in a path or repo."""
+    s = re.sub(r"[^a-z0-9]+", sep, text.lower()).strip(sep)
+    return s or "model"

@@ -16,12 +16,14 @@ import logging
 import os
 import shlex
 import signal
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from smolforge.config import TrainingSection
-from smolforge.errors import SmolforgeError
+from smolforge.errors import Interrupted, SmolforgeError
+from smolforge.resume import last_checkpoint
 from smolforge.runfolder import RunFolder
 
 NODE_RANK_ENV = "SMOLFORGE_NODE_RANK"  # training.node_rank (torchrun's own group rank follows arrival order)
@@ -29,12 +31,18 @@ STOPPED = (130, 143)  # a worker that saved a checkpoint after SIGINT / SIGTERM
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # torchrun forwards these
 
 
-class Interrupted(SmolforgeError):
-    """The launch stopped on a signal (the workers saved a checkpoint when they had started training)."""
+POLL_S = 0.5
 
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by signal {signum}")
-        self.signum = signum
+
+def wait_until(check, seconds: float) -> bool:
+    """Poll `check()` until it is true or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
 
 
 def torchrun_args(t: TrainingSection, run: RunFolder, resume_from: Path | None) -> list[str]:
@@ -121,8 +129,6 @@ def check_endpoint(t: TrainingSection) -> None:
     training.rdzv_timeout, until node 0 listens there. Either failure is one message naming the endpoint."""
     import socket
 
-    from smolforge.nodes import wait_until
-
     host, port = _host_port(t)
     if t.node_rank == 0:
         try:
@@ -146,7 +152,8 @@ def check_endpoint(t: TrainingSection) -> None:
 
 
 def run_workers(t: TrainingSection, run: RunFolder, resume_from: Path | None) -> None:
-    """Start this node's training processes and wait for them; an error or `Interrupted` when they stop."""
+    """Start this node's training processes and wait for them; an error when they fail, `Interrupted` (with the
+    last complete checkpoint and the resume command) when a signal stopped them."""
     if t.nnodes > 1:
         check_endpoint(t)
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -166,11 +173,11 @@ def run_workers(t: TrainingSection, run: RunFolder, resume_from: Path | None) ->
     try:
         elastic_launch(config=config, entrypoint=entrypoint)(*args)
     except SignalException as e:
-        raise Interrupted(int(e.sigval)) from None
+        raise _interrupted(run, t, int(e.sigval)) from None
     except ChildFailedError as e:
         codes = {f.exitcode for f in e.failures.values()}
         if codes <= set(STOPPED):
-            raise Interrupted(max(codes) - 128) from None
+            raise _interrupted(run, t, max(codes) - 128) from None
         rank, failure = sorted(e.failures.items())[0]
         raise SmolforgeError(f"Training process {rank} failed: {_failure_text(failure)} (its log: "
                              f"{run.logs_dir / ('run.log' if rank == 0 else f'rank{rank}.log')})") from None
@@ -185,6 +192,13 @@ def run_workers(t: TrainingSection, run: RunFolder, resume_from: Path | None) ->
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _interrupted(run: RunFolder, t: TrainingSection, signum: int) -> Interrupted:
+    ckpt = last_checkpoint(run)
+    saved = f"the last complete checkpoint is {ckpt}" if ckpt else "there is no complete checkpoint yet"
+    return Interrupted(f"Training stopped; {saved}. Resume with: {resume_command(run, t)}", signum,
+                       checkpoint=str(ckpt) if ckpt else None)
 
 
 def resume_command(run: RunFolder, t: TrainingSection) -> str:

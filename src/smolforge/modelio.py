@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from smolforge.chat_templates import training_chat_template
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError, first_line
 
@@ -21,11 +21,6 @@ log = logging.getLogger("smolforge.model")
 
 PUBLISHED_ATTENTION = ("sdpa", "eager", "flash_attention_2")  # what a saved config may name (no training kernels)
 PERPLEXITY_MAX_LOSS = 700.0  # exp() overflows beyond ~709: a larger loss has no measurable perplexity
-
-
-def training_chat_template() -> str:
-    """smolforge's SmolLM3-compatible chat template that marks assistant turns for assistant-only loss."""
-    return resources.files("smolforge").joinpath("resources/smollm3_training.jinja").read_text("utf-8")
 
 
 def model_problem(name: str) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from typing import Any
 from smolforge.config import SmolforgeConfig, TrainingSection, dump_dict
 from smolforge.config.schema import LAUNCH_SETTINGS
 from smolforge.errors import SmolforgeError
-from smolforge.launch import NODE_RANK_ENV
+from smolforge.launch import NODE_RANK_ENV, run_workers, wait_until
 from smolforge.runfolder import RunFolder
 
-POLL_S = 0.5
 VISIBLE_WAIT_S = 60  # a file another node wrote can stay hidden this long (NFS attribute caching)
 NOT_COMPARED = ("experiment_name", "output_dir", "card", "publish")  # node 0 alone uses these
 
@@ -49,17 +47,6 @@ def training_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     skip = set(LAUNCH_SETTINGS)
     return sorted(k for k in set(fa) | set(fb)
                   if k not in skip and k.split(".")[0] not in NOT_COMPARED and fa.get(k) != fb.get(k))
-
-
-def wait_until(check, seconds: float) -> bool:
-    """Poll `check()` until it is true or `seconds` have passed."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_S)
 
 
 def wait_for_config(run: RunFolder, cfg: SmolforgeConfig) -> None:
@@ -172,7 +159,6 @@ def join_run(cfg: SmolforgeConfig, opts, console) -> RunFolder:
     """`smolforge run` on node 1..N-1: find the run folder node 0 creates (or the run to resume), start this
     node's training processes, and leave results, card and publishing to node 0."""
     from smolforge import logs
-    from smolforge.pipeline import launch_training
     from smolforge.resume import check_new_folder, default_run_folder, resume_point
 
     t = cfg.training
@@ -189,7 +175,7 @@ def join_run(cfg: SmolforgeConfig, opts, console) -> RunFolder:
                       f" (resuming from {resume_from.name})" if resume_from else "")
         console.print(f"Node {t.node_rank} of {t.nnodes}: starting {t.nproc} training process"
                       f"{'es' if t.nproc > 1 else ''}, rendezvous at {t.rdzv_endpoint} ...", markup=False)
-        launch_training(run, cfg.training, resume_from)
+        run_workers(cfg.training, run, resume_from)
     finally:
         logs.detach(handler)
     return run

@@ -15,15 +15,20 @@ import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from smolforge import processenv
 from smolforge.card import defaults
 from smolforge.config import SmolforgeConfig, dump_dict
-from smolforge.errors import SmolforgeError
-from smolforge.resume import check_new_folder, create_new_folder, default_run_folder, resume_point
+from smolforge.errors import Interrupted, SmolforgeError
+from smolforge.resume import (
+    check_new_folder,
+    create_new_folder,
+    default_experiment_name,
+    default_run_folder,
+    resume_point,
+)
 from smolforge.runfolder import RunFolder
 
 # `smolforge run` exit code when training, the card and every local output are complete but the push to the Hub
@@ -41,25 +46,10 @@ class RunOptions:
     overrides: dict[str, Any] = field(default_factory=dict)  # card:/publish: changes given with --resume
 
 
-class RunInterrupted(SmolforgeError):
-    """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
 class NotPublished(SmolforgeError):
     """The run is complete locally; the Hub could not be reached to publish it."""
 
     exit_code = EXIT_NOT_PUBLISHED
-
-
-def default_experiment_name(cfg: SmolforgeConfig, now: datetime | None = None) -> str:
-    now = now or datetime.now()
-    model = "tiny" if cfg.model.is_tiny else defaults.slugify(Path(cfg.model.name_or_path.rstrip("/")).name)
-    method = cfg.training.method + (f"-{cfg.training.finetune}" if cfg.training.adapters else "")
-    return f"{model}-{method}-{now:%Y%m%d-%H%M%S}"
 
 
 def check_card_inputs(cfg: SmolforgeConfig, ask_license=None) -> SmolforgeConfig:
@@ -209,32 +199,15 @@ def _train(cfg: SmolforgeConfig, run: RunFolder, data, console, resume_from: Pat
     logs.log.info("run folder %s%s", run.root, f" (resuming from {resume_from.name})" if resume_from else "")
     t = cfg.training
     if t.world_size > 1 and "LOCAL_RANK" not in os.environ:
+        from smolforge.launch import run_workers
         from smolforge.nodes import wait_for_results
 
         console.print(f"Launching {topology_text(t)} ({t.distributed})...", markup=False)
-        launch_training(run, t, resume_from)
-        return wait_for_results(run, t)
-    from smolforge.train import Interrupted, train
-
-    try:
-        return train(cfg, run, data, console=console, resume_from=resume_from)
-    except Interrupted as e:
-        where = f" in {e.checkpoint}" if e.checkpoint else ""
-        raise RunInterrupted(f"Training stopped at step {e.step}; checkpoint saved{where}. Resume with: "
-                             f"smolforge run {shlex.quote(str(run.root))} --resume", e.signum) from None
-
-
-def launch_training(run: RunFolder, t, resume_from: Path | None) -> None:
-    """This node's training processes under torchrun; a stop on a signal becomes RunInterrupted."""
-    from smolforge.launch import Interrupted, resume_command, run_workers
-    from smolforge.resume import last_checkpoint
-
-    try:
         run_workers(t, run, resume_from)
-    except Interrupted as e:
-        ckpt = last_checkpoint(run)
-        saved = f"the last complete checkpoint is {ckpt}" if ckpt else "there is no complete checkpoint yet"
-        raise RunInterrupted(f"Training stopped; {saved}. Resume with: {resume_command(run, t)}", e.signum) from None
+        return wait_for_results(run, t)
+    from smolforge.train import train
+
+    return train(cfg, run, data, console=console, resume_from=resume_from)
 
 
 def topology_text(t) -> str:
@@ -296,7 +269,7 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         try:
             results = _train(cfg, run, data, console, resume_from)
         except SmolforgeError as e:
-            if created and not isinstance(e, RunInterrupted) and not run.checkpoints_dir.exists():
+            if created and not isinstance(e, Interrupted) and not run.checkpoints_dir.exists():
                 logs.detach(handler)
                 shutil.rmtree(run.root, ignore_errors=True)  # nothing trained: leave no half-made run behind
             raise
@@ -363,19 +336,6 @@ def demo_after_run(cfg: SmolforgeConfig, run: RunFolder, console, token_file: st
         return
     run.update_results(demo=info)
     console.print(f"Demo Space: {info.get('url', cfg.publish.demo_space)}", markup=False)
-
-
-def refresh_card(run: RunFolder, cfg: SmolforgeConfig, console, username: str | None) -> None:
-    """Rewrite the card after a stage added facts to results.json, unless it was edited by hand."""
-    from smolforge.card.writer import hand_edited, write_card
-
-    if hand_edited(run, run.card_path):
-        console.print(f"{run.card_path} was edited by hand, so it was not rewritten; include the new results with "
-                      f"`smolforge card {shlex.quote(str(run.root))} --force` (this replaces your edits).",
-                      markup=False)
-        return
-    card = write_card(run, cfg, username=username, force=True)
-    console.print(f"Model card updated: {card}", markup=False)
 
 
 def publish_after_run(cfg: SmolforgeConfig, run: RunFolder, console, username: str | None,

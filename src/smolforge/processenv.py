@@ -13,8 +13,9 @@ import os
 import warnings
 from pathlib import Path
 
+from smolforge.hubclient import UNREACHABLE_ENV, endpoint_from_env, reachable
+
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-UNREACHABLE_ENV = "SMOLFORGE_HUB_UNREACHABLE"  # set (to the endpoint) when smolforge went offline because of it
 
 
 def quiet_libraries() -> None:
@@ -69,8 +70,6 @@ def prepare(cfg=None, console=None) -> None:
         if not pushes_to_hub(cfg):
             go_offline()
         return  # a push goes through smolforge's own retries and messages (hubclient.Retrier)
-    from smolforge.hubclient import endpoint_from_env, reachable
-
     url = endpoint_from_env(cfg.publish.endpoint)
     if not reachable(url):
         go_offline()

@@ -167,7 +167,8 @@ def _stage_gguf(run: RunFolder, cfg: SmolforgeConfig, chosen: dict[str, dict[str
                 folder: Path, username: str | None) -> StagedRepo:
     """The GGUF repo: the files at the top (the names llama.cpp's and Ollama's `-hf`/`hf.co` pulls look for),
     a Modelfile and the verification evidence per file type, and its card."""
-    from smolforge.card.gguf import gguf_card, gguf_repo_id
+    from smolforge.card.gguf import gguf_repo_id
+    from smolforge.card.repocards import gguf_card
 
     repo = str(gguf_repo_id(cfg, main_id))
     for e in chosen.values():
@@ -247,7 +248,7 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
     """Lay out every repo of this publish under `root` (one folder each); the main repo comes last.
 
     `cfg` already carries this publish's settings; nothing in the run folder changes here."""
-    from smolforge.card.variant import variant_card
+    from smolforge.card.repocards import variant_card
 
     if not run.finished():
         raise SmolforgeError(f"{run.model_dir} has no trained model to publish. Finish the run first "

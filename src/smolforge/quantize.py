@@ -18,8 +18,6 @@ from the same full-weight folder; this module only dispatches them.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 from smolforge.config import SmolforgeConfig
 from smolforge.config.schema import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
-from smolforge.runfolder import RunFolder, share_like_other_files
+from smolforge.runfolder import RunFolder, place_atomically, share_like_other_files
 from smolforge.weightfiles import folder_bytes, main_dtype, weights_bytes
 
 log = logging.getLogger("smolforge.quantize")
@@ -72,17 +70,6 @@ def _torchao_config(method: str, model=None):
                                              "inputs, for every nn.Linear"))
 
 
-def place_atomically(tmp: Path, dest: Path) -> None:
-    """Replace `dest` by the finished folder `tmp`; a reader never sees half a variant."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, str]:
     """Quantize the weights in `source` with torchao and save a stand-alone folder at `dest_tmp`."""
     import torch
@@ -111,8 +98,8 @@ def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, st
 def quantize_command(run_dir: Path, methods: list[str], console) -> None:
     """`smolforge quantize RUN_DIR`: the variants asked for (else the config's, else int8), then the card."""
     from smolforge import logs, processenv
+    from smolforge.card.writer import refresh_card
     from smolforge.credentials import cached_username
-    from smolforge.pipeline import refresh_card
 
     run = RunFolder.existing(run_dir).require_finished()
     cfg = run.read_config()

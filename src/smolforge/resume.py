@@ -11,15 +11,24 @@ import json
 import re
 import shlex
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.config.schema import LAUNCH_SETTINGS
 from smolforge.errors import SmolforgeError
+from smolforge.identifiers import slugify
 from smolforge.runfolder import RunFolder
 
 PROGRESS_FILE = "smolforge_progress.json"
+
+
+def default_experiment_name(cfg: SmolforgeConfig, now: datetime | None = None) -> str:
+    now = now or datetime.now()
+    model = "tiny" if cfg.model.is_tiny else slugify(Path(cfg.model.name_or_path.rstrip("/")).name)
+    method = cfg.training.method + (f"-{cfg.training.finetune}" if cfg.training.adapters else "")
+    return f"{model}-{method}-{now:%Y%m%d-%H%M%S}"
 
 
 def default_run_folder(cfg: SmolforgeConfig) -> RunFolder:

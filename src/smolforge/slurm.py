@@ -106,8 +106,7 @@ def resolve(req: SlurmRequest, cwd: Path | None = None) -> Resolved:
     """Check the config for this topology now; fix the run folder (and a default experiment name) so that every
     node and every later job names the same folder."""
     from smolforge.config.loading import load_config
-    from smolforge.pipeline import default_experiment_name
-    from smolforge.resume import default_run_folder
+    from smolforge.resume import default_experiment_name, default_run_folder
 
     _check_options(req)
     cwd = (cwd or Path.cwd()).resolve()

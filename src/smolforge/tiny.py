@@ -24,8 +24,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from smolforge.chat_templates import training_chat_template
 from smolforge.config import TinySpec
-from smolforge.modelio import training_chat_template
 from smolforge.paths import cache_root
 
 CONTROL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]  # special: never produced from text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import resource
+import shlex
 import sys
 import time
 import weakref
@@ -21,54 +22,11 @@ from typing import Any
 from smolforge import hardware, tracking
 from smolforge.config import SmolforgeConfig
 from smolforge.data import PreparedData, apply_length_filters
-from smolforge.errors import SmolforgeError
+from smolforge.errors import Interrupted
 from smolforge.runfolder import RunFolder
 from smolforge.runtime import Runtime, resolve
 
 log = logging.getLogger("smolforge.train")
-
-
-class Interrupted(Exception):
-    """Training stopped on a signal after saving a checkpoint."""
-
-    def __init__(self, signum: int, step: int, checkpoint: str | None):
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
-        super().__init__(f"interrupted at step {step}")
-
-
-def lora_config(cfg: SmolforgeConfig):
-    from peft import LoraConfig
-
-    lc = cfg.training.lora
-    return LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
-                      task_type="CAUSAL_LM")
-
-
-def check_lora_targets(model, target_modules: list[str] | str) -> None:
-    """Every name in training.lora.target_modules must match a linear layer.
-
-    PEFT only fails when *no* name matches, so a typo in one of several names would silently
-    train fewer layers than configured.
-    """
-    import torch
-
-    if isinstance(target_modules, str):  # "all-linear"
-        return
-    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    unknown = [t for t in target_modules if t.rsplit(".", 1)[-1] not in linear]
-    if unknown:
-        raise SmolforgeError(f"training.lora.target_modules: {', '.join(repr(t) for t in unknown)} matches no linear "
-                             f"layer of the model. Its linear layers are: {', '.join(sorted(linear))}. "
-                             "Use those names, or all-linear.")
-
-
-def planned_steps(cfg: SmolforgeConfig, train_rows: int, world: int) -> int:
-    t = cfg.training
-    if t.max_steps > 0:
-        return t.max_steps
-    per_step = t.batch_size * t.gradient_accumulation_steps * world
-    return max(1, math.ceil(t.epochs * math.ceil(train_rows / t.batch_size / world) / t.gradient_accumulation_steps)) \
-        if per_step else 1
 
 
 def _peak_memory(rt: Runtime) -> dict[str, float]:
@@ -111,7 +69,14 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
 
     from smolforge.modelio import load_model, load_tokenizer, model_source, parameter_count
     from smolforge.runtime import tune_malloc
-    from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
+    from smolforge.trainers import (
+        check_lora_targets,
+        lora_config,
+        loss_flags,
+        make_trainer,
+        planned_steps,
+        trainer_arguments,
+    )
 
     hf_logging.disable_progress_bar()
     rt = resolve(cfg)
@@ -199,7 +164,11 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
         from smolforge.resume import last_checkpoint
 
         ckpt = last_checkpoint(run)
-        raise Interrupted(stopper.received, trainer.state.global_step, str(ckpt) if ckpt else None)
+        step = trainer.state.global_step
+        where = f" in {ckpt}" if ckpt else ""
+        raise Interrupted(f"Training stopped at step {step}; checkpoint saved{where}. Resume with: "
+                          f"smolforge run {shlex.quote(str(run.root))} --resume", stopper.received, step,
+                          str(ckpt) if ckpt else None)
 
     train_log = dict(trainer.state.log_history[-1])  # the trainer's final summary (train_loss, runtime...)
     final_eval = _final_eval(trainer) if data.eval is not None else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -250,3 +251,38 @@ def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data, comm
     args = DPOConfig(**common, max_length=t.max_length, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
     return make_dpo_trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=data.train,
                                     eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
+
+
+def lora_config(cfg: SmolforgeConfig):
+    from peft import LoraConfig
+
+    lc = cfg.training.lora
+    return LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
+                      task_type="CAUSAL_LM")
+
+
+def check_lora_targets(model, target_modules: list[str] | str) -> None:
+    """Every name in training.lora.target_modules must match a linear layer.
+
+    PEFT only fails when *no* name matches, so a typo in one of several names would silently
+    train fewer layers than configured.
+    """
+    import torch
+
+    if isinstance(target_modules, str):  # "all-linear"
+        return
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    unknown = [t for t in target_modules if t.rsplit(".", 1)[-1] not in linear]
+    if unknown:
+        raise SmolforgeError(f"training.lora.target_modules: {', '.join(repr(t) for t in unknown)} matches no linear "
+                             f"layer of the model. Its linear layers are: {', '.join(sorted(linear))}. "
+                             "Use those names, or all-linear.")
+
+
+def planned_steps(cfg: SmolforgeConfig, train_rows: int, world: int) -> int:
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    per_step = t.batch_size * t.gradient_accumulation_steps * world
+    return max(1, math.ceil(t.epochs * math.ceil(train_rows / t.batch_size / world) / t.gradient_accumulation_steps)) \
+        if per_step else 1

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     processenv.prepare(cfg)
     from smolforge import logs, nodes
     from smolforge.data import prepare
-    from smolforge.train import Interrupted, train
+    from smolforge.errors import Interrupted
+    from smolforge.train import train
 
     handler = logs.attach_file(run.logs_dir, "run.log" if rank == 0 else f"rank{rank}.log")
     try:

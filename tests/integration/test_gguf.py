@@ -182,7 +182,7 @@ def _byte_level_base(folder: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, SmolLM3Config
 
-    from smolforge.modelio import training_chat_template
+    from smolforge.chat_templates import training_chat_template
     from smolforge.tiny import SPECIAL_TOKENS, _tokenizer_corpus
 
     tok = Tokenizer(models.BPE())

@@ -405,7 +405,7 @@ def test_a_lora_target_module_that_matches_no_layer_is_an_error():
     from smolforge.config import TinySpec
     from smolforge.errors import SmolforgeError
     from smolforge.tiny import build_model, build_tokenizer
-    from smolforge.train import check_lora_targets
+    from smolforge.trainers import check_lora_targets
 
     model = build_model(TinySpec(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
                                  vocab_size=512), build_tokenizer(512))

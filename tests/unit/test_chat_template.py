@@ -169,8 +169,8 @@ def test_smollm3_template_without_generation_markers_is_swapped_for_training(tmp
     """SmolLM3's shipped template cannot mark assistant tokens; smolforge uses its own compatible one."""
     from trl.chat_template_utils import has_generation_markers
 
+    from smolforge.chat_templates import training_chat_template as chat_template
     from smolforge.modelio import load_tokenizer
-    from smolforge.modelio import training_chat_template as chat_template
 
     body = tok.chat_template.split("-#}", 1)[1]  # without the header comment, which names the markers
     shipped = body.replace("{%- generation -%}", "").replace("{%- endgeneration -%}", "")

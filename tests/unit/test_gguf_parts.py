@@ -35,8 +35,8 @@ def test_exported_template_keeps_whitespace_control_of_the_markers():
 
 
 def test_modelfile_for_smollm3_chatml_and_unknown_formats():
+    from smolforge.chat_templates import training_chat_template
     from smolforge.gguf.modelfile import chat_format, modelfile
-    from smolforge.modelio import training_chat_template
 
     text = modelfile("m-Q8_0.gguf", training_chat_template(), ["<|im_end|>", "<|endoftext|>"],
                      {"temperature": 0.6, "top_p": 0.95, "do_sample": True, "repetition_penalty": 1.1}, 4096, "m")

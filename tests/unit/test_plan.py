@@ -155,7 +155,7 @@ def test_activation_bytes_match_what_autograd_saves_on_cpu(levers, monkeypatch):
         if cfg.training.adapters:  # the adapters in fp32, the run's dtype on a CPU (train.py keeps them there)
             from peft import get_peft_model
 
-            from smolforge.train import lora_config
+            from smolforge.trainers import lora_config
 
             model = get_peft_model(model, lora_config(cfg))
         model.train()
@@ -244,7 +244,7 @@ def test_four_bit_bytes_match_what_bitsandbytes_stores():
     64 weights, the fp32 scale per 256 absmax values, and the code tables and offset each quantized tensor holds."""
     torch = pytest.importorskip("torch")
     bnb = pytest.importorskip("bitsandbytes.functional")
-    from smolforge.plan.memory import four_bit_bytes
+    from smolforge.plan.nf4 import four_bit_bytes
 
     for shape in [(2048, 2048), (2048, 11008), (512, 2048), (100, 30), (1, 129), (64, 64 * 256 + 1)]:
         packed, state = bnb.quantize_4bit(torch.randn(shape, dtype=torch.bfloat16), quant_type="nf4",

@@ -20,7 +20,7 @@ from smolforge.config import fields
 from smolforge.config.loading import deep_merge, get_path, load_config, nest
 from smolforge.errors import ConfigError
 from smolforge.wizard.ask import parser
-from smolforge.wizard.flow import STEPS
+from smolforge.wizard.draft import STEPS
 
 # A valid value that differs from the default, for settings whose rules a generic value would not meet.
 SAMPLES = {

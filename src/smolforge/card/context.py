@@ -18,10 +18,9 @@ from smolforge.config import SmolforgeConfig
 from smolforge.data import is_hub_dataset_id
 from smolforge.hardware import run_summary
 from smolforge.hubclient import endpoint_from_env
+from smolforge.identifiers import slugify
 from smolforge.modelio import perplexity as perplexity_of
-from smolforge.plan.report import plan_check
 from smolforge.publicpaths import public_text
-from smolforge.reproduce.manifest import card_summary
 from smolforge.runfolder import RunFolder
 
 # The variables an older tool's card templates use: every one exists here with that name.
@@ -163,7 +162,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "trackio_url": tracking.get("url"),
         "dataset_repo": tracking.get("dataset_repo"),
         "author_name": defaults.author(cfg, username),
-        "model_name_slug": defaults.slugify(experiment, "_"),
+        "model_name_slug": slugify(experiment, "_"),
         "quantized_models": bool(quantized),
         # ---- user inputs with a derived value
         "license": lic.id,
@@ -215,9 +214,9 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "quantized_skipped": quantized_skipped,
         "gguf": gguf_rows(results, run, cfg, repo_name),
         "loss_plot": LOSS_PLOT if (run.model_dir / LOSS_PLOT).exists() else None,
-        "recorded": card_summary(run),  # what manifest.json holds, for the reproduce section
+        "recorded": facts.card_summary(run),  # what manifest.json holds, for the reproduce section
         "reproduction": results.get("reproduction"),  # the verdict, when this run is a `smolforge reproduce`
-        "plan_check": plan_check(results.get("plan")),  # predicted memory/time next to the measured
+        "plan_check": facts.plan_check(results.get("plan")),  # predicted memory/time next to the measured
         "trained": bool(results.get("global_steps")),
         "dpo_eval": _dpo_eval(results) if t.method == "dpo" else {},
         "evaluation": evaluation,

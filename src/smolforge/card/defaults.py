@@ -7,14 +7,13 @@ default is a sentence or a name built from the run's facts, never a number.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from smolforge.card.licenses import base_model_license
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
-from smolforge.identifiers import is_repo_id
+from smolforge.identifiers import is_repo_id, slugify
 
 TINY_BASE = "a tiny SmolLM3-architecture model built locally by smolforge"
 HUB_NAME_MAX = 96
@@ -30,11 +29,6 @@ class License:
     name: str | None  # for `other`
     link: str | None  # for `other`
     source: str  # user | config | base model
-
-
-def slugify(text: str, sep: str = "-") -> str:
-    s = re.sub(r"[^a-z0-9]+", sep, text.lower()).strip(sep)
-    return s or "model"
 
 
 def base_is_hub(cfg: SmolforgeConfig) -> bool:

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.errors import SmolforgeError
+from smolforge.reproduce import manifest as manifest_record
+from smolforge.runfolder import RunFolder
 
 # Packages a user needs to load and run the published model, by what the repo holds.
 RUN_PACKAGES = ("python", "transformers", "torch", "safetensors", "tokenizers")
@@ -196,3 +199,43 @@ def headline(ctx: dict[str, Any]) -> str | None:
         return (f"held-out {'DPO ' if ctx.get('dpo') else ''}loss {base['before']:.4f} → {base['after']:.4f} "
                 f"({_loss_pair(ctx)})")
     return None
+
+
+def plan_check(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The card's line: each predicted number with the measured one (only those both sides have)."""
+    if not plan or not plan.get("measured"):
+        return None
+    predicted, measured = plan.get("predicted") or {}, plan["measured"]
+    pairs = {k: (predicted.get(k), measured.get(k)) for k in ("peak_memory_mib", "tokens_per_second",
+                                                               "train_runtime_s")}
+    pairs = {k: v for k, v in pairs.items() if v[0] is not None and v[1] is not None}
+    if not pairs:
+        return None
+    return {"calibrated": bool(predicted.get("calibrated")), "memory_kind": predicted.get("memory_kind"), **pairs}
+
+
+def card_summary(run: RunFolder) -> dict[str, Any] | None:
+    """What the card says was recorded (None for a run without a manifest)."""
+    if not run.manifest_path.is_file():
+        return None
+    try:
+        manifest = manifest_record.read(run)
+    except SmolforgeError:
+        return None
+    env = manifest["environment"]
+    torch = env.get("torch") or {}
+    device = (env.get("device") or {}).get("summary")
+    data, model = manifest["data"], manifest["model"]
+    if data.get("kind") == "hub":
+        data_text = f"the commit of `{data.get('repo')}` it read ({data.get('revision') or 'not resolved'})"
+    else:
+        n = len(data.get("files") or [])
+        data_text = f"the SHA-256 of {'the data file' if n == 1 else f'each of the {n} data files'}"
+    if model.get("kind") == "hub":
+        model_text = f"the base model's commit ({model.get('revision') or 'not resolved'})"
+    else:
+        model_text = "the SHA-256 of the base model's files"
+    build = f"CUDA {torch['cuda']}" if torch.get("cuda") else torch.get("cpu_capability") or "CPU"
+    return {"smolforge": (env.get("smolforge") or {}).get("version"), "packages": len(env.get("packages") or {}),
+            "python": (env.get("python") or {}).get("version"), "torch": torch.get("version"), "torch_build": build,
+            "device": device, "seeds": manifest.get("seeds") or {}, "data": data_text, "model": model_text}

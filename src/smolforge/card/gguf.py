@@ -1,14 +1,11 @@
-"""The GGUF files on cards: rows for the model card, and the card of the GGUF repo (`<repo>-GGUF`).
+"""The GGUF files as facts for cards: the variants recorded, which of them are published, and their rows.
 
 Every number comes from results.json's `quantized.gguf-*` entries (sizes on disk, the quality drop
-llama.cpp measured against the fine-tune, the checks). The repo card follows the usual layout of GGUF
-repos: a "provided files" table, how to run the files with llama.cpp, Ollama and LM Studio, and the
-Ollama Modelfile; its metadata points at the fine-tune with `base_model_relation: quantized`.
+llama.cpp measured against the fine-tune, the checks). The GGUF repo's own card is in `repocards`.
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 from smolforge.card.facts import sizes
@@ -55,26 +52,3 @@ def gguf_rows(results: dict[str, Any], run: RunFolder, cfg: SmolforgeConfig, rep
                      "use": USES[method], "recommended": method == RECOMMENDED,
                      "published": method in published, "repo_id": repo if method in published else None})
     return rows
-
-
-def gguf_card(run: RunFolder, cfg: SmolforgeConfig, main_repo: str, gguf_repo: str, methods: list[str],
-              username: str | None) -> str:
-    """The README.md of the GGUF repo holding `methods`."""
-    from smolforge.card.context import build_context
-    from smolforge.card.render import card_class, card_data, render_body
-
-    results = run.read_results()
-    cfg = cfg.model_copy(update={"publish": cfg.publish.model_copy(update={"repo_id": main_repo})})
-    ctx = build_context(run, cfg, results, username=username)
-    rows = [r for r in ctx["gguf"] if r["name"] in methods]
-    shown = next((r for r in rows if r["recommended"]), rows[0])
-    modelfile = (run.root / shown["path"] / shown["modelfile"]).read_text(encoding="utf-8")
-    ctx.update(model_name=gguf_repo.split("/")[-1], repo_name=gguf_repo, base_model_id=main_repo, is_adapter=False,
-               validation_loss=None, perplexity=None, main_repo=main_repo, files=rows, shown=shown,
-               modelfile=modelfile,
-               tags=list(dict.fromkeys([*ctx["tags"], "gguf", "llama.cpp", "ollama", "quantized"])))
-    data = card_data(ctx, results, relation="quantized")
-    data.library_name = "gguf"
-    template = resources.files("smolforge.card").joinpath("templates/gguf_card.md.j2").read_text("utf-8")
-    body = render_body(template, ctx, source="The GGUF card template")
-    return str(card_class()(f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}"))

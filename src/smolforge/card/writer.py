@@ -6,6 +6,7 @@ on disk no longer matches, someone edited it, and only `--force` replaces it.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,14 @@ def write_card(run: RunFolder, cfg: SmolforgeConfig, *, username: str | None = N
     if is_run_card:
         run.update_results(card={"sha256": sha256(text), "path": "model/README.md"})
     return target
+
+
+def refresh_card(run: RunFolder, cfg: SmolforgeConfig, console, username: str | None) -> None:
+    """Rewrite the card after a stage added facts to results.json, unless it was edited by hand."""
+    if hand_edited(run, run.card_path):
+        console.print(f"{run.card_path} was edited by hand, so it was not rewritten; include the new results with "
+                      f"`smolforge card {shlex.quote(str(run.root))} --force` (this replaces your edits).",
+                      markup=False)
+        return
+    card = write_card(run, cfg, username=username, force=True)
+    console.print(f"Model card updated: {card}", markup=False)

@@ -81,9 +81,9 @@ def evaluate_command(run_dir: Path, flags: dict[str, Any], console) -> None:
     """`smolforge evaluate RUN_DIR [--tasks ...] [--limit N]`: the run's evaluation settings with the flags on
     top, recorded in the run's overrides; then the card is rewritten with the results."""
     from smolforge import logs, processenv
+    from smolforge.card.writer import refresh_card
     from smolforge.config.loading import deep_merge, nest, validate
     from smolforge.credentials import cached_username
-    from smolforge.pipeline import refresh_card
 
     run = RunFolder.existing(run_dir).require_finished()
     changes = nest(flags)

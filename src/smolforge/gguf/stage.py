@@ -125,7 +125,7 @@ def produce_gguf(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], sourc
     from transformers import AutoTokenizer
 
     from smolforge.modelio import model_source
-    from smolforge.quantize import place_atomically
+    from smolforge.runfolder import place_atomically
     from smolforge.weightfiles import main_dtype, weights_bytes
 
     tc = find()

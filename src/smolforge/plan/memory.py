@@ -44,10 +44,10 @@ parameters to fp32 master weights (4 + 4 + 8 = 16 bytes per parameter, sharded o
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 from smolforge.plan.model import ModelFacts
+from smolforge.plan.nf4 import four_bit_bytes
 
 GIB = 2**30
 CUDA_RESERVE = int(1.0 * GIB)  # CUDA context + allocator slack a process needs beyond torch's allocated bytes
@@ -55,9 +55,6 @@ CUDA_SLACK = 0.05              # ...plus this share of the peak (fragmentation b
 FP32 = 4
 PAGE = 4096
 FUSED_HEAD_PER_TOKEN = 16  # TRL's kernel keeps log Z and the entropy (fp32) and the target id (int64) per token
-NF4_BLOCK = 64             # bitsandbytes' 4-bit blocksize: weights sharing one absmax
-NESTED_BLOCK = 256         # double quantization: absmax values sharing one fp32 scale
-NF4_FIXED = (16 + 256 + 1) * FP32  # per quantized tensor: copies of both code tables, and the absmax offset
 
 
 @dataclass(frozen=True)
@@ -105,16 +102,6 @@ def state_bytes_per_parameter(param_bytes: int, fsdp_mixed: bool) -> tuple[int, 
     """
     master = FP32 if fsdp_mixed else param_bytes
     return master, master, 2 * master
-
-
-def four_bit_bytes(numel: int) -> int:
-    """Bytes bitsandbytes keeps for one weight of `numel` parameters quantized to NF4 with double quantization
-    (`quantize_4bit(..., quant_type="nf4", compress_statistics=True)`, blocksize 64): the packed codes, the 8-bit
-    absmax per block, the fp32 scale per 256 absmax values, and the code tables and offset each tensor keeps. A
-    qlora base is held this way, so its weights cost about 0.516 bytes per parameter instead of 2 in bf16 (the
-    module docstring)."""
-    blocks = math.ceil(numel / NF4_BLOCK)
-    return math.ceil(numel / 2) + blocks + FP32 * math.ceil(blocks / NESTED_BLOCK) + NF4_FIXED
 
 
 def quantized_bytes(m: ModelFacts) -> int:

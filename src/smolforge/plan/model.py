@@ -22,6 +22,7 @@ from pathlib import Path
 
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError, first_line
+from smolforge.plan.nf4 import four_bit_bytes
 
 PROBE_LENGTHS = (8, 16)
 
@@ -135,7 +136,7 @@ def _add_lora(model, cfg: SmolforgeConfig, dtype):
     from accelerate import init_empty_weights
     from peft import get_peft_model
 
-    from smolforge.train import check_lora_targets, lora_config
+    from smolforge.trainers import check_lora_targets, lora_config
 
     check_lora_targets(model, cfg.training.lora.target_modules)  # a typo fails here, before any download
     with init_empty_weights(), torch.random.fork_rng():
@@ -228,8 +229,6 @@ def read_model(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
         model = _add_lora(model, cfg, dtype)
         adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total_bytes, (largest, _) = calculate_maximum_sizes(model)
-    from smolforge.plan.memory import four_bit_bytes  # here: memory.py imports this module
-
     total_bytes += sum(four_bit_bytes(n) - n * dtype.itemsize for n in quantized)  # the 4-bit base as loaded
     from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
     from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE  # the vocabulary width of a tile TRL uses

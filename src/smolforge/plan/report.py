@@ -219,16 +219,3 @@ def against_measured(predicted: dict[str, Any], results: dict[str, Any],
         out["formula_error"] = {k: round(formula[k] / measured[k] - 1, 4) for k in measured
                                 if isinstance(formula.get(k), (int, float)) and measured.get(k)}
     return out
-
-
-def plan_check(plan: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The card's line: each predicted number with the measured one (only those both sides have)."""
-    if not plan or not plan.get("measured"):
-        return None
-    predicted, measured = plan.get("predicted") or {}, plan["measured"]
-    pairs = {k: (predicted.get(k), measured.get(k)) for k in ("peak_memory_mib", "tokens_per_second",
-                                                               "train_runtime_s")}
-    pairs = {k: v for k, v in pairs.items() if v[0] is not None and v[1] is not None}
-    if not pairs:
-        return None
-    return {"calibrated": bool(predicted.get("calibrated")), "memory_kind": predicted.get("memory_kind"), **pairs}

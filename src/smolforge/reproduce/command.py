@@ -120,7 +120,7 @@ def reproduce_command(run_dir: Path, output_dir: Path | None, console) -> RunFol
 
 def _judge(original: RunFolder, new: RunFolder, manifest: dict[str, Any], env: list[str], inputs: list[str],
            console) -> RunFolder:
-    from smolforge.pipeline import refresh_card
+    from smolforge.card.writer import refresh_card
 
     before, after = original.read_results(), new.read_results()
     exact = (manifest["environment"].get("device") or {}).get("device") == "cpu" and \

@@ -33,9 +33,7 @@ def packages() -> dict[str, str]:
 
 def source_sha256() -> str:
     """SHA-256 over smolforge's source and resource files (relative path + content, in path order)."""
-    import smolforge.cli
-
-    root = Path(smolforge.cli.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the smolforge package folder
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in SOURCE_SUFFIXES
                        and "__pycache__" not in p.parts):

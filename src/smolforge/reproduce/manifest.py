@@ -76,30 +76,3 @@ def record_resume(run: RunFolder, command: str | None) -> None:
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
         "environment_differences": differences(manifest["environment"], capture())})
     write(run, manifest)
-
-
-def card_summary(run: RunFolder) -> dict[str, Any] | None:
-    """What the card says was recorded (None for a run without a manifest)."""
-    if not run.manifest_path.is_file():
-        return None
-    try:
-        manifest = read(run)
-    except SmolforgeError:
-        return None
-    env = manifest["environment"]
-    torch = env.get("torch") or {}
-    device = (env.get("device") or {}).get("summary")
-    data, model = manifest["data"], manifest["model"]
-    if data.get("kind") == "hub":
-        data_text = f"the commit of `{data.get('repo')}` it read ({data.get('revision') or 'not resolved'})"
-    else:
-        n = len(data.get("files") or [])
-        data_text = f"the SHA-256 of {'the data file' if n == 1 else f'each of the {n} data files'}"
-    if model.get("kind") == "hub":
-        model_text = f"the base model's commit ({model.get('revision') or 'not resolved'})"
-    else:
-        model_text = "the SHA-256 of the base model's files"
-    build = f"CUDA {torch['cuda']}" if torch.get("cuda") else torch.get("cpu_capability") or "CPU"
-    return {"smolforge": (env.get("smolforge") or {}).get("version"), "packages": len(env.get("packages") or {}),
-            "python": (env.get("python") or {}).get("version"), "torch": torch.get("version"), "torch_build": build,
-            "device": device, "seeds": manifest.get("seeds") or {}, "data": data_text, "model": model_text}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
@@ -18,6 +19,25 @@ from smolforge.config.loading import deep_merge, get_path, parse_sets, preset_du
 from smolforge.wizard.hub import HubAccess
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM3-3B"
+
+# The settings each step asks, in order (special prompts for some are in the step functions).
+TRAINER_STEP = ["training.method", "training.finetune"]
+DATASET_STEP = ["data.name", "data.config", "data.max_samples"]
+TRAINING_STEP = ["training.epochs", "training.max_steps", "training.batch_size", "training.gradient_accumulation_steps",
+                 "training.learning_rate", "training.max_length"]
+NAMING_STEP = ["experiment_name", "publish.repo_id", "publish.private"]
+TRACKING_STEP = ["tracking.backend", "tracking.space_id"]
+CARD_STEP = ["card.author_name", "card.model_description", "card.license", "card.tags", "card.intended_use",
+             "card.out_of_scope", "card.training_data", "card.usage_examples", "card.limitations"]
+OUTPUTS_STEP = ["evaluation.tasks", "quantize.methods", "publish.demo_space"]
+STEPS = [TRAINER_STEP, DATASET_STEP, TRAINING_STEP, NAMING_STEP, TRACKING_STEP, CARD_STEP, OUTPUTS_STEP]
+
+
+@dataclass
+class Outcome:
+    path: Path
+    start_run: bool
+    token: str | None = None  # a typed, unstored token for a run started right away (passed by env only)
 
 
 def preset_for_model(model: str) -> str:
@@ -73,7 +93,7 @@ class Draft:
     # ---------------------------------------------------------------- derived defaults
 
     def default_experiment_name(self) -> str:
-        from smolforge.pipeline import default_experiment_name
+        from smolforge.resume import default_experiment_name
 
         return self.get("experiment_name") or default_experiment_name(self.config())
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +18,20 @@ from rich.markup import escape as esc
 
 from smolforge.wizard import checks, prompts
 from smolforge.wizard.ask import ask
-from smolforge.wizard.draft import DEFAULT_MODEL, Draft, preset_for_model
+from smolforge.wizard.draft import (
+    CARD_STEP,
+    DEFAULT_MODEL,
+    NAMING_STEP,
+    TRAINER_STEP,
+    TRAINING_STEP,
+    Draft,
+    Outcome,
+    preset_for_model,
+)
 
 OTHER = "__other__"
 COMMON_LICENSES = ["apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "llama3.2", "gemma", "openrail"]
 NO_COLUMN = "__none__"
-
-# The settings each step asks, in order (special prompts for some are in the step functions).
-TRAINER_STEP = ["training.method", "training.finetune"]
-DATASET_STEP = ["data.name", "data.config", "data.max_samples"]
-TRAINING_STEP = ["training.epochs", "training.max_steps", "training.batch_size", "training.gradient_accumulation_steps",
-                 "training.learning_rate", "training.max_length"]
-NAMING_STEP = ["experiment_name", "publish.repo_id", "publish.private"]
-TRACKING_STEP = ["tracking.backend", "tracking.space_id"]
-CARD_STEP = ["card.author_name", "card.model_description", "card.license", "card.tags", "card.intended_use",
-             "card.out_of_scope", "card.training_data", "card.usage_examples", "card.limitations"]
-OUTPUTS_STEP = ["evaluation.tasks", "quantize.methods", "publish.demo_space"]
-STEPS = [TRAINER_STEP, DATASET_STEP, TRAINING_STEP, NAMING_STEP, TRACKING_STEP, CARD_STEP, OUTPUTS_STEP]
-
-
-@dataclass
-class Outcome:
-    path: Path
-    start_run: bool
-    token: str | None = None  # a typed, unstored token for a run started right away (passed by env only)
-
-
-def step(console, n: int, title: str, why: str) -> None:
-    console.print()
-    console.print(f"[bold cyan]Step {n}/10 · {title}[/]  [dim]{why}[/]")
-
 
 def cuda_present() -> bool:
     """A cheap look for an NVIDIA driver (importing torch here would cost seconds)."""
@@ -80,7 +63,7 @@ def step_model(console, preset: str | None, flags: dict[str, Any], sets: list[st
     from smolforge import presets
     from smolforge.config.loading import preset_dump
 
-    step(console, 2, "Base model and preset", "the preset supplies every value you do not change")
+    prompts.step(console, 2, "Base model and preset", "the preset supplies every value you do not change")
     first, why = default_model(online)
     if why and not preset and "model.name_or_path" not in flags:
         console.print(f"[yellow]{esc(why)}.[/]")
@@ -118,7 +101,7 @@ def _preset_with(model: str, method: str, finetune: str) -> str | None:
 
 def step_trainer(console, draft: Draft, flags: dict[str, Any], sets: list[str]) -> Draft:
     """Method and weights; offers the preset made for that pair when there is one for this model."""
-    step(console, 3, "Trainer", "what the model learns from, and which weights change")
+    prompts.step(console, 3, "Trainer", "what the model learns from, and which weights change")
     for path in TRAINER_STEP:
         ask(draft, path)
     method, finetune = draft.get("training.method"), draft.get("training.finetune")
@@ -172,7 +155,7 @@ def step_dataset(console, draft: Draft, online: bool) -> None:
     from smolforge.data import is_local_source
     from smolforge.wizard.datapeek import peek, show_row
 
-    step(console, 4, "Dataset", "checked now, so a wrong column fails here and not after the model loads")
+    prompts.step(console, 4, "Dataset", "checked now, so a wrong column fails here and not after the model loads")
     dpo_without_pairs = draft.get("training.method") == "dpo" and draft.get("data.name") == "builtin"
     while True:
         hint = "; DPO needs preference pairs, e.g. HuggingFaceH4/ultrafeedback_binarized" if dpo_without_pairs else ""
@@ -215,7 +198,7 @@ def step_dataset(console, draft: Draft, online: bool) -> None:
 # ---------------------------------------------------------------- 5. training parameters
 
 def step_training(console, draft: Draft) -> None:
-    step(console, 5, "Training parameters", "defaults are the preset's values")
+    prompts.step(console, 5, "Training parameters", "defaults are the preset's values")
     steps = draft.get("training.max_steps")
     by = prompts.select("Train for:", [("a number of epochs (passes over the data)", "epochs"),
                                        ("a fixed number of optimizer steps", "steps")],
@@ -232,7 +215,7 @@ def step_training(console, draft: Draft) -> None:
 # ---------------------------------------------------------------- 6. names and publishing
 
 def step_naming(console, draft: Draft) -> None:
-    step(console, 6, "Experiment and repository", "the run folder is runs/<experiment>")
+    prompts.step(console, 6, "Experiment and repository", "the run folder is runs/<experiment>")
     derived = {"experiment_name": draft.default_experiment_name, "publish.repo_id": draft.default_repo_id}
     for path in NAMING_STEP:
         if path == "publish.private" and not draft.get("publish.repo_id"):
@@ -250,7 +233,7 @@ def step_naming(console, draft: Draft) -> None:
 # ---------------------------------------------------------------- 7. monitoring
 
 def step_tracking(console, draft: Draft) -> None:
-    step(console, 7, "Monitoring", "loss curves while it trains")
+    prompts.step(console, 7, "Monitoring", "loss curves while it trains")
     backend, space = draft.get("tracking.backend"), draft.get("tracking.space_id")
     current = "space" if space else backend
     choices = [("trackio, local (a dashboard on this machine: `smolforge dashboard RUN_DIR`)", "trackio"),
@@ -294,7 +277,7 @@ def _license(console, draft: Draft) -> None:
 
 
 def step_card(console, draft: Draft) -> None:
-    step(console, 8, "Model card", "what people read on the model page")
+    prompts.step(console, 8, "Model card", "what people read on the model page")
     from smolforge.card import defaults
 
     derived = {"card.author_name": draft.default_author, "card.model_description": draft.default_description,
@@ -310,7 +293,7 @@ def step_card(console, draft: Draft) -> None:
 # ---------------------------------------------------------------- 9. outputs
 
 def step_outputs(console, draft: Draft) -> None:
-    step(console, 9, "Extras", "benchmarks against the base, quantized copies and a demo app")
+    prompts.step(console, 9, "Extras", "benchmarks against the base, quantized copies and a demo app")
     ask(draft, "evaluation.tasks", instruction="builtin (offline suite), lm-eval names such as arc_easy, or task "
                                                "YAML paths")
     no_gpu = None if cuda_present() else "int4 needs a CUDA GPU; none found here (add it to the YAML on a GPU machine)"
@@ -337,7 +320,7 @@ def step_confirm(console, draft: Draft, output: Path) -> Outcome:
     from smolforge.wizard.yamlout import write_config
 
     cfg = draft.config()
-    step(console, 10, "Summary", "nothing has been written yet")
+    prompts.step(console, 10, "Summary", "nothing has been written yet")
     console.print(table(cfg, draft, str(output)))
     verb = "Replace" if output.exists() else "Write"
     action = prompts.select("Write the config?", [(f"{verb} {output}", "write"),

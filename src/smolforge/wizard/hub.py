@@ -98,9 +98,8 @@ def step_hub(console) -> HubAccess:
     from smolforge.credentials import cached_username, find_token, register_secret
     from smolforge.hubclient import endpoint_from_env, reachable
     from smolforge.wizard import checks, prompts
-    from smolforge.wizard.flow import step
 
-    step(console, 1, "Hugging Face access", "needed to publish and to read gated or private data")
+    prompts.step(console, 1, "Hugging Face access", "needed to publish and to read gated or private data")
     access = HubAccess()
     token, source = find_token()
     if token:

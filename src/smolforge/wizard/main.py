@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.errors import SmolforgeError
-from smolforge.wizard.draft import DEFAULT_MODEL, Draft, preset_for_model
-from smolforge.wizard.flow import Outcome
+from smolforge.wizard.draft import DEFAULT_MODEL, Draft, Outcome, preset_for_model
 
 FLAG_SOURCE = "the smolforge init options"
 FLAG_HINT = "Fix the flag (see `smolforge init --help`) or the --set value."

@@ -63,3 +63,8 @@ def password(message: str, parse: Callable[[str], Any], instruction: str | None 
 
 def confirm(message: str, default: bool) -> bool:
     return bool(_answer(questionary.confirm(message, default=default)))
+
+
+def step(console, n: int, title: str, why: str) -> None:
+    console.print()
+    console.print(f"[bold cyan]Step {n}/10 · {title}[/]  [dim]{why}[/]")

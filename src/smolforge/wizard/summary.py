@@ -1,6 +1,6 @@
 """The summary shown before anything is written: every setting the wizard asks, one row each (rich table).
 
-The rows follow the steps' lists of settings (`flow.STEPS`), titled by each setting's declaration,
+The rows follow the steps' lists of settings (`draft.STEPS`), titled by each setting's declaration,
 so a setting the wizard asks is also a setting the summary shows.
 """
 
@@ -10,7 +10,7 @@ from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.config.fields import setting
 from smolforge.config.loading import get_path
 from smolforge.wizard.ask import shown
-from smolforge.wizard.draft import Draft
+from smolforge.wizard.draft import STEPS, Draft
 
 HIDDEN_WHEN_UNUSED = {  # rows that say nothing for this config
     "training.epochs": lambda c: c.training.max_steps > 0,
@@ -22,8 +22,6 @@ LONG_TEXT = 400
 
 
 def rows(cfg: SmolforgeConfig, draft: Draft, output: str) -> list[tuple[str, str]]:
-    from smolforge.wizard.flow import STEPS
-
     data = dump_dict(cfg)
     out = [("Hugging Face", draft.hub.describe()), ("Base model", cfg.model.name_or_path),
            ("Preset", cfg.preset or "custom")]
