@@ -57,7 +57,7 @@ def run(
     flags: Flags | None = None,
 ) -> None:
     """Run the whole pipeline: train -> evaluate (-> quantize) -> card (-> publish)."""
-    from smolforge.runcommand import RunRequest, run_command
+    from smolforge.commands.run import RunRequest, run_command
 
     run_command(RunRequest(config=config, preset=preset, sets=list(set_ or []), flags=flags or {}, yes=yes,
                            resume=resume, token_file=str(token_file) if token_file else None,
@@ -87,9 +87,10 @@ def slurm(
 ) -> None:
     """Write an sbatch script that runs CONFIG on several nodes of a SLURM cluster (srun + torchrun), and print
     how to submit it. Options not given are left to the cluster's defaults."""
-    from smolforge.slurm import SlurmRequest, write_script
+    from smolforge.commands.slurm import slurm_command
+    from smolforge.slurm import SlurmRequest
 
-    write_script(SlurmRequest(config=config, nodes=nodes, gpus_per_node=gpus_per_node, preset=preset,
+    slurm_command(SlurmRequest(config=config, nodes=nodes, gpus_per_node=gpus_per_node, preset=preset,
                               sets=list(set_ or []), partition=partition, time=time, account=account,
                               cpus_per_node=cpus_per_node, port=port, output=output, force=force), _console())
 
@@ -108,7 +109,7 @@ def plan(
 ) -> None:
     """Predict peak memory, tokens per step and time of a run from its config and data, before any weights load;
     say what would fit when it does not."""
-    from smolforge.plan.command import plan_command
+    from smolforge.commands.plan import plan_command
 
     plan_command(config, preset, list(set_ or []), gpu, calibrate, json_, _console())
 
@@ -122,7 +123,7 @@ def reproduce(
     """Train a finished run again from its manifest.json into a new folder and check every number on its card and
     its weights against the original (exit code 0: reproduced, 1: not). Warns about every difference in the
     environment, the data and the base model first."""
-    from smolforge.reproduce.command import reproduce_command
+    from smolforge.commands.reproduce import reproduce_command
 
     reproduce_command(run_dir, output_dir, _console())
 
@@ -130,9 +131,9 @@ def reproduce(
 @app.command()
 def presets() -> None:
     """List the presets with their key values (read from the same config that trains)."""
-    from smolforge.presets.table import show
+    from smolforge.commands.presets import presets_command
 
-    show(_console())
+    presets_command(_console())
 
 
 @app.command()
@@ -141,9 +142,9 @@ def doctor(
                                                       "huggingface.co).")] = None,
 ) -> None:
     """Versions, hardware, whether an HF token is present, and whether the Hub is reachable."""
-    from smolforge.hardware import doctor_table
+    from smolforge.commands.doctor import doctor_command
 
-    _console().print(doctor_table(endpoint))
+    doctor_command(endpoint, _console())
 
 
 @app.command()
@@ -158,7 +159,7 @@ def init(
     flags: Flags | None = None,
 ) -> None:
     """Set up a run: asks step by step, shows a summary, and writes one YAML file (`smolforge run FILE`)."""
-    from smolforge.wizard.main import init_command
+    from smolforge.commands.init import init_command
 
     init_command(output, preset=preset, flags=flags or {}, sets=list(set_ or []), yes=yes, force=force,
                  console=_console())
@@ -174,10 +175,9 @@ def card(
 ) -> None:
     """Write (or rewrite) the model card of a finished run, offline. Card flags given here are remembered
     for later `card` and `publish` runs (in the run's overrides.yaml; config.yaml stays as trained)."""
-    from smolforge.card.writer import card_command
+    from smolforge.commands.card import card_command
 
-    path = card_command(run_dir, flags or {}, output=output, force=force)
-    _console().print(f"Model card written: {path}", markup=False)
+    card_command(run_dir, flags or {}, _console(), output=output, force=force)
 
 
 @app.command()
@@ -188,10 +188,9 @@ def dashboard(
     browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = True,
 ) -> None:
     """Open the trackio dashboard of a run (local metrics, or its Space)."""
-    from smolforge.runfolder import RunFolder
-    from smolforge.tracking import show_dashboard
+    from smolforge.commands.dashboard import dashboard_command
 
-    show_dashboard(RunFolder.existing(run_dir), port, browser, _console())
+    dashboard_command(run_dir, port, browser, _console())
 
 
 @app.command()
@@ -221,7 +220,7 @@ def demo(
     token_file: TokenFile = None,
 ) -> None:
     """Generate a Gradio chat app for a run's model; --serve runs it locally, --space publishes it."""
-    from smolforge.demo import DemoRequest, demo_command
+    from smolforge.commands.demo import DemoRequest, demo_command
 
     demo_command(DemoRequest(
         run_dir=run_dir, output=output, model_id=model_id, title=title, description=description,
@@ -238,7 +237,7 @@ def evaluate(
 ) -> None:
     """Compare the fine-tune with its base model on benchmarks (lm-eval), measured the same way, and update the
     card. Tasks: `builtin` (offline), lm-eval registry names, or paths to lm-eval task YAML files."""
-    from smolforge.evaluation.stage import evaluate_command
+    from smolforge.commands.evaluate import evaluate_command
 
     evaluate_command(run_dir, flags or {}, _console())
 
@@ -252,7 +251,7 @@ def quantize(
                                                      "int8.")] = None,
 ) -> None:
     """Make quantized variants (torchao, GGUF) of a finished run, measure them, and update the card."""
-    from smolforge.quantize import quantize_command
+    from smolforge.commands.quantize import quantize_command
 
     quantize_command(run_dir, list(method or []), _console())
 
@@ -280,7 +279,7 @@ def publish(
     token: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Push a run to the Hugging Face Hub in one commit (or --export the same folder offline)."""
-    from smolforge.publish import PublishFlags, publish_command
+    from smolforge.commands.publish import PublishFlags, publish_command
 
     publish_command(run_dir, PublishFlags(
         repo_id=repo_id, private=private, endpoint=endpoint, token_file=str(token_file) if token_file else None,

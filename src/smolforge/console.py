@@ -1,4 +1,4 @@
-"""The terminal: rich consoles for output and errors, and whether a person can answer questions.
+"""The terminal: rich consoles for output and errors, tables of rows, and whether a person can answer questions.
 
 When stdout is not a terminal (a log file, CI, a pipe), lines are never wrapped in the middle of
 a value: rich's soft wrapping is on, so a path or a command can be copied from the output.
@@ -27,3 +27,16 @@ def print_error(message: str) -> None:
 
     console = make_console(stderr=True)
     console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
+def print_rows(console, rows: list[tuple[str, str]], title: str) -> None:
+    """A two-column table of (name, value) rows: values fold instead of being cut, and are never read as markup."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    console.print(table)

@@ -107,21 +107,3 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def doctor_table(endpoint: str | None):
-    """`smolforge doctor`: versions, hardware, whether a token is present, whether the Hub answers."""
-    from rich.table import Table
-
-    from smolforge.credentials import find_token
-    from smolforge.hubclient import endpoint_from_env, reachable
-
-    table = Table(title="smolforge doctor", show_header=False)
-    for name, version in versions().items():
-        table.add_row(name, version)
-    table.add_row("hardware", detect(with_gpu=True)["summary"])
-    token, source = find_token()
-    table.add_row("HF token", f"found ({source})" if token else "not found (set HF_TOKEN or `hf auth login`)")
-    url = endpoint_from_env(endpoint)
-    table.add_row("Hub", f"{url}: reachable {'yes' if reachable(url) else 'no'}")
-    return table

@@ -167,7 +167,7 @@ class Predicted:
 
 def _plan(cfg: SmolforgeConfig, data, console) -> Predicted | None:
     """`smolforge plan` for this run on this machine; a plan that cannot be made never stops the run."""
-    from smolforge.plan.command import for_run
+    from smolforge.plan.inputs import for_run
     from smolforge.plan.report import not_fitting_message, record
     from smolforge.plan.report import summary_rows as plan_rows
 

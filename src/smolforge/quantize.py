@@ -95,30 +95,6 @@ def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, st
     return {"method": name, "scheme": scheme, "compute_dtype": str(dtype).replace("torch.", "")}
 
 
-def quantize_command(run_dir: Path, methods: list[str], console) -> None:
-    """`smolforge quantize RUN_DIR`: the variants asked for (else the config's, else int8), then the card."""
-    from smolforge import logs, processenv
-    from smolforge.card.writer import refresh_card
-    from smolforge.credentials import cached_username
-
-    run = RunFolder.existing(run_dir).require_finished()
-    cfg = run.read_config()
-    methods = methods or list(cfg.quantize.methods) or ["int8"]
-    for m in methods:
-        plan(m, "cpu")  # unknown names fail here, before anything is loaded
-    if any(m in GGUF_METHODS for m in methods):
-        from smolforge.gguf.precheck import check_export
-
-        check_export(cfg, run.model_dir)  # llama.cpp present, architecture it converts: before anything is loaded
-    processenv.prepare(cfg)
-    handler = logs.attach_file(run.logs_dir, "quantize.log")
-    try:
-        quantize_run(run, cfg, methods, console)
-        refresh_card(run, cfg, console, cached_username())
-    finally:
-        logs.detach(handler)
-
-
 def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], console=None) -> dict[str, Any]:
     """Produce, measure and record each requested variant; returns results.json's `quantized` section."""
     for m in methods:

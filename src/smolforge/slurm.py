@@ -10,7 +10,6 @@ here and not in the queue.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -146,22 +145,3 @@ def render(req: SlurmRequest, resolved: Resolved, script: Path) -> str:
         run_args=_wrapped(resolved.run_args),
         # srun (Slurm >= 22.05) does not take --cpus-per-task over from sbatch: the step asks for it again
         srun_extra=f" --cpus-per-task={req.cpus_per_node}" if req.cpus_per_node else "")
-
-
-def write_script(req: SlurmRequest, console) -> Path:
-    """`smolforge slurm`: write the script (never over an existing file without --force) and say how to submit."""
-    from smolforge.runfolder import atomic_write_text
-
-    resolved = resolve(req)
-    script = req.output or Path(f"{resolved.run_dir.name}.sbatch")
-    if script.exists() and not req.force:
-        raise SmolforgeError(f"{script} already exists. Pass --force to replace it, or --output another file.")
-    atomic_write_text(script, render(req, resolved, script.resolve()))
-    os.chmod(script, os.stat(script).st_mode | 0o111)
-    run_dir = resolved.run_dir
-    console.print(f"Wrote {script} for {req.nodes} nodes x {req.gpus_per_node} GPUs; the run folder will be "
-                  f"{run_dir} (it must be on a filesystem every node shares).", markup=False)
-    if (run_dir / "config.yaml").exists():
-        console.print(f"{run_dir} already holds a run: the job continues it (--resume).", markup=False)
-    console.print(f"Submit it with:  sbatch {shlex.quote(str(script))}", markup=False)
-    return script

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 from smolforge.card.context import LOSS_PLOT
 from smolforge.card.defaults import names
@@ -25,22 +24,6 @@ def hand_edited(run: RunFolder, target: Path) -> bool:
     written = (run.read_results().get("card") or {}).get("sha256")
     current = sha256(target.read_text(encoding="utf-8"))
     return written is None or current != written
-
-
-def card_command(run_dir: Path, flags: dict[str, Any], *, output: Path | None = None, force: bool = False) -> Path:
-    """`smolforge card RUN_DIR [flags]`: the card of a finished run; the flags given are remembered in the run's
-    overrides (config.yaml stays the record of what was trained)."""
-    from smolforge.config.loading import deep_merge, nest, validate
-    from smolforge.credentials import cached_username
-
-    run = RunFolder.existing(run_dir).require_finished()
-    changes = nest(flags)
-    cfg = validate(deep_merge(run.read_config_data(), changes), "the card options",
-                   "Fix the flag's value (see `smolforge card --help`).")
-    path = write_card(run, cfg, username=cached_username(), output=output, force=force)
-    if output is None and changes:
-        run.write_overrides(changes)
-    return path
 
 
 def write_card(run: RunFolder, cfg: SmolforgeConfig, *, username: str | None = None, output: Path | None = None,

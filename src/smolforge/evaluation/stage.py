@@ -75,27 +75,3 @@ def evaluate_run(run: RunFolder, cfg: SmolforgeConfig, console, resolver=None) -
                                   console=console, resolver=resolver)
     run.update_results(evaluation=summary)
     return summary
-
-
-def evaluate_command(run_dir: Path, flags: dict[str, Any], console) -> None:
-    """`smolforge evaluate RUN_DIR [--tasks ...] [--limit N]`: the run's evaluation settings with the flags on
-    top, recorded in the run's overrides; then the card is rewritten with the results."""
-    from smolforge import logs, processenv
-    from smolforge.card.writer import refresh_card
-    from smolforge.config.loading import deep_merge, nest, validate
-    from smolforge.credentials import cached_username
-
-    run = RunFolder.existing(run_dir).require_finished()
-    changes = nest(flags)
-    cfg = validate(deep_merge(run.read_config_data(), changes), "the evaluate options",
-                   "Fix the flag's value (see `smolforge evaluate --help`).")
-    processenv.prepare(cfg, console)
-    resolver = check_tasks(cfg)  # bad input fails before the log file exists
-    handler = logs.attach_file(run.logs_dir, "evaluate.log")
-    try:
-        evaluate_run(run, cfg, console, resolver)
-        if changes:
-            run.write_overrides(changes)
-        refresh_card(run, cfg, console, cached_username())
-    finally:
-        logs.detach(handler)

@@ -1,4 +1,4 @@
-"""`smolforge init` itself: the interactive wizard, or `--yes` defaults, and the rules around both.
+"""What `smolforge init` writes: the interactive wizard, or `--yes` defaults, and the rules around both.
 
 Outside a terminal nothing is asked: without --yes the command fails with a message naming the
 flags; with --yes it writes the preset's defaults plus the flags. Either way the only output is
@@ -65,10 +65,10 @@ def auto_draft(preset: str | None, flags: dict[str, Any], sets: list[str], conso
     return draft
 
 
-def init_command(output: Path, *, preset: str | None, flags: dict[str, Any], sets: list[str], yes: bool,
-                 force: bool, console, start_run: bool = True) -> Outcome:
-    """Write `output` from the wizard's answers (or the --yes defaults); with `start_run`, train it when the
-    user chose "write and start training now"."""
+def init_config(output: Path, *, preset: str | None, flags: dict[str, Any], sets: list[str], yes: bool,
+                force: bool, console) -> Outcome:
+    """Write `output` from the wizard's answers (or the --yes defaults). The outcome says whether the user chose
+    "write and start training now"; starting it is the caller's (`smolforge init`, or `run` that offered this)."""
     from smolforge.console import interactive
     from smolforge.wizard.summary import table
     from smolforge.wizard.yamlout import write_config
@@ -111,10 +111,4 @@ def init_command(output: Path, *, preset: str | None, flags: dict[str, Any], set
         outcome = run_wizard(console, preset, flags, sets, output)
     except KeyboardInterrupt:
         raise Cancelled(f"Cancelled: nothing was written ({output} was not created or changed).") from None
-    if outcome.start_run:
-        from smolforge.runcommand import RunRequest, run_command, token_for_this_run
-
-        token_for_this_run(outcome.token)
-        if start_run:
-            run_command(RunRequest(config=outcome.path, yes=True, argv=["run", str(outcome.path), "--yes"]), console)
     return outcome

@@ -23,7 +23,7 @@ def _row(name: str) -> dict[str, str]:
     }
 
 
-def show(console) -> None:
+def presets_command(console) -> None:
     from rich.table import Table
 
     from smolforge import presets

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from smolforge.console import print_rows
 from smolforge.errors import SmolforgeError
 from smolforge.reproduce.compare import GPU_RTOL, Row, WeightsCheck, compare_numbers, compare_weights
 from smolforge.runfolder import RunFolder
@@ -91,10 +92,9 @@ def _fmt(value: Any) -> str:
 
 
 def reproduce_command(run_dir: Path, output_dir: Path | None, console) -> RunFolder:
+    from smolforge.commands.run import print_summary
     from smolforge.pipeline import RunOptions, execute
-    from smolforge.plan.command import print_table
     from smolforge.reproduce.manifest import read
-    from smolforge.runcommand import print_summary
 
     original = RunFolder.existing(run_dir).require_finished()
     manifest = read(original)
@@ -113,7 +113,7 @@ def reproduce_command(run_dir: Path, output_dir: Path | None, console) -> RunFol
         console.print("The environment, the data and the base model match the record.", markup=False)
     argv = ["reproduce", str(run_dir), "--output-dir", str(output)]
     new = execute(cfg, RunOptions(yes=True, argv=argv), console,
-                  lambda rows: print_table(console, rows, "smolforge reproduce") or True)
+                  lambda rows: print_rows(console, rows, "smolforge reproduce") or True)
     print_summary(console, new)
     return _judge(original, new, manifest, env, inputs, console)
 

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config.schema import LAUNCH_SETTINGS
-from smolforge.console import interactive
+from smolforge.console import interactive, print_rows
 from smolforge.errors import SmolforgeError
+from smolforge.wizard import prompts
+from smolforge.wizard.main import init_config
 
 
 @dataclass
@@ -37,18 +39,18 @@ def _offer_wizard(console) -> Path | None:
     """`smolforge run` with no config: in a terminal, offer `smolforge init`; the path it wrote, or None."""
     if not interactive():
         raise _no_config_error()
-    from smolforge.wizard import prompts
-    from smolforge.wizard.main import init_command
-
     try:
         start = prompts.confirm("No config given. Set one up now with the wizard (smolforge init)?", default=True)
     except KeyboardInterrupt:
         start = False
     if not start:
         raise _no_config_error()
-    outcome = init_command(Path("smolforge.yaml"), preset=None, flags={}, sets=[], yes=False, force=False,
-                           console=console, start_run=False)
-    return outcome.path if outcome.start_run else None
+    outcome = init_config(Path("smolforge.yaml"), preset=None, flags={}, sets=[], yes=False, force=False,
+                          console=console)
+    if not outcome.start_run:
+        return None
+    token_for_this_run(outcome.token)
+    return outcome.path
 
 
 def ask_license() -> str:
@@ -69,22 +71,12 @@ def ask_license() -> str:
 
 def _confirmer(console, yes: bool):
     def confirm(rows: list[tuple[str, str]]) -> bool:
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title="smolforge run", show_header=False)
-        table.add_column(no_wrap=True)
-        table.add_column(overflow="fold")
-        for key, value in rows:
-            table.add_row(key, Text(value))
-        console.print(table)
+        print_rows(console, rows, "smolforge run")
         if yes:
             return True
         if not interactive():
             raise SmolforgeError("smolforge run asks for confirmation, but this is not a terminal. "
                                  "Pass --yes to start without asking.")
-        from smolforge.wizard import prompts
-
         return prompts.confirm("Start training?", default=True)
 
     return confirm
