@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from smolforge.errors import SmolforgeError
+from smolforge.paths import cache_root
 
 _HF_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{16,}")
 _KNOWN: set[str] = set()
@@ -79,8 +80,6 @@ def find_token(token_file: str | Path | None = None) -> tuple[str | None, str]:
 
 
 def _whoami_cache() -> Path:
-    from smolforge.paths import cache_root
-
     return cache_root() / "whoami.json"
 
 

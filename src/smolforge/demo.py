@@ -19,7 +19,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from smolforge import processenv
+from smolforge.card import defaults
 from smolforge.config import SmolforgeConfig
+from smolforge.credentials import redact
 from smolforge.errors import PublishError, SmolforgeError, first_line
 from smolforge.hubclient import endpoint_from_env
 from smolforge.runfolder import RunFolder, atomic_write_text, umask_mode
@@ -111,7 +114,6 @@ def settings_for(run: RunFolder, cfg: SmolforgeConfig, *, model_id: str | None, 
         problems.append("--example must not be empty")
     if problems:
         raise SmolforgeError("smolforge demo: " + "; ".join(problems) + ". Fix the flag and run it again.")
-    from smolforge.card import defaults
 
     title = title or defaults.model_name(cfg, model_id, cfg.experiment_name or run.root.name)
     description = description or defaults.description(cfg)
@@ -202,8 +204,6 @@ def serve(output: Path, model_dir: Path, port: int, host: str = "127.0.0.1") -> 
     """Run the generated app.py in this process on host:port with the run's local model (blocks)."""
     import importlib.util
 
-    from smolforge import processenv
-
     processenv.quiet_libraries()  # before gradio is imported: no telemetry, no version check, no library noise
     os.environ["SMOLFORGE_DEMO_MODEL"] = str(model_dir.resolve())
     spec = importlib.util.spec_from_file_location("smolforge_demo_app", output / "app.py")
@@ -223,7 +223,6 @@ def publish_space(output: Path, space_id: str, *, private: bool, token: str, end
         commit = api.upload_folder(folder_path=str(output), repo_id=space_id, repo_type="space",
                                    allow_patterns=list(APP_FILES), commit_message="Chat demo from smolforge")
     except (OSError, ValueError) as e:  # HfHubHTTPError and httpx2 errors are OSErrors; the folder is intact
-        from smolforge.credentials import redact
 
         reason = redact(first_line(e))
         raise PublishError(f"Could not publish the demo to the Space {space_id}: {reason}. "

@@ -17,7 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from smolforge.config import SmolforgeConfig
+from smolforge.data import apply_length_filters, prepare
+from smolforge.modelio import load_model, load_saved, load_tokenizer, model_source
 from smolforge.runfolder import RunFolder
+from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
 
 log = logging.getLogger("smolforge.evalloss")
 
@@ -26,9 +29,6 @@ class Evaluator:
     """Builds the eval data once; `eval_loss(folder)` loads a model folder and evaluates it."""
 
     def __init__(self, cfg: SmolforgeConfig, run: RunFolder, rt):
-        from smolforge.data import apply_length_filters, prepare
-        from smolforge.modelio import load_tokenizer
-
         self.cfg, self.run, self.rt = cfg, run, rt
         data = prepare(cfg.data, cfg.training.method)
         self.available = data.eval is not None
@@ -47,14 +47,10 @@ class Evaluator:
         if self.cfg.training.method != "dpo":
             return None
         if self._ref is None:
-            from smolforge.modelio import load_model, model_source
-
             self._ref = load_model(self.cfg, model_source(self.cfg), self.rt)
         return self._ref
 
     def _build(self, model):
-        from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
-
         common = trainer_arguments(self.cfg, self.rt, Path(self._tmp.name), True, 1)
         common.update(output_dir=self._tmp.name, report_to=[], save_strategy="no", eval_strategy="no",
                       eval_steps=None, logging_strategy="no", run_name=None)
@@ -69,8 +65,6 @@ class Evaluator:
     def eval_loss(self, folder: Path) -> float:
         """Mean eval loss of the model saved in `folder` (the trainer's own evaluate())."""
         from unittest import mock
-
-        from smolforge.modelio import load_saved
 
         model = load_saved(folder, self.rt)
         # transformers' Trainer refuses, at construction, a quantized model without trainable adapters: a

@@ -21,8 +21,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from smolforge import fsdp
 from smolforge.config import TrainingSection
-from smolforge.errors import Interrupted, SmolforgeError
+from smolforge.errors import Interrupted, SmolforgeError, first_line
 from smolforge.resume import last_checkpoint
 from smolforge.runfolder import RunFolder
 
@@ -68,8 +69,6 @@ def worker_environment(t: TrainingSection) -> dict[str, str]:
     if "OMP_NUM_THREADS" not in os.environ:  # the node's processes share its cores instead of each taking all
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // t.nproc))
     if t.distributed == "fsdp":
-        from smolforge import fsdp
-
         env.update(fsdp.loading_environment())
     return env
 
@@ -112,8 +111,6 @@ def _rendezvous_error(t: TrainingSection, e: BaseException) -> SmolforgeError:
 
 
 def _cause(e: BaseException) -> str:
-    from smolforge.errors import first_line
-
     inner = e.__cause__ or e.__context__
     return first_line(inner) if inner is not None else first_line(e)
 

@@ -16,6 +16,9 @@ from typing import Any
 from smolforge.chat_templates import training_chat_template
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError, first_line
+from smolforge.identifiers import local_or_hub_problem, model_id
+from smolforge.runfolder import atomic_write_text, file_sha256, share_like_other_files
+from smolforge.tiny import ensure_tiny
 
 log = logging.getLogger("smolforge.model")
 
@@ -26,8 +29,6 @@ PERPLEXITY_MAX_LOSS = 700.0  # exp() overflows beyond ~709: a larger loss has no
 def model_problem(name: str) -> str | None:
     """Why `name` cannot be model.name_or_path (None when it can): the rule `smolforge run` and the wizard share.
     `tiny`, a model folder (anything that exists or looks like a path must be one), or a Hub model id."""
-    from smolforge.identifiers import local_or_hub_problem, model_id
-
     def not_a_folder(path: Path) -> str | None:
         return None if path.is_dir() else f"{path} is a file, not a model folder (a folder with config.json and " \
                                           "the weights)"
@@ -47,8 +48,6 @@ def check_model_name(cfg: SmolforgeConfig) -> None:
 def model_source(cfg: SmolforgeConfig) -> str:
     """The base model as a name or folder transformers can load (`tiny` is built, once, into the cache)."""
     if cfg.model.is_tiny:
-        from smolforge.tiny import ensure_tiny
-
         return str(ensure_tiny(cfg.model.tiny))
     return cfg.model.name_or_path
 
@@ -91,7 +90,7 @@ def torch_dtype(rt):
 
 def _register_attention(name: str) -> None:
     if name == "varlen_sdpa":
-        from smolforge.attention import register
+        from smolforge.attention import register  # lazy: attention.py imports torch and transformers
 
         register()
 
@@ -223,8 +222,6 @@ def save_for_publishing(model, tokenizer, folder: Path, state_dict: dict[str, An
     local-only loading flags, files readable like the user's other files. Returns {weight file: sha256}.
     `state_dict`: weights to save instead of the model's own (gathered from FSDP shards)."""
     import json
-
-    from smolforge.runfolder import atomic_write_text, file_sha256, share_like_other_files
 
     finalize_for_publishing(model, tokenizer)
     folder.mkdir(parents=True, exist_ok=True)

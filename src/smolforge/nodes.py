@@ -19,11 +19,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from smolforge import hardware, logs
 from smolforge.config import SmolforgeConfig, TrainingSection, dump_dict
 from smolforge.config.schema import LAUNCH_SETTINGS
 from smolforge.errors import SmolforgeError
 from smolforge.launch import NODE_RANK_ENV, run_workers, wait_until
+from smolforge.resume import check_new_folder, default_run_folder, resume_point
 from smolforge.runfolder import RunFolder
+from smolforge.runtime import resolve
 
 VISIBLE_WAIT_S = 60  # a file another node wrote can stay hidden this long (NFS attribute caching)
 NOT_COMPARED = ("experiment_name", "output_dir", "card", "publish")  # node 0 alone uses these
@@ -83,8 +86,6 @@ def start_process_group(cfg: SmolforgeConfig) -> None:
     from accelerate import PartialState
     from transformers import TrainingArguments
 
-    from smolforge.runtime import resolve
-
     PartialState(cpu=resolve(cfg).device == "cpu", timeout=timedelta(seconds=TrainingArguments.ddp_timeout))
 
 
@@ -92,8 +93,6 @@ def meet(run: RunFolder, t: TrainingSection, resume_from: Path | None) -> dict[s
     """In every training process, once all have joined: check that they all see this run folder and resume from
     the same checkpoint; return the topology of the run as results.json records it."""
     import torch.distributed as dist
-
-    from smolforge import hardware
 
     if not dist.is_initialized() or dist.get_world_size() < 2:
         return single_process()
@@ -158,9 +157,6 @@ def wait_for_results(run: RunFolder, t: TrainingSection) -> dict[str, Any]:
 def join_run(cfg: SmolforgeConfig, opts, console) -> RunFolder:
     """`smolforge run` on node 1..N-1: find the run folder node 0 creates (or the run to resume), start this
     node's training processes, and leave results, card and publishing to node 0."""
-    from smolforge import logs
-    from smolforge.resume import check_new_folder, default_run_folder, resume_point
-
     t = cfg.training
     if opts.resume:
         cfg, run, resume_from = resume_point(cfg)

@@ -18,10 +18,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smolforge import processenv
+from smolforge import demo, logs, processenv
 from smolforge.card import defaults
+from smolforge.card.render import check_template
+from smolforge.card.writer import write_card
 from smolforge.config import SmolforgeConfig, dump_dict
+from smolforge.config.loading import deep_merge, validate
+from smolforge.credentials import cached_username, find_token, redact
+from smolforge.data import drop_report, precheck, prepare
+from smolforge.data.sources import check_source
 from smolforge.errors import Interrupted, SmolforgeError
+from smolforge.evaluation.stage import check_tasks, evaluate_run
+from smolforge.gguf.precheck import check_before_training
+from smolforge.hubclient import HubUnreachable, resolve_endpoint
+from smolforge.launch import run_workers
+from smolforge.modelio import check_model_name
+from smolforge.nodes import join_run, wait_for_results
+from smolforge.plan.inputs import for_run
+from smolforge.plan.report import against_measured, not_fitting_message, record
+from smolforge.plan.report import summary_rows as plan_rows
+from smolforge.publish import PublishRequest, publish
+from smolforge.quantize import quantize_run
+from smolforge.reproduce import manifest
 from smolforge.resume import (
     check_new_folder,
     create_new_folder,
@@ -30,6 +48,8 @@ from smolforge.resume import (
     resume_point,
 )
 from smolforge.runfolder import RunFolder
+from smolforge.runtime import resolve
+from smolforge.train import train
 
 # `smolforge run` exit code when training, the card and every local output are complete but the push to the Hub
 # failed: scripts can tell it from success (0) and from a failed run (2). Documented in the README.
@@ -72,8 +92,6 @@ def check_publish_inputs(cfg: SmolforgeConfig, token_file: str | None) -> None:
                              "later).")
     if not cfg.publish.repo_id:
         return
-    from smolforge.credentials import find_token
-    from smolforge.hubclient import resolve_endpoint
 
     resolve_endpoint(None, cfg.publish.endpoint)
     token, _ = find_token(token_file)
@@ -124,7 +142,6 @@ def topology_row(t) -> str:
 def _record_command(argv: list[str]) -> str | None:
     if not argv:
         return None
-    from smolforge.credentials import redact
 
     return redact("smolforge " + " ".join(shlex.quote(a) for a in argv))
 
@@ -134,8 +151,6 @@ def prepare_run(cfg: SmolforgeConfig, opts: RunOptions, console) -> tuple[Smolfo
     if opts.resume:
         cfg, run, ckpt = resume_point(cfg)
         if opts.overrides:
-            from smolforge.config.loading import deep_merge, validate
-
             cfg = validate(deep_merge(dump_dict(cfg), opts.overrides), "the --resume options")
         if ckpt is None:
             console.print(f"{run.root} has no complete checkpoint to continue from: training starts over from "
@@ -160,17 +175,11 @@ class Predicted:
     formula: dict[str, Any] | None  # the uncorrected estimate, when a calibration corrected it
 
     def against(self, results: dict[str, Any]) -> dict[str, Any]:
-        from smolforge.plan.report import against_measured
-
         return against_measured(self.record, results, self.formula)
 
 
 def _plan(cfg: SmolforgeConfig, data, console) -> Predicted | None:
     """`smolforge plan` for this run on this machine; a plan that cannot be made never stops the run."""
-    from smolforge.plan.inputs import for_run
-    from smolforge.plan.report import not_fitting_message, record
-    from smolforge.plan.report import summary_rows as plan_rows
-
     try:
         est, formula = for_run(cfg, data)
     except SmolforgeError as e:
@@ -184,8 +193,6 @@ def _plan(cfg: SmolforgeConfig, data, console) -> Predicted | None:
 
 def _record_manifest(cfg: SmolforgeConfig, run: RunFolder, opts: RunOptions, data) -> None:
     """manifest.json beside config.yaml: what `smolforge reproduce` needs (a resume appends what changed)."""
-    from smolforge.reproduce import manifest
-
     command = _record_command(opts.argv)
     if opts.resume:
         manifest.record_resume(run, command)
@@ -194,18 +201,12 @@ def _record_manifest(cfg: SmolforgeConfig, run: RunFolder, opts: RunOptions, dat
 
 
 def _train(cfg: SmolforgeConfig, run: RunFolder, data, console, resume_from: Path | None) -> dict[str, Any]:
-    from smolforge import logs
-
     logs.log.info("run folder %s%s", run.root, f" (resuming from {resume_from.name})" if resume_from else "")
     t = cfg.training
     if t.world_size > 1 and "LOCAL_RANK" not in os.environ:
-        from smolforge.launch import run_workers
-        from smolforge.nodes import wait_for_results
-
         console.print(f"Launching {topology_text(t)} ({t.distributed})...", markup=False)
         run_workers(t, run, resume_from)
         return wait_for_results(run, t)
-    from smolforge.train import train
 
     return train(cfg, run, data, console=console, resume_from=resume_from)
 
@@ -218,33 +219,21 @@ def topology_text(t) -> str:
 
 def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFolder:
     """The whole pipeline. `confirm(rows)` shows the summary and returns False to stop."""
-    from smolforge import logs
-    from smolforge.credentials import cached_username
-    from smolforge.data import drop_report, precheck, prepare
-    from smolforge.data.sources import check_source
-    from smolforge.modelio import check_model_name
-
     check_model_name(cfg)  # a mistyped path or id fails now, not after the Hub was asked for it
     check_source(cfg.data)
     processenv.prepare(cfg, console)
     if cfg.training.node_rank > 0:  # another node's part of a multi-node run: its training processes only
-        from smolforge.nodes import join_run
 
         return join_run(cfg, opts, console)
     cfg, run, resume_from = prepare_run(cfg, opts, console)
     data = prepare(cfg.data, cfg.training.method)
     precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: fails before any folder
-    from smolforge.runtime import resolve
 
     resolve(cfg)  # settings this machine cannot run (fp16 or Liger without CUDA, ...) fail before any folder
     if cfg.evaluation.tasks:
-        from smolforge.evaluation.stage import check_tasks
-
         check_tasks(cfg)  # an unknown benchmark or a malformed task file fails now, not after training
-    from smolforge.gguf.precheck import check_before_training
 
     check_before_training(cfg)  # gguf-* methods: llama.cpp can convert this architecture and tokenizer
-    from smolforge.card.render import check_template
 
     check_template(run, cfg)  # a card template that cannot render fails now, not after training
     drops = drop_report(data.stats)
@@ -288,15 +277,9 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
 def finish_stages(cfg: SmolforgeConfig, run: RunFolder, console, username: str | None,
                   token_file: str | None = None) -> None:
     """After training: quantize (so the card can show the variants), the card, then publish when configured."""
-    from smolforge.card.writer import write_card
-
     if cfg.quantize.methods:
-        from smolforge.quantize import quantize_run
-
         quantize_run(run, cfg, list(cfg.quantize.methods), console)
     if cfg.evaluation.tasks:
-        from smolforge.evaluation.stage import evaluate_run
-
         evaluate_run(run, cfg, console)
     card = write_card(run, cfg, username=username, force=True)
     console.print(f"Model card: {card}", markup=False)
@@ -316,9 +299,6 @@ def check_published(run: RunFolder) -> None:
 def demo_after_run(cfg: SmolforgeConfig, run: RunFolder, console, token_file: str | None) -> None:
     """`publish.demo_space`: a chat Space for the published model. Like the model's push, a Hub problem
     here does not undo a finished run: it says what happened and the exact command to retry."""
-    from smolforge import demo
-    from smolforge.credentials import find_token
-
     retry = f"smolforge demo {shlex.quote(str(run.root))} --space {cfg.publish.demo_space}"
     model_id = (run.read_results().get("publish") or {}).get("repo_id")
     if not model_id:
@@ -342,9 +322,6 @@ def publish_after_run(cfg: SmolforgeConfig, run: RunFolder, console, username: s
                       token_file: str | None) -> None:
     """Publish at the end of `smolforge run`. An unreachable Hub does not fail the run: it says how to publish
     later (and `smolforge run` exits with EXIT_NOT_PUBLISHED)."""
-    from smolforge.hubclient import HubUnreachable, resolve_endpoint
-    from smolforge.publish import PublishRequest, publish
-
     req = PublishRequest(repo_id=str(cfg.publish.repo_id), private=cfg.publish.private,
                          endpoint=resolve_endpoint(None, cfg.publish.endpoint),
                          quantized_as=cfg.publish.quantized_as, token_file=token_file)

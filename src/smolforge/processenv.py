@@ -13,6 +13,8 @@ import os
 import warnings
 from pathlib import Path
 
+from smolforge.config.schema import BUILTIN_SUITE
+from smolforge.data import is_local_source
 from smolforge.hubclient import UNREACHABLE_ENV, endpoint_from_env, reachable
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -48,9 +50,6 @@ def go_offline() -> None:
 
 def fetches_from_hub(cfg) -> bool:
     """Whether this run downloads anything: a Hub base model, a Hub dataset, or a registry benchmark's data."""
-    from smolforge.config.schema import BUILTIN_SUITE
-    from smolforge.data import is_local_source
-
     model_local = cfg.model.is_tiny or Path(cfg.model.name_or_path).expanduser().exists()
     registry = [t for t in cfg.evaluation.tasks if t != BUILTIN_SUITE and not Path(t).expanduser().exists()]
     return not model_local or not is_local_source(cfg.data.name) or bool(registry)

@@ -31,10 +31,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from smolforge.card.gguf import gguf_entries, gguf_repo_id, published_gguf
 from smolforge.card.hubmeta import merge_metadata, validate_card
-from smolforge.card.render import sha256
+from smolforge.card.render import render_card, sha256
+from smolforge.card.repocards import gguf_card, variant_card
+from smolforge.card.writer import hand_edited
 from smolforge.config import SmolforgeConfig, dump_dict
-from smolforge.credentials import redact
+from smolforge.credentials import find_token, redact, whoami
 from smolforge.errors import PublishError, SmolforgeError
 from smolforge.hubclient import DEFAULT_ENDPOINT, HubUnreachable, Retrier
 from smolforge.identifiers import repo_id as repo_id_rule
@@ -90,8 +93,6 @@ def variants(run: RunFolder, results: dict[str, Any]) -> dict[str, dict[str, Any
 def gguf_to_publish(run: RunFolder, results: dict[str, Any], force: bool, say=None) -> dict[str, dict[str, Any]]:
     """GGUF files that go to the GGUF repo: those that passed every check and the fidelity gate (all with
     --force); says which are held back and why."""
-    from smolforge.card.gguf import gguf_entries, published_gguf
-
     entries = gguf_entries(results, run)
     chosen = published_gguf(entries, force)
     for m, e in entries.items():
@@ -111,9 +112,6 @@ def _stage_gguf(run: RunFolder, cfg: SmolforgeConfig, chosen: dict[str, dict[str
                 folder: Path, username: str | None) -> StagedRepo:
     """The GGUF repo: the files at the top (the names llama.cpp's and Ollama's `-hf`/`hf.co` pulls look for),
     a Modelfile and the verification evidence per file type, and its card."""
-    from smolforge.card.gguf import gguf_repo_id
-    from smolforge.card.repocards import gguf_card
-
     repo = str(gguf_repo_id(cfg, main_id))
     for e in chosen.values():
         src = run.root / e["path"]
@@ -177,9 +175,6 @@ def _with_publish(cfg: SmolforgeConfig, req: PublishRequest) -> SmolforgeConfig:
 
 def _main_card(run: RunFolder, cfg: SmolforgeConfig, username: str | None, say) -> tuple[str, bool]:
     """(card text, rendered now): rendered for this repo in memory, unless model/README.md was edited by hand."""
-    from smolforge.card.render import render_card
-    from smolforge.card.writer import hand_edited
-
     if hand_edited(run, run.card_path):
         say(f"{run.card_path} was edited by hand: publishing it as is (rewrite it with "
             f"`smolforge card {shlex.quote(str(run.root))} --force`).")
@@ -192,8 +187,6 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
     """Lay out every repo of this publish under `root` (one folder each); the main repo comes last.
 
     `cfg` already carries this publish's settings; nothing in the run folder changes here."""
-    from smolforge.card.repocards import variant_card
-
     if not run.finished():
         raise SmolforgeError(f"{run.model_dir} has no trained model to publish. Finish the run first "
                              f"(smolforge run {run.root} --resume).")
@@ -322,8 +315,6 @@ def _xet_for(endpoint: str):
 def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=None,
             username: str | None = None) -> dict[str, Any]:
     """Push the run; record and return results.json's `publish` section. Raises SmolforgeError on failure."""
-    from smolforge.credentials import find_token
-
     require(repo_id_rule, req.repo_id, "--repo-id")
     say = _sayer(console)
     command = retry_command(run, req)
@@ -332,8 +323,6 @@ def publish(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, console=N
         raise SmolforgeError("No Hugging Face token found to publish with: set HF_TOKEN, run `hf auth login`, or "
                              f"pass --token-file FILE (a file holding only the token). Then: {command}")
     from huggingface_hub import HfApi
-
-    from smolforge.credentials import whoami
 
     api = HfApi(endpoint=req.endpoint, token=token)
     retrier = Retrier(req.endpoint, command, source, req.retries, say=say)

@@ -26,7 +26,11 @@ from typing import Any
 from smolforge.config import SmolforgeConfig
 from smolforge.config.schema import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
+from smolforge.evalloss import Evaluator
+from smolforge.gguf.stage import produce_gguf
+from smolforge.modelio import merged_model_folder, perplexity, save_for_publishing, torch_dtype
 from smolforge.runfolder import RunFolder, place_atomically, share_like_other_files
+from smolforge.runtime import resolve
 from smolforge.weightfiles import folder_bytes, main_dtype, weights_bytes
 
 log = logging.getLogger("smolforge.quantize")
@@ -82,13 +86,10 @@ def build_variant(method: str, source: Path, dest_tmp: Path, rt) -> dict[str, st
         del probe
         dtype = torch.bfloat16  # tinygemm packs bf16 weights
     else:
-        from smolforge.modelio import torch_dtype
-
         ao_config, (name, scheme) = _torchao_config(method)
         dtype = torch_dtype(rt)
     model = AutoModelForCausalLM.from_pretrained(
         str(source), dtype=dtype, device_map=rt.device, quantization_config=TorchAoConfig(quant_type=ao_config))
-    from smolforge.modelio import save_for_publishing
 
     save_for_publishing(model, AutoTokenizer.from_pretrained(str(source)), dest_tmp)
     del model
@@ -102,7 +103,6 @@ def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], conso
     if not (run.model_dir / "config.json").exists() and not (run.model_dir / "adapter_config.json").exists():
         raise SmolforgeError(f"{run.model_dir} holds no model to quantize. Finish the run with `smolforge run` "
                              "first (or resume it with --resume).")
-    from smolforge.runtime import resolve
 
     rt = resolve(cfg)
     section: dict[str, Any] = dict(run.read_results().get("quantized") or {})
@@ -127,11 +127,8 @@ def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], conso
 
 def _make(run: RunFolder, cfg: SmolforgeConfig, todo: list[str], gguf_todo: list[str], rt, section: dict[str, Any],
           console) -> None:
-    from smolforge.evalloss import Evaluator
-
     with tempfile.TemporaryDirectory(prefix=".work-", dir=run.quantized_dir) as work:
         work = Path(work)
-        from smolforge.modelio import merged_model_folder
 
         source = merged_model_folder(run, cfg, work, rt)
         if todo:
@@ -141,8 +138,6 @@ def _make(run: RunFolder, cfg: SmolforgeConfig, todo: list[str], gguf_todo: list
             finally:
                 evaluator.close()
         if gguf_todo:
-            from smolforge.gguf.stage import produce_gguf
-
             produce_gguf(run, cfg, gguf_todo, source, rt, work, section, lambda text: _say(console, text))
 
 
@@ -175,8 +170,6 @@ def _produce(run: RunFolder, todo: list[str], source: Path, evaluator, rt, work:
             "quantized_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if evaluator.available:
-            from smolforge.modelio import perplexity
-
             loss = evaluator.eval_loss(tmp)  # reloaded from disk: proves the folder loads stand-alone
             entry["eval_loss"] = loss
             if perplexity(loss) is not None:

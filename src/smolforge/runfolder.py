@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from smolforge.config.loading import deep_merge, validate
 from smolforge.credentials import redact
 from smolforge.errors import SmolforgeError, first_line
 
@@ -190,8 +191,6 @@ class RunFolder:
 
     def write_overrides(self, values: dict[str, Any]) -> None:
         """Record card:/publish: choices made after training (merged into the earlier ones)."""
-        from smolforge.config.loading import deep_merge
-
         unknown = sorted(k for k in values if k not in OVERRIDABLE)
         if unknown:
             raise ValueError(f"only {', '.join(OVERRIDABLE)} can change after training, not {', '.join(unknown)}")
@@ -200,13 +199,9 @@ class RunFolder:
 
     def read_config_data(self) -> dict[str, Any]:
         """The config the stages after training use: config.yaml with overrides.yaml layered on top."""
-        from smolforge.config.loading import deep_merge
-
         return deep_merge(self.trained_config_data(), self.read_overrides())
 
     def read_config(self):
-        from smolforge.config.loading import validate
-
         source = str(self.config_path) + (f" with {self.overrides_path.name}" if self.overrides_path.is_file() else "")
         return validate(self.read_config_data(), source)
 

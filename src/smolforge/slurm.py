@@ -19,7 +19,10 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
+from smolforge.config.fields import SettingError, setting
+from smolforge.config.loading import load_config
 from smolforge.errors import SmolforgeError
+from smolforge.resume import default_experiment_name, default_run_folder
 
 TEMPLATE = "resources/slurm.sbatch.j2"
 DEFAULT_PORT = 29400  # torch's c10d rendezvous port
@@ -53,7 +56,6 @@ def _check_options(req: SlurmRequest) -> None:
     for flag, value in (("--partition", req.partition), ("--account", req.account)):
         if value is not None and not _NAME.fullmatch(value):
             problems.append(f"{flag} {value!r} is not a SLURM name (letters, digits, _ . , + -)")
-    from smolforge.config.fields import SettingError, setting
 
     for flag, path, value in (("--nodes", "training.nnodes", req.nodes),
                               ("--gpus-per-node", "training.nproc", req.gpus_per_node)):
@@ -104,9 +106,6 @@ class Resolved:
 def resolve(req: SlurmRequest, cwd: Path | None = None) -> Resolved:
     """Check the config for this topology now; fix the run folder (and a default experiment name) so that every
     node and every later job names the same folder."""
-    from smolforge.config.loading import load_config
-    from smolforge.resume import default_experiment_name, default_run_folder
-
     _check_options(req)
     cwd = (cwd or Path.cwd()).resolve()
     as_given = load_config(req.config, req.preset, req.sets, {"training.nnodes": 1, "training.node_rank": 0})

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from smolforge.builtin_data import BUILTIN_PATH
 from smolforge.chat_templates import training_chat_template
 from smolforge.config import TinySpec
 from smolforge.paths import cache_root
@@ -41,8 +42,6 @@ def _spec_key(spec: TinySpec) -> str:
 
 
 def _tokenizer_corpus() -> list[str]:
-    from smolforge.builtin_data import BUILTIN_PATH
-
     texts = ["Reasoning Mode: /think", "Reasoning Mode: /no_think", "system", "user", "assistant"]
     with open(BUILTIN_PATH, encoding="utf-8") as f:
         for line in f:

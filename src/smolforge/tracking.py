@@ -16,8 +16,12 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from smolforge.config import SmolforgeConfig
+from smolforge import processenv
+from smolforge.config import SmolforgeConfig, dump_dict
+from smolforge.credentials import redact
 from smolforge.errors import SmolforgeError
+from smolforge.hubclient import endpoint_from_env
+from smolforge.netports import choose_port
 from smolforge.runfolder import RunFolder
 
 log = logging.getLogger("smolforge.tracking")
@@ -43,7 +47,6 @@ def info(cfg: SmolforgeConfig) -> dict[str, Any] | None:
         out["dir"] = str(TRACKIO_DIR)
         if tr.space_id:
             out["space_id"] = tr.space_id
-            from smolforge.hubclient import endpoint_from_env
 
             out["url"] = f"{endpoint_from_env(cfg.publish.endpoint)}/spaces/{tr.space_id}"
         if tr.dataset_repo:
@@ -71,8 +74,6 @@ def show_dashboard(run: RunFolder, port: int | None, open_browser: bool, console
     if not folder.is_dir():
         raise SmolforgeError(f"The trackio folder of this run, {folder}, no longer exists. Set TRACKIO_DIR to "
                              "where the metrics are now, or re-run the training.")
-    from smolforge import processenv
-    from smolforge.netports import choose_port
 
     port = choose_port(port)
     processenv.quiet_libraries()
@@ -153,9 +154,6 @@ def config_callback(cfg: SmolforgeConfig):
     import json
 
     from transformers import TrainerCallback
-
-    from smolforge.config import dump_dict
-    from smolforge.credentials import redact
 
     config = json.loads(redact(json.dumps(dump_dict(cfg))))
 

@@ -19,12 +19,37 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from smolforge import hardware, tracking
+from smolforge import hardware, lmhead, tracking
 from smolforge.config import SmolforgeConfig
+from smolforge.credentials import redact
 from smolforge.data import PreparedData, apply_length_filters
 from smolforge.errors import Interrupted
+from smolforge.modelio import (
+    architecture,
+    four_bit_facts,
+    generation_defaults,
+    load_model,
+    load_tokenizer,
+    merge_adapter,
+    model_source,
+    parameter_count,
+    perplexity,
+    save_for_publishing,
+    template_facts,
+    torch_dtype,
+)
+from smolforge.nodes import single_process
+from smolforge.resume import last_checkpoint, read_progress
 from smolforge.runfolder import RunFolder
-from smolforge.runtime import Runtime, resolve
+from smolforge.runtime import Runtime, resolve, tune_malloc
+from smolforge.trainers import (
+    check_lora_targets,
+    lora_config,
+    loss_flags,
+    make_trainer,
+    planned_steps,
+    trainer_arguments,
+)
 
 log = logging.getLogger("smolforge.train")
 
@@ -67,23 +92,10 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
-    from smolforge.modelio import load_model, load_tokenizer, model_source, parameter_count
-    from smolforge.runtime import tune_malloc
-    from smolforge.trainers import (
-        check_lora_targets,
-        lora_config,
-        loss_flags,
-        make_trainer,
-        planned_steps,
-        trainer_arguments,
-    )
-
     hf_logging.disable_progress_bar()
     rt = resolve(cfg)
     rt.malloc_tuned = tune_malloc()  # measured +10% tokens/s on CPU (benchmarks/throughput.py); numerically a no-op
     if cfg.training.method == "sft":
-        from smolforge import lmhead
-
         levers = lmhead.enable()  # same loss and gradients; see lmhead.py for the measurement
         rt.supervised_lm_head, rt.whole_lm_head = levers["supervised_only"], levers["whole"]
     t = cfg.training
@@ -112,8 +124,6 @@ def _adapters_in_run_dtype(model, rt) -> None:
     """TRL casts the adapters of a 4-bit model to bf16 (the QLoRA paper's GPU recipe). Keep them in the run's own
     dtype instead: the same bf16 on a bf16 GPU, fp32 where the run computes in fp32 (a CPU, where bf16 math is
     slower and AdamW in bf16 loses small updates). Runs before the optimizer exists, so its state follows."""
-    from smolforge.modelio import torch_dtype
-
     dtype = torch_dtype(rt)
     for param in model.parameters():
         if param.requires_grad and param.dtype != dtype:
@@ -124,7 +134,6 @@ def _command() -> str | None:
     """The smolforge command line of this process (None in a worker under torchrun)."""
     if not sys.argv or Path(sys.argv[0]).name != "smolforge":
         return None
-    from smolforge.credentials import redact
 
     return redact("smolforge " + " ".join(sys.argv[1:]))
 
@@ -133,8 +142,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
           resume_from: Path | None = None, topology: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the trainer; save model/; return the training section of results.json (rank 0). `topology`: the
     nodes and processes the run met on (`nodes.meet`); None for one process."""
-    from smolforge.callbacks import ProgressLog, StopOnSignal
-    from smolforge.resume import read_progress
+    from smolforge.callbacks import ProgressLog, StopOnSignal  # lazy: they subclass transformers' TrainerCallback
 
     started = datetime.now(timezone.utc)
     built = build_trainer(cfg, run, data, baseline=resume_from is None)  # a resumed run has its step-0 eval
@@ -161,8 +169,6 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     finally:
         stopper.uninstall()
     if stopper.received is not None:
-        from smolforge.resume import last_checkpoint
-
         ckpt = last_checkpoint(run)
         step = trainer.state.global_step
         where = f" in {ckpt}" if ckpt else ""
@@ -185,12 +191,9 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     results["model_files"] = {"weights_sha256": weights,
                               "weights_bytes": sum((run.model_dir / name).stat().st_size for name in weights),
                               **_model_facts(trainer, tokenizer, data)}
-    from smolforge.nodes import single_process
 
     results.update(peak_memory=peak, topology=topology or single_process())
     if cfg.training.four_bit_base:
-        from smolforge.modelio import four_bit_facts
-
         results["four_bit_base"] = four_bit_facts(trainer.model)
     return results
 
@@ -198,8 +201,6 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
 def _model_facts(trainer, tokenizer, data: PreparedData) -> dict[str, Any]:
     """What the card's usage and specification sections need, recorded while the model is at hand."""
     from collections import Counter
-
-    from smolforge.modelio import architecture, generation_defaults, template_facts
 
     model = trainer.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -240,8 +241,6 @@ def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder, rt: Run
                state_dict: dict[str, Any] | None = None) -> dict[str, str]:
     """Write model/: full weights (or the LoRA adapter, or merged weights), tokenizer, chat template; returns
     the sha256 of each weight file. `state_dict`: the full weights gathered from an FSDP run's shards."""
-    from smolforge.modelio import merge_adapter, save_for_publishing
-
     model, t = trainer.model, cfg.training
     if t.adapters and t.lora.merge:
         if t.four_bit_base:  # merging into 4-bit weights would round them again: merge into the base's own weights
@@ -257,8 +256,6 @@ def save_model(trainer, tokenizer, cfg: SmolforgeConfig, run: RunFolder, rt: Run
 
 def _results(cfg, rt, data, trainer, train_output, train_log, final_eval, counts, built: Built,
              segment: dict[str, Any]) -> dict[str, Any]:
-    from smolforge.modelio import perplexity
-
     history = trainer.state.log_history
     step_losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     by_step = {h["step"]: {"step": h["step"], "epoch": h.get("epoch"), "eval_loss": h["eval_loss"]}

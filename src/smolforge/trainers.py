@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smolforge import fsdp
 from smolforge.config import SmolforgeConfig
+from smolforge.data import resolve_loss_on
 from smolforge.errors import SmolforgeError
 from smolforge.resume import PROGRESS_FILE
 from smolforge.runtime import Runtime
@@ -52,8 +54,6 @@ class TokenAccounting:
 
     def create_accelerator_and_postprocess(self) -> None:
         """The trainer's Accelerator; FSDP on CPU processes needs `fsdp.allow_on_cpu`."""
-        from smolforge import fsdp
-
         with fsdp.allow_on_cpu(bool(self.args.fsdp) and self.args.use_cpu):
             super().create_accelerator_and_postprocess()
 
@@ -205,8 +205,6 @@ def trainer_arguments(cfg: SmolforgeConfig, rt: Runtime, output_dir: Path, has_e
         args.update(project=tr.project or cfg.experiment_name, trackio_space_id=tr.space_id,
                     hub_private_repo=True, trackio_static_space_id=False)
     if t.distributed == "fsdp" and rt.world_size > 1:
-        from smolforge import fsdp
-
         args.update(fsdp.trainer_arguments())
     if rt.batching == "grouped":
         args["train_sampling_strategy"] = "group_by_length"
@@ -219,8 +217,6 @@ def loss_flags(cfg: SmolforgeConfig, kind: str) -> dict[str, Any]:
     completion_only_loss is False, not None, for loss_on=all: TRL reads None as "completion
     only" on prompt/completion data, which silently dropped the prompt tokens from the loss.
     """
-    from smolforge.data import resolve_loss_on
-
     loss_on = resolve_loss_on(cfg.data.loss_on, kind)
     return {"assistant_only_loss": loss_on == "assistant",
             "completion_only_loss": loss_on == "completion" if kind == "prompt_completion" else None,

@@ -14,12 +14,17 @@ import os
 import sys
 from pathlib import Path
 
+from smolforge import logs, nodes, processenv
+from smolforge.credentials import redact
+from smolforge.data import prepare
+from smolforge.errors import Interrupted, SmolforgeError
+from smolforge.runfolder import RunFolder
+from smolforge.train import train
+
 
 def _record_error(e: BaseException) -> int:
     """Hand the paragraph to torchrun (its JSON error file, read back by the launcher) and print it here."""
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-    from smolforge.credentials import redact
 
     ErrorHandler().record_exception(e)
     print(f"error: {redact(str(e))}", file=sys.stderr, flush=True)
@@ -32,10 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume-from", default=None)
     args = parser.parse_args(argv)
 
-    from smolforge import processenv
-    from smolforge.errors import SmolforgeError
-    from smolforge.runfolder import RunFolder
-
     run = RunFolder(Path(args.run_dir))
     resume_from = Path(args.resume_from) if args.resume_from else None
     rank = int(os.environ.get("RANK", "0"))
@@ -44,10 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     except SmolforgeError as e:
         return _record_error(e)
     processenv.prepare(cfg)
-    from smolforge import logs, nodes
-    from smolforge.data import prepare
-    from smolforge.errors import Interrupted
-    from smolforge.train import train
 
     handler = logs.attach_file(run.logs_dir, "run.log" if rank == 0 else f"rank{rank}.log")
     try:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smolforge.card.facts import adapter_name
+from smolforge.card.frontmatter import read_metadata
 from smolforge.card.licenses import base_model_license
 from smolforge.config import SmolforgeConfig
+from smolforge.data import display_name
 from smolforge.errors import SmolforgeError
 from smolforge.identifiers import is_repo_id, slugify
 
@@ -39,8 +42,6 @@ def base_is_hub(cfg: SmolforgeConfig) -> bool:
 
 def upstream_base_model(local: Path) -> str | None:
     """The Hub base model a local model folder's card names (a smolforge run's model/), if any."""
-    from smolforge.card.frontmatter import read_metadata
-
     base = read_metadata(local / "README.md").get("base_model")
     if isinstance(base, list) and len(base) == 1:
         base = base[0]
@@ -77,13 +78,11 @@ def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
     """The user's description, else a sentence from how the model was made, the method and the dataset."""
     if cfg.card.model_description:
         return cfg.card.model_description
-    from smolforge.data import display_name
 
     t = cfg.training
     data = dataset_name or display_name(cfg.data)
     data = Path(data).name if Path(data).is_absolute() else data
     method = METHODS[t.method]
-    from smolforge.card.facts import adapter_name
 
     name = adapter_name(cfg)
     if cfg.model.is_tiny:

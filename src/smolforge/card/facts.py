@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from smolforge.builtin_data import BUILTIN_ROWS, BUILTIN_SEED
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.reproduce import manifest as manifest_record
@@ -163,8 +164,6 @@ def device_hours(results: dict[str, Any]) -> float | None:
 def data_description(cfg: SmolforgeConfig, stats: dict[str, Any]) -> str | None:
     """What the training data is, when smolforge knows it (the bundled chats); None otherwise."""
     if stats.get("source") == "builtin":
-        from smolforge.builtin_data import BUILTIN_ROWS, BUILTIN_SEED
-
         return (f"smolforge's bundled offline chats: {BUILTIN_ROWS} synthetic conversations (short facts, stories, "
                 f"explanations, some multi-turn, some with system prompts) generated deterministically by "
                 f"`smolforge/builtin_data.py` with seed {BUILTIN_SEED} and shipped with smolforge.")

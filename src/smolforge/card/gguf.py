@@ -10,6 +10,7 @@ from typing import Any
 
 from smolforge.card.facts import sizes
 from smolforge.config import SmolforgeConfig
+from smolforge.config.schema import GGUF_METHODS
 from smolforge.runfolder import RunFolder
 
 GGUF_REPO_SUFFIX = "-GGUF"
@@ -23,8 +24,6 @@ USES = {
 
 def gguf_entries(results: dict[str, Any], run: RunFolder | None = None) -> dict[str, dict[str, Any]]:
     """The GGUF variants recorded in results.json (whose file exists, when `run` is given), in method order."""
-    from smolforge.config.schema import GGUF_METHODS
-
     q = results.get("quantized") or {}
     return {m: q[m] for m in GGUF_METHODS if isinstance(q.get(m), dict) and q[m].get("format") == "gguf"
             and (run is None or (run.root / q[m]["path"] / q[m]["file"]).is_file())}

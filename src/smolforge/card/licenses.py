@@ -13,6 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from smolforge.card.frontmatter import read_metadata
+
 KNOWN_BASE_LICENSES = {
     "HuggingFaceTB/SmolLM3-3B": "apache-2.0",
     "HuggingFaceTB/SmolLM3-3B-Base": "apache-2.0",
@@ -62,8 +64,6 @@ def check_license_link(link: str) -> str:
 
 
 def _license_from_readme(path: Path) -> str | None:
-    from smolforge.card.frontmatter import read_metadata
-
     lic = read_metadata(path).get("license")
     return lic if isinstance(lic, str) and lic in hub_licenses() and lic not in ("other", "unknown") else None
 

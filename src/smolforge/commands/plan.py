@@ -7,23 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-from smolforge.console import print_rows
+from smolforge import processenv
+from smolforge.config.loading import load_config
+from smolforge.console import make_console, print_rows
 from smolforge.errors import SmolforgeError
+from smolforge.plan import calibrate
 from smolforge.plan.estimate import Estimate, estimate
+from smolforge.plan.gpus import lookup
 from smolforge.plan.inputs import read_inputs
+from smolforge.plan.model import read_model
+from smolforge.plan.report import record, table_rows
 from smolforge.plan.target import Target, detect, named
 
 
 def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: str | None, calibrate_now: bool,
                  as_json: bool, console) -> Estimate:
-    from smolforge import processenv
-    from smolforge.config.loading import load_config
-    from smolforge.console import make_console
-    from smolforge.plan import calibrate
-    from smolforge.plan.gpus import lookup
-    from smolforge.plan.model import read_model
-    from smolforge.plan.report import record, table_rows
-
     if config is None and preset is None:
         raise SmolforgeError("smolforge plan needs a config: give a YAML file or --preset, e.g. "
                              "`smolforge plan --preset smollm3-sft --gpu h100`.")

@@ -6,10 +6,11 @@ and said once below it, so the table fits a normal terminal.
 
 from __future__ import annotations
 
+from smolforge import presets
+from smolforge.config.loading import load_config
+
 
 def _row(name: str) -> dict[str, str]:
-    from smolforge.config.loading import load_config
-
     c = load_config(preset=name)
     t = c.training
     data = c.data.name + (f" [{c.data.config}]" if c.data.config else "") + \
@@ -25,8 +26,6 @@ def _row(name: str) -> dict[str, str]:
 
 def presets_command(console) -> None:
     from rich.table import Table
-
-    from smolforge import presets
 
     rows = [_row(n) for n in presets.names()]
     columns = list(rows[0])

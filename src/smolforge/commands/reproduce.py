@@ -15,9 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from smolforge.card.writer import refresh_card
+from smolforge.commands.run import print_summary
+from smolforge.config.loading import deep_merge, validate
 from smolforge.console import print_rows
 from smolforge.errors import SmolforgeError
+from smolforge.pipeline import RunOptions, execute
 from smolforge.reproduce.compare import GPU_RTOL, Row, WeightsCheck, compare_numbers, compare_weights
+from smolforge.reproduce.environment import capture, differences
+from smolforge.reproduce.identity import data_identity, identity_differences, model_identity
+from smolforge.reproduce.manifest import read
 from smolforge.runfolder import RunFolder
 
 
@@ -29,8 +36,6 @@ class NotReproduced(SmolforgeError):
 
 def _config_for(original: RunFolder, manifest: dict[str, Any], output: Path) -> Any:
     """The recorded config, evaluation choices made later included, Hub revisions pinned, publishing off."""
-    from smolforge.config.loading import deep_merge, validate
-
     data = deep_merge(manifest["config"], {"evaluation": original.read_overrides().get("evaluation") or {}})
     data["experiment_name"] = output.name
     data["output_dir"] = str(output)
@@ -50,9 +55,6 @@ def _default_output(original: RunFolder) -> Path:
 
 def _differences(original: RunFolder, manifest: dict[str, Any], cfg) -> tuple[list[str], list[str]]:
     """(environment differences, data and model differences) between the record and this machine now."""
-    from smolforge.reproduce.environment import capture, differences
-    from smolforge.reproduce.identity import identity_differences, model_identity
-
     env = differences(manifest["environment"], capture())
     inputs: list[str] = []
     if manifest["data"].get("kind") in ("local", "builtin"):
@@ -74,8 +76,6 @@ def _differences(original: RunFolder, manifest: dict[str, Any], cfg) -> tuple[li
 
 
 def _local_data_identity(cfg) -> dict[str, Any]:
-    from smolforge.reproduce.identity import data_identity
-
     return data_identity(cfg, None)
 
 
@@ -92,10 +92,6 @@ def _fmt(value: Any) -> str:
 
 
 def reproduce_command(run_dir: Path, output_dir: Path | None, console) -> RunFolder:
-    from smolforge.commands.run import print_summary
-    from smolforge.pipeline import RunOptions, execute
-    from smolforge.reproduce.manifest import read
-
     original = RunFolder.existing(run_dir).require_finished()
     manifest = read(original)
     output = output_dir or _default_output(original)
@@ -120,8 +116,6 @@ def reproduce_command(run_dir: Path, output_dir: Path | None, console) -> RunFol
 
 def _judge(original: RunFolder, new: RunFolder, manifest: dict[str, Any], env: list[str], inputs: list[str],
            console) -> RunFolder:
-    from smolforge.card.writer import refresh_card
-
     before, after = original.read_results(), new.read_results()
     exact = (manifest["environment"].get("device") or {}).get("device") == "cpu" and \
         (after.get("hardware") or {}).get("device") == "cpu"

@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smolforge.card.licenses import hub_licenses
+from smolforge.config.loading import deep_merge, load_config, nest, parse_sets, validate
 from smolforge.config.schema import LAUNCH_SETTINGS
 from smolforge.console import interactive, print_rows
 from smolforge.errors import SmolforgeError
+from smolforge.pipeline import RunOptions, check_published, execute
+from smolforge.runfolder import OVERRIDABLE, RunFolder
 from smolforge.wizard import prompts
 from smolforge.wizard.main import init_config
 
@@ -56,8 +60,6 @@ def _offer_wizard(console) -> Path | None:
 def ask_license() -> str:
     """Ask for the card's license (validated against the Hub's list) when the base model's is unknown."""
     import questionary
-
-    from smolforge.card.licenses import hub_licenses
 
     known = [x for x in hub_licenses() if x != "other"]  # a custom license needs --license-name/--license-link
     answer = questionary.autocomplete(
@@ -108,9 +110,6 @@ def _resume_config(req: RunRequest):
     """`smolforge run RUN_DIR --resume`: the run's own config, joined as this node's flags say. Only card:/publish:
     choices may change on resume (they are recorded as the run's overrides); anything else would continue a
     different run."""
-    from smolforge.config.loading import deep_merge, nest, parse_sets, validate
-    from smolforge.runfolder import OVERRIDABLE, RunFolder
-
     run = RunFolder.existing(req.config)
     sets = parse_sets(req.sets) if req.sets else {}
     given = [*req.flags, *(item.partition("=")[0].strip() for item in req.sets)]
@@ -133,9 +132,6 @@ def _resume_config(req: RunRequest):
 
 
 def run_command(req: RunRequest, console) -> None:
-    from smolforge.config.loading import load_config
-    from smolforge.pipeline import RunOptions, check_published, execute
-
     if req.config is None and req.preset is None and not req.resume:
         path = _offer_wizard(console)  # in a terminal: set one up now; else the error naming the options
         if path is None:

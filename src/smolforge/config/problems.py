@@ -11,11 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from smolforge.config.schema import SmolforgeConfig
+
 
 def _allowed_keys(loc: tuple) -> list[str]:
     """Field names of the section at `loc[:-1]`, to suggest a fix for an unknown key."""
-    from smolforge.config.schema import SmolforgeConfig
-
     model: Any = SmolforgeConfig
     for part in loc[:-1]:
         if isinstance(part, int):

@@ -18,6 +18,7 @@ from smolforge.data.formats import resolve_loss_on
 from smolforge.data.prepare import NO_SUPERVISED, OUTSIDE_TOKENS, PreparedData, log_drops
 from smolforge.data.sources import quiet_logger
 from smolforge.errors import DataError
+from smolforge.modelio import load_tokenizer, model_source
 
 if TYPE_CHECKING:
     from smolforge.config import SmolforgeConfig
@@ -185,8 +186,6 @@ def check_model_length(cfg: SmolforgeConfig, source: str) -> None:
 def precheck(cfg: SmolforgeConfig, data: PreparedData) -> None:
     """Apply the length filters with only the tokenizer, so a training.max_length that fits no row (or not the
     model) fails before the run folder is created or the model loads; the trainer then reuses the result."""
-    from smolforge.modelio import load_tokenizer, model_source
-
     source = model_source(cfg)
     # trl imports torchao, which warns that it skips its C++ extensions (the process environment asks it to)
     with quiet_logger("torchao"):

@@ -17,6 +17,7 @@ from typing import Any
 from smolforge.builtin_data import BUILTIN_NAME, BUILTIN_PATH
 from smolforge.config import DataSection
 from smolforge.errors import DataError, first_line
+from smolforge.identifiers import dataset_id, local_or_hub_problem
 
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 EVAL_SPLIT_NAMES = ("validation", "valid", "val", "test", "eval", "dev")
@@ -35,8 +36,6 @@ def is_hub_dataset_id(name: str) -> bool:
 
 def source_problem(name: str) -> str | None:
     """Why `name` cannot be data.name (None when it can): the rule `smolforge run` and the wizard share."""
-    from smolforge.identifiers import dataset_id, local_or_hub_problem
-
     def unsupported(path: Path) -> str | None:
         if path.is_file() and path.suffix.lower() not in LOCAL_SUFFIXES:
             return f"{path} has an unsupported extension {path.suffix!r}; use a {', '.join(LOCAL_SUFFIXES)} file"

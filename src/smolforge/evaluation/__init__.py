@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from smolforge.evaluation.models import ModelRef
+from smolforge.evaluation.run import evaluate_models
 
 __all__ = ["ModelRef", "evaluate_models"]
 
@@ -18,7 +19,5 @@ __all__ = ["ModelRef", "evaluate_models"]
 def __getattr__(name: str) -> Any:
     """`evaluate_models` is imported on first use: it pulls in numpy, rich and the task code."""
     if name == "evaluate_models":
-        from smolforge.evaluation.run import evaluate_models
-
         return evaluate_models
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smolforge.modelio import load_saved
+from smolforge.runtime import for_inference
+
 BASE, TUNED = "base", "tuned"
 
 
@@ -28,9 +31,6 @@ class ModelRef:
 
 def default_loader(source: str, revision: str | None = None) -> Any:
     """The model as any saved model loads for inference on this machine (`modelio.load_saved`)."""
-    from smolforge.modelio import load_saved
-    from smolforge.runtime import for_inference
-
     return load_saved(source, for_inference(), revision)
 
 

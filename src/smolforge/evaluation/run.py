@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from smolforge.config import EvaluationSection
+from smolforge.errors import SmolforgeError, first_line
 from smolforge.evaluation import report
 from smolforge.evaluation.cache import ResultCache, tokenizer_fingerprint
 from smolforge.evaluation.contamination import report as contamination_report
@@ -39,8 +40,6 @@ def _load_tokenizer(tokenizer: Any) -> Any:
     if not isinstance(tokenizer, (str, Path)):
         return tokenizer
     from transformers import AutoTokenizer
-
-    from smolforge.errors import SmolforgeError, first_line
 
     try:
         return AutoTokenizer.from_pretrained(str(tokenizer))

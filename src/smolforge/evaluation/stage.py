@@ -13,15 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.data import apply_length_filters, prepare
 from smolforge.errors import SmolforgeError
+from smolforge.evaluation import ModelRef, evaluate_models
+from smolforge.evaluation.contamination import row_text
+from smolforge.evaluation.quiet import quiet
+from smolforge.evaluation.tasks import TaskResolver
+from smolforge.modelio import load_model, load_saved, load_tokenizer, merged_model_folder, model_source
 from smolforge.runfolder import RunFolder
+from smolforge.runtime import for_inference
 
 
 def _models(run: RunFolder, cfg: SmolforgeConfig, rt, workdir: Path) -> dict[str, Any]:
     """The models compared, each loaded the way every stage loads models (modelio), one at a time."""
-    from smolforge.evaluation import ModelRef
-    from smolforge.modelio import load_model, load_saved, merged_model_folder, model_source
-
     source = model_source(cfg)
     tuned = merged_model_folder(run, cfg, workdir, rt)  # a LoRA run's adapter merged into its base
     models: dict[str, Any] = {
@@ -40,9 +44,6 @@ def _models(run: RunFolder, cfg: SmolforgeConfig, rt, workdir: Path) -> dict[str
 def check_tasks(cfg: SmolforgeConfig):
     """Resolve the tasks before anything is loaded or written: an unknown name or a malformed task file fails
     here. Returns the resolver, which keeps lm-eval's task index for the evaluation itself."""
-    from smolforge.evaluation.quiet import quiet
-    from smolforge.evaluation.tasks import TaskResolver
-
     settings = cfg.evaluation
     if not settings.tasks:
         raise SmolforgeError("evaluation.tasks: no tasks to run. Name them with --tasks (e.g. --tasks builtin, a "
@@ -56,12 +57,6 @@ def check_tasks(cfg: SmolforgeConfig):
 
 def evaluate_run(run: RunFolder, cfg: SmolforgeConfig, console, resolver=None) -> dict[str, Any]:
     """Compare base and fine-tune on `cfg.evaluation`; record the summary in results.json and return it."""
-    from smolforge.data import apply_length_filters, prepare
-    from smolforge.evaluation import evaluate_models
-    from smolforge.evaluation.contamination import row_text
-    from smolforge.modelio import load_tokenizer
-    from smolforge.runtime import for_inference
-
     settings = cfg.evaluation
     resolver = resolver or check_tasks(cfg)
     rt = for_inference()

@@ -15,7 +15,10 @@ from pathlib import Path
 from smolforge.config import SmolforgeConfig
 from smolforge.config.schema import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
+from smolforge.gguf.convert import run_converter
+from smolforge.gguf.source import stage_source
 from smolforge.gguf.toolchain import find, supported_architectures
+from smolforge.modelio import model_source
 
 
 def wants_gguf(cfg: SmolforgeConfig) -> bool:
@@ -54,8 +57,6 @@ def check_export(cfg: SmolforgeConfig, model_dir: Path | None = None) -> str:
     """`smolforge quantize`: toolchain and architecture, from the run's saved config when there is one."""
     source = str(model_dir) if model_dir is not None and (model_dir / "config.json").is_file() else None
     if source is None:
-        from smolforge.modelio import model_source
-
         source = model_source(cfg)
     return check_architecture(cfg, source)
 
@@ -65,10 +66,6 @@ def check_before_training(cfg: SmolforgeConfig) -> None:
     if not wants_gguf(cfg):
         return
     from transformers import AutoTokenizer
-
-    from smolforge.gguf.convert import run_converter
-    from smolforge.gguf.source import stage_source
-    from smolforge.modelio import model_source
 
     source = model_source(cfg)
     arch = check_architecture(cfg, source)

@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.evalloss import Evaluator
 from smolforge.gguf import behaviour, verify
 from smolforge.gguf.convert import FILE_TYPES, add_turn_metadata, check_disk, file_name, quantize_file, run_converter
+from smolforge.gguf.llamarun import LlamaCppModel
 from smolforge.gguf.modelfile import modelfile
 from smolforge.gguf.source import export_chat_template, stage_source
 from smolforge.gguf.toolchain import find
-from smolforge.runfolder import RunFolder, atomic_write_text, share_like_other_files
+from smolforge.modelio import load_saved, model_source
+from smolforge.runfolder import RunFolder, atomic_write_text, place_atomically, share_like_other_files
+from smolforge.weightfiles import main_dtype, weights_bytes
 
 SCHEMES = {"gguf-f16": "16-bit floats (norms stay f32): the reference GGUF, no quantization",
            "gguf-q8_0": "8-bit blocks of 32 weights with one f16 scale each",
@@ -50,9 +54,6 @@ class Reference:
     """The full-precision fine-tune in transformers and the eval tokens both sides are scored on."""
 
     def __init__(self, cfg: SmolforgeConfig, run: RunFolder, source: Path, rt):
-        from smolforge.evalloss import Evaluator
-        from smolforge.modelio import load_saved
-
         evaluator = Evaluator(cfg, run, rt)
         try:
             self.model = load_saved(source, rt)
@@ -68,7 +69,6 @@ class Reference:
 def _checks(path: Path, source: Path, tokenizer, facts, ref: Reference, conversations, method: str,
             n_ctx: int) -> dict[str, Any]:
     import gguf
-    from smolforge.gguf.llamarun import LlamaCppModel
 
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     reader = gguf.GGUFReader(str(path), "r")
@@ -123,10 +123,6 @@ def produce_gguf(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], sourc
                  section: dict[str, Any], say) -> None:
     """Convert `source` (full weights) once and write, verify and record every requested GGUF variant."""
     from transformers import AutoTokenizer
-
-    from smolforge.modelio import model_source
-    from smolforge.runfolder import place_atomically
-    from smolforge.weightfiles import main_dtype, weights_bytes
 
     tc = find()
     run.quantized_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from smolforge.config import SmolforgeConfig
+from smolforge.trainers import planned_steps
 
 MEGABATCH_MULT = 50  # transformers' LengthGroupedSampler sorts megabatches of 50 batches by length
 
@@ -184,7 +185,6 @@ def _evals(cfg: SmolforgeConfig, steps: int, rows: int, world: int, has_eval: bo
     """The trainer's evaluations: step 0 (the baseline), every eval_steps, and the final one if it is not on one."""
     if not has_eval:
         return 0
-    from smolforge.trainers import planned_steps
 
     every = cfg.training.eval_steps or max(1, planned_steps(cfg, rows, world) // 10)  # trainer_arguments' rule
     return 1 + steps // every + (1 if steps % every else 0)

@@ -28,10 +28,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from smolforge import hardware, processenv
 from smolforge.config import SmolforgeConfig, dump_dict
+from smolforge.config.loading import deep_merge, validate
+from smolforge.data import precheck, prepare
 from smolforge.paths import cache_root
 from smolforge.plan.estimate import Calibration, Estimate
 from smolforge.plan.memory import estimate_memory
+from smolforge.runfolder import RunFolder, atomic_write_text
+from smolforge.train import build_trainer
 
 CALIBRATION_STEPS = 3      # at least, per process: the first warms up, the rate comes from the others...
 CALIBRATION_SECONDS = 3.0  # ...measured over at least this long (a tiny model's steps take milliseconds)
@@ -43,8 +48,6 @@ NOT_COMPUTE = ("card", "publish", "tracking", "evaluation", "quantize", "experim
 
 def calibration_key(cfg: SmolforgeConfig, device_label: str) -> str:
     """Everything that changes how fast and how big a training step is, hashed."""
-    from smolforge import hardware
-
     compute = {k: v for k, v in dump_dict(cfg).items() if k not in NOT_COMPUTE}
     versions = hardware.versions()
     blob = json.dumps({"config": compute, "device": device_label, "torch": versions.get("torch"),
@@ -65,16 +68,12 @@ def load(key: str) -> Calibration | None:
 
 
 def save(cal: Calibration) -> Path:
-    from smolforge.runfolder import atomic_write_text
-
     path = _path(cal.key)
     atomic_write_text(path, json.dumps(cal.as_dict(), indent=2) + "\n")
     return path
 
 
 def _probe_config(cfg: SmolforgeConfig) -> SmolforgeConfig:
-    from smolforge.config.loading import deep_merge, validate
-
     return validate(deep_merge(dump_dict(cfg), {
         "training": {"max_steps": MAX_CALIBRATION_STEPS, "gradient_accumulation_steps": 1, "eval_steps": 10**9,
                      "save_steps": 10**9, "logging_steps": 10**9},
@@ -112,9 +111,6 @@ def _step_timer(trainer):
 
 def _timed_steps(probe: SmolforgeConfig, data, after=None) -> tuple[list[tuple[float, int]], Any]:
     """Train `probe` on `data` until the timer stops it; (the steps' seconds and tokens, `after(trainer)`)."""
-    from smolforge.runfolder import RunFolder
-    from smolforge.train import build_trainer
-
     with tempfile.TemporaryDirectory(prefix="smolforge-calibrate-") as tmp:
         built = build_trainer(probe, RunFolder(Path(tmp)), data)
         timer = _step_timer(built.trainer)
@@ -131,10 +127,6 @@ def _steps_in_a_new_process(probe_settings: dict, result) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # stdout belongs to the parent (`plan --json` prints only its JSON there)
     try:
-        from smolforge import processenv
-        from smolforge.config.loading import validate
-        from smolforge.data import precheck, prepare
-
         probe = validate(probe_settings, "the calibration settings")
         processenv.prepare(probe)
         data = prepare(probe.data, probe.training.method)

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.config.loading import deep_merge, nest, validate
+from smolforge.config.schema import dump_dict
 from smolforge.errors import SmolforgeError
 from smolforge.plan.batches import Batches, plan_batches
 from smolforge.plan.memory import Layout, Memory, cuda_needed, estimate_memory
 from smolforge.plan.model import ModelFacts, read_model
 from smolforge.plan.speed import Flops, Rate, Timing, estimate_time, flops_per_token
-from smolforge.plan.target import Target, layout, rate
+from smolforge.plan.target import Target, layout, rate, retarget
 
 MIB = 2**20
 
@@ -141,15 +143,10 @@ def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None
 
 
 def _merged(cfg: SmolforgeConfig, sets: dict[str, Any]) -> SmolforgeConfig:
-    from smolforge.config.loading import deep_merge, nest, validate
-    from smolforge.config.schema import dump_dict
-
     return validate(deep_merge(dump_dict(cfg), nest(sets)), "a plan variant")
 
 
 def _variant(est: Estimate, sets: dict[str, Any]) -> Estimate:
-    from smolforge.plan.target import retarget
-
     cfg = _merged(est.inputs.cfg, sets)
     tgt = retarget(cfg, est.target)
     other_weights = cfg.training.finetune != est.inputs.cfg.training.finetune  # adapters, a 4-bit base: read again

@@ -13,8 +13,11 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+from smolforge import processenv
 from smolforge.config import SmolforgeConfig
+from smolforge.data import is_local_source, precheck, prepare
 from smolforge.errors import DataError, SmolforgeError
+from smolforge.plan import calibrate
 from smolforge.plan.estimate import Estimate, PlanInputs, estimate
 from smolforge.plan.target import current_rss, detect
 
@@ -36,9 +39,6 @@ def inputs_from_data(cfg: SmolforgeConfig, data) -> PlanInputs:
 
 def read_inputs(cfg: SmolforgeConfig, console) -> tuple[PlanInputs, Any]:
     """Prepare the data as the run would; (inputs, data), or inputs without lengths and why."""
-    from smolforge import processenv
-    from smolforge.data import is_local_source, precheck, prepare
-
     try:
         data = prepare(cfg.data, cfg.training.method)
         precheck(cfg, data)
@@ -64,8 +64,6 @@ def _first_sentence(text: str, limit: int = 160) -> str:
 def for_run(cfg: SmolforgeConfig, data) -> tuple[Estimate, Estimate | None]:
     """The plan `smolforge run` shows, calibrated when `smolforge plan --calibrate` measured this config on this
     machine; and then also the formula's own estimate (results.json keeps both against the measurement)."""
-    from smolforge.plan import calibrate
-
     target = detect(cfg)
     inputs = inputs_from_data(cfg, data)
     formula = estimate(inputs, target)

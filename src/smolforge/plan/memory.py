@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from smolforge.lmhead import holds_logits_whole
 from smolforge.plan.model import ModelFacts
 from smolforge.plan.nf4 import four_bit_bytes
 
@@ -116,8 +117,6 @@ def base_weight_bytes(m: ModelFacts) -> float:
 
 def whole_head(m: ModelFacts, lay: Layout, tokens: int) -> bool:
     """Whether the run's LM head holds a micro-batch of `tokens` logits whole (lmhead.py's rule: SFT on a CPU)."""
-    from smolforge.lmhead import holds_logits_whole
-
     return not lay.on_gpu and lay.method == "sft" and holds_logits_whole(tokens, m.vocab)
 
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smolforge import processenv
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError, first_line
+from smolforge.modelio import model_source
 from smolforge.plan.nf4 import four_bit_bytes
+from smolforge.trainers import check_lora_targets, lora_config
 
 PROBE_LENGTHS = (8, 16)
 
@@ -79,9 +82,6 @@ def read_config(cfg: SmolforgeConfig):
     """(source, transformers config) of the base model; an uncached model offline is one clear paragraph."""
     from transformers import AutoConfig
 
-    from smolforge import processenv
-    from smolforge.modelio import model_source
-
     source = model_source(cfg)
     try:
         return source, AutoConfig.from_pretrained(source, revision=cfg.model.revision,
@@ -103,7 +103,7 @@ def _meta_model(config, dtype, trust_remote_code: bool):
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    from smolforge.attention import register
+    from smolforge.attention import register  # lazy: attention.py imports torch and transformers
 
     # smolforge's attention: transformers builds no mask for it (mask code cannot run on the meta device), and
     # without document boundaries it is plain causal SDPA
@@ -135,8 +135,6 @@ def _add_lora(model, cfg: SmolforgeConfig, dtype):
     import torch
     from accelerate import init_empty_weights
     from peft import get_peft_model
-
-    from smolforge.trainers import check_lora_targets, lora_config
 
     check_lora_targets(model, cfg.training.lora.target_modules)  # a typo fails here, before any download
     with init_empty_weights(), torch.random.fork_rng():

@@ -12,6 +12,7 @@ import os
 import resource
 from dataclasses import dataclass, replace
 
+from smolforge import hardware
 from smolforge.config import SmolforgeConfig
 from smolforge.plan.gpus import ASSUMED_MFU, Gpu, lookup, match_detected
 from smolforge.plan.memory import Layout
@@ -62,8 +63,6 @@ def _with_world(rt: Runtime, cfg: SmolforgeConfig) -> Runtime:
 
 def detect(cfg: SmolforgeConfig) -> Target:
     """This machine, as `smolforge run` would use it."""
-    from smolforge import hardware
-
     rt = _with_world(resolve(cfg), cfg)
     info = hardware.detect(with_gpu=True)
     if rt.device == "cuda":

@@ -16,6 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from smolforge import hardware
+
 NUMERIC_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES",
                "PYTHONHASHSEED", "SMOLFORGE_MALLOC_TUNE", "TORCH_DETERMINISTIC")
 SOURCE_SUFFIXES = (".py", ".jinja", ".j2", ".yaml", ".json", ".jsonl", ".txt")
@@ -62,8 +64,6 @@ def _torch_build() -> dict[str, Any]:
 
 def capture() -> dict[str, Any]:
     """This process's environment, as the manifest records it."""
-    from smolforge import hardware
-
     try:
         version = metadata.version("smolforge")
     except metadata.PackageNotFoundError:

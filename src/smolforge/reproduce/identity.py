@@ -12,7 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from smolforge.builtin_data import BUILTIN_PATH
 from smolforge.config import SmolforgeConfig
+from smolforge.data import is_local_source
+from smolforge.data.sources import source_files
+from smolforge.modelio import model_source
 from smolforge.runfolder import file_sha256
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -46,10 +50,6 @@ def _dataset_commit_from_cache_files(data) -> str | None:
 
 
 def data_identity(cfg: SmolforgeConfig, data) -> dict[str, Any]:
-    from smolforge.builtin_data import BUILTIN_PATH
-    from smolforge.data import is_local_source
-    from smolforge.data.sources import source_files
-
     d = cfg.data
     if d.name == "builtin":
         return {"kind": "builtin", "files": [_file_entry(BUILTIN_PATH, "builtin")]}
@@ -63,8 +63,6 @@ def data_identity(cfg: SmolforgeConfig, data) -> dict[str, Any]:
 
 
 def model_identity(cfg: SmolforgeConfig) -> dict[str, Any]:
-    from smolforge.modelio import model_source
-
     m = cfg.model
     if m.is_tiny:
         folder = Path(model_source(cfg))

@@ -17,15 +17,14 @@ from typing import Any
 from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.credentials import redact
 from smolforge.errors import SmolforgeError
+from smolforge.reproduce.environment import capture, differences
+from smolforge.reproduce.identity import data_identity, model_identity
 from smolforge.runfolder import RunFolder, atomic_write_text
 
 SCHEMA_VERSION = 1
 
 
 def build(cfg: SmolforgeConfig, run: RunFolder, command: str | None, data) -> dict[str, Any]:
-    from smolforge.reproduce.environment import capture
-    from smolforge.reproduce.identity import data_identity, model_identity
-
     config_text = run.config_path.read_text(encoding="utf-8") if run.config_path.is_file() else None
     return {
         "schema_version": SCHEMA_VERSION,
@@ -67,8 +66,6 @@ def read(run: RunFolder) -> dict[str, Any]:
 
 def record_resume(run: RunFolder, command: str | None) -> None:
     """A resumed segment: when, with which command, and what differs from the environment the run started in."""
-    from smolforge.reproduce.environment import capture, differences
-
     if not run.manifest_path.is_file():
         return
     manifest = read(run)

@@ -8,11 +8,13 @@ returns the value or raises `ValueError(reason)`, which the prompt shows before 
 
 from __future__ import annotations
 
+from smolforge.card.licenses import license_id
+from smolforge.data.sources import source_problem
+from smolforge.modelio import model_problem
+
 
 def parse_dataset(text: str) -> str:
     """`builtin`, an existing local data file/folder, or a Hub dataset id."""
-    from smolforge.data.sources import source_problem  # the same rule `smolforge run` applies
-
     name = text.strip()
     if not name:
         raise ValueError("Give a Hub dataset id (e.g. HuggingFaceTB/smoltalk), a local .jsonl/.json/.csv/.parquet "
@@ -25,8 +27,6 @@ def parse_dataset(text: str) -> str:
 
 def parse_model(text: str) -> str:
     """`tiny`, an existing local model folder, or a Hub model id."""
-    from smolforge.modelio import model_problem  # the same rule `smolforge run` applies
-
     name = text.strip()
     if not name:
         raise ValueError("Give a Hub model id (e.g. HuggingFaceTB/SmolLM3-3B), a local model folder, or `tiny`")
@@ -38,8 +38,6 @@ def parse_model(text: str) -> str:
 
 def parse_license(text: str) -> str:
     """A Hub license id typed by hand (`other` asks for its name and link next)."""
-    from smolforge.card.licenses import license_id
-
     return license_id(text) if text.strip() else license_id("(empty)")
 
 

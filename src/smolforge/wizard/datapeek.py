@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smolforge.config import DataSection
+from smolforge.data import KIND_OF_FORMAT, detect_format, is_local_source, load_splits
 from smolforge.errors import DataError, first_line
 
 SAMPLE_ROWS = 20
@@ -29,15 +30,11 @@ class Peek:
 
     @property
     def kind(self) -> str | None:
-        from smolforge.data import KIND_OF_FORMAT
-
         return KIND_OF_FORMAT.get(self.format) if self.format else None
 
 
 def read_rows(section: DataSection, online: bool) -> tuple[list[str], list[dict[str, Any]]] | None:
     """Columns and the first rows of the training split; None for a Hub dataset while offline."""
-    from smolforge.data import is_local_source, load_splits
-
     if is_local_source(section.name):
         splits = load_splits(section)
         if section.split not in splits:
@@ -59,8 +56,6 @@ def read_rows(section: DataSection, online: bool) -> tuple[list[str], list[dict[
 
 
 def peek(section: DataSection, online: bool) -> Peek | None:
-    from smolforge.data import detect_format
-
     try:
         got = read_rows(section, online)
     except DataError as e:

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smolforge import presets
+from smolforge.card import defaults
 from smolforge.config import SmolforgeConfig
 from smolforge.config.loading import deep_merge, get_path, parse_sets, preset_dump, set_value, validate
+from smolforge.resume import default_experiment_name
 from smolforge.wizard.hub import HubAccess
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM3-3B"
@@ -42,8 +45,6 @@ class Outcome:
 
 def preset_for_model(model: str) -> str:
     """The plain SFT preset for a model (`tiny` -> tiny); the SmolLM3 SFT recipe for any other model."""
-    from smolforge import presets
-
     fits = []
     for name in presets.names():
         p = preset_dump(name)
@@ -93,26 +94,16 @@ class Draft:
     # ---------------------------------------------------------------- derived defaults
 
     def default_experiment_name(self) -> str:
-        from smolforge.resume import default_experiment_name
-
         return self.get("experiment_name") or default_experiment_name(self.config())
 
     def default_repo_id(self) -> str | None:
-        from smolforge.card import defaults
-
         return defaults.repo_id(self.config(), self.hub.username, self.default_experiment_name())
 
     def default_license(self) -> str | None:
-        from smolforge.card import defaults
-
         return defaults.known_license(self.config())
 
     def default_description(self) -> str:
-        from smolforge.card import defaults
-
         return defaults.description(self.config())
 
     def default_author(self) -> str | None:
-        from smolforge.card import defaults
-
         return defaults.author(self.config(), self.hub.username)

@@ -16,8 +16,16 @@ from typing import Any
 
 from rich.markup import escape as esc
 
+from smolforge import presets
+from smolforge.card import defaults
+from smolforge.card.licenses import base_model_license
+from smolforge.config import DataSection
+from smolforge.config.loading import preset_dump
+from smolforge.data import DEFAULT_FIELDS, FORMAT_HELP, REQUIRED_ROLES, check_method_fits, is_local_source
+from smolforge.errors import DataError
 from smolforge.wizard import checks, prompts
 from smolforge.wizard.ask import ask
+from smolforge.wizard.datapeek import peek, show_row
 from smolforge.wizard.draft import (
     CARD_STEP,
     DEFAULT_MODEL,
@@ -28,6 +36,9 @@ from smolforge.wizard.draft import (
     Outcome,
     preset_for_model,
 )
+from smolforge.wizard.hub import step_hub, store_token
+from smolforge.wizard.summary import table
+from smolforge.wizard.yamlout import write_config
 
 OTHER = "__other__"
 COMMON_LICENSES = ["apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "llama3.2", "gemma", "openrail"]
@@ -49,9 +60,6 @@ def default_model(online: bool) -> tuple[str, str | None]:
 # ---------------------------------------------------------------- 2. base model and preset
 
 def _preset_line(name: str) -> tuple[str, str]:
-    from smolforge import presets
-    from smolforge.config.loading import preset_dump
-
     p = preset_dump(name)
     t, d = p["training"], p["data"]
     values = (f"{t['method'].upper()} {t['finetune']} · {d['name']} · batch {t['batch_size']}x"
@@ -60,9 +68,6 @@ def _preset_line(name: str) -> tuple[str, str]:
 
 
 def step_model(console, preset: str | None, flags: dict[str, Any], sets: list[str], online: bool) -> Draft:
-    from smolforge import presets
-    from smolforge.config.loading import preset_dump
-
     prompts.step(console, 2, "Base model and preset", "the preset supplies every value you do not change")
     first, why = default_model(online)
     if why and not preset and "model.name_or_path" not in flags:
@@ -88,9 +93,6 @@ def step_model(console, preset: str | None, flags: dict[str, Any], sets: list[st
 # ---------------------------------------------------------------- 3. trainer
 
 def _preset_with(model: str, method: str, finetune: str) -> str | None:
-    from smolforge import presets
-    from smolforge.config.loading import preset_dump
-
     for name in presets.names():
         p = preset_dump(name)
         if p["model"]["name_or_path"] == model and (p["training"]["method"], p["training"]["finetune"]) == \
@@ -120,8 +122,6 @@ def step_trainer(console, draft: Draft, flags: dict[str, Any], sets: list[str]) 
 # ---------------------------------------------------------------- 4. dataset
 
 def _map_fields(console, draft: Draft, columns: list[str]) -> None:
-    from smolforge.data import DEFAULT_FIELDS, FORMAT_HELP, REQUIRED_ROLES
-
     console.print(f"[dim]Formats: {esc(FORMAT_HELP)}.[/]")
     dpo = draft.get("training.method") == "dpo"
     formats = [f for f in DEFAULT_FIELDS if (f == "preference") == dpo]
@@ -139,9 +139,6 @@ def _map_fields(console, draft: Draft, columns: list[str]) -> None:
 
 
 def _fits_method(console, draft: Draft, peeked) -> bool:
-    from smolforge.data import check_method_fits
-    from smolforge.errors import DataError
-
     try:
         check_method_fits(draft.get("training.method"), peeked.kind, peeked.format, peeked.columns)
     except DataError as e:
@@ -151,10 +148,6 @@ def _fits_method(console, draft: Draft, peeked) -> bool:
 
 
 def step_dataset(console, draft: Draft, online: bool) -> None:
-    from smolforge.config import DataSection
-    from smolforge.data import is_local_source
-    from smolforge.wizard.datapeek import peek, show_row
-
     prompts.step(console, 4, "Dataset", "checked now, so a wrong column fails here and not after the model loads")
     dpo_without_pairs = draft.get("training.method") == "dpo" and draft.get("data.name") == "builtin"
     while True:
@@ -255,8 +248,6 @@ def step_tracking(console, draft: Draft) -> None:
 # ---------------------------------------------------------------- 8. model card
 
 def _license(console, draft: Draft) -> None:
-    from smolforge.card.licenses import base_model_license
-
     default = draft.default_license()
     if not default:
         console.print("[yellow]The base model's license is not known offline: choose the one that applies.[/]")
@@ -278,7 +269,6 @@ def _license(console, draft: Draft) -> None:
 
 def step_card(console, draft: Draft) -> None:
     prompts.step(console, 8, "Model card", "what people read on the model page")
-    from smolforge.card import defaults
 
     derived = {"card.author_name": draft.default_author, "card.model_description": draft.default_description,
                "card.intended_use": lambda: defaults.uses_text(draft.config(), "intended_use"),
@@ -316,9 +306,6 @@ def step_outputs(console, draft: Draft) -> None:
 # ---------------------------------------------------------------- 10. summary and confirm
 
 def step_confirm(console, draft: Draft, output: Path) -> Outcome:
-    from smolforge.wizard.summary import table
-    from smolforge.wizard.yamlout import write_config
-
     cfg = draft.config()
     prompts.step(console, 10, "Summary", "nothing has been written yet")
     console.print(table(cfg, draft, str(output)))
@@ -332,8 +319,6 @@ def step_confirm(console, draft: Draft, output: Path) -> Outcome:
     console.print(f"Config written: [bold]{esc(str(output))}[/]. Train it with: smolforge run {esc(str(output))}")
     stored = False
     if draft.hub.store and draft.hub.token:
-        from smolforge.wizard.hub import store_token
-
         try:
             store_token(draft.hub.token, online=draft.hub.online)
             stored = True
@@ -345,8 +330,6 @@ def step_confirm(console, draft: Draft, output: Path) -> Outcome:
 
 
 def run_wizard(console, preset: str | None, flags: dict[str, Any], sets: list[str], output: Path) -> Outcome:
-    from smolforge.wizard.hub import step_hub
-
     access = step_hub(console)
     draft = step_model(console, preset, flags, sets, access.online)
     draft.hub = access

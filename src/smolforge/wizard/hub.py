@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smolforge import processenv
+from smolforge.credentials import cached_username, find_token, register_secret, whoami
+from smolforge.hubclient import endpoint_from_env, reachable
+from smolforge.wizard import checks, prompts
+
 
 @dataclass
 class HubAccess:
@@ -52,9 +57,6 @@ def check_token(token: str) -> tuple[str | None, bool | None]:
     """(username, can_write) from the Hub; TokenRejected on 401, OSError when unreachable."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from smolforge.credentials import register_secret, whoami
-    from smolforge.hubclient import endpoint_from_env
-
     register_secret(token)
     try:
         info = whoami(token, endpoint_from_env())
@@ -93,11 +95,6 @@ def store_token(token: str, online: bool) -> None:
 def step_hub(console) -> HubAccess:
     """Step 1 of the wizard: which token, whose, whether it can write, whether the Hub answers."""
     from rich.markup import escape as esc
-
-    from smolforge import processenv
-    from smolforge.credentials import cached_username, find_token, register_secret
-    from smolforge.hubclient import endpoint_from_env, reachable
-    from smolforge.wizard import checks, prompts
 
     prompts.step(console, 1, "Hugging Face access", "needed to publish and to read gated or private data")
     access = HubAccess()

@@ -10,8 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from smolforge import processenv
+from smolforge.console import interactive
+from smolforge.credentials import cached_username, find_token
 from smolforge.errors import SmolforgeError
+from smolforge.hubclient import endpoint_from_env, reachable
+from smolforge.modelio import model_problem
+from smolforge.wizard import prompts
 from smolforge.wizard.draft import DEFAULT_MODEL, Draft, Outcome, preset_for_model
+from smolforge.wizard.flow import default_model, run_wizard
+from smolforge.wizard.hub import HubAccess
+from smolforge.wizard.summary import table
+from smolforge.wizard.yamlout import write_config
 
 FLAG_SOURCE = "the smolforge init options"
 FLAG_HINT = "Fix the flag (see `smolforge init --help`) or the --set value."
@@ -32,20 +42,12 @@ def not_a_terminal_error() -> SmolforgeError:
 
 
 def _starting_preset(preset: str | None, flags: dict[str, Any], online: bool) -> str:
-    from smolforge.wizard.flow import default_model
-
     model = flags.get("model.name_or_path") or (None if preset else default_model(online)[0])
     return preset or preset_for_model(model or DEFAULT_MODEL)
 
 
 def auto_draft(preset: str | None, flags: dict[str, Any], sets: list[str], console) -> Draft:
     """`--yes`: the preset's values, the flags, and the same derived defaults the wizard offers."""
-    from smolforge import processenv
-    from smolforge.credentials import cached_username, find_token
-    from smolforge.hubclient import endpoint_from_env, reachable
-    from smolforge.wizard.flow import default_model
-    from smolforge.wizard.hub import HubAccess
-
     online = not processenv.offline_by_env() and reachable(endpoint_from_env())
     if not preset and "model.name_or_path" not in flags and default_model(online)[1]:
         console.print(f"{default_model(online)[1]}; pass --preset or --base-model to choose another.", markup=False)
@@ -69,15 +71,9 @@ def init_config(output: Path, *, preset: str | None, flags: dict[str, Any], sets
                 force: bool, console) -> Outcome:
     """Write `output` from the wizard's answers (or the --yes defaults). The outcome says whether the user chose
     "write and start training now"; starting it is the caller's (`smolforge init`, or `run` that offered this)."""
-    from smolforge.console import interactive
-    from smolforge.wizard.summary import table
-    from smolforge.wizard.yamlout import write_config
-
     if not yes and not interactive():
         raise not_a_terminal_error()
     if flags.get("model.name_or_path"):
-        from smolforge.modelio import model_problem  # the rule the wizard's question and `smolforge run` apply
-
         problem = model_problem(str(flags["model.name_or_path"]))
         if problem:
             raise SmolforgeError(f"--base-model: {problem}. Give a local model folder, `tiny`, or a Hub model id "
@@ -99,9 +95,6 @@ def init_config(output: Path, *, preset: str | None, flags: dict[str, Any], sets
         write_config(output, cfg, draft.preset, draft.preset_data)
         console.print(f"Config written: {output}. Train it with: smolforge run {output}", markup=False)
         return Outcome(output, False)
-
-    from smolforge.wizard import prompts
-    from smolforge.wizard.flow import run_wizard
 
     console.print("[bold]smolforge init[/]: a few questions, a summary, then one YAML file. Nothing is written "
                   "before you confirm; Ctrl-C stops at any point.")

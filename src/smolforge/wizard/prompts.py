@@ -13,6 +13,8 @@ from typing import Any
 
 import questionary
 
+from smolforge.console import make_console
+
 
 def _answer(question: questionary.Question) -> Any:
     try:
@@ -25,8 +27,6 @@ def _answer(question: questionary.Question) -> Any:
 
 
 def _refused(reason: str) -> None:
-    from smolforge.console import make_console
-
     make_console().print(f"  {reason}", style="red", markup=False, soft_wrap=False)
 
 

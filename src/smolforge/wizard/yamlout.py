@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from smolforge.config import SmolforgeConfig, dump_dict
+from smolforge.config.loading import load_config
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import umask_mode
 
@@ -53,8 +54,6 @@ def render(cfg: SmolforgeConfig, preset: str, file_name: str, base: dict[str, An
 
 def _try_write(path: Path, text: str, cfg: SmolforgeConfig) -> bool:
     """Write a temp file beside `path`, reload it like `smolforge run` does; rename only if identical."""
-    from smolforge.config.loading import load_config
-
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
