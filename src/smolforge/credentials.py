@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from smolforge.errors import SmolforgeError
 from smolforge.paths import cache_root
@@ -30,6 +31,18 @@ def redact(text: str) -> str:
     for secret in sorted(_KNOWN, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return _HF_TOKEN_SHAPE.sub("hf_" + MASK, text)
+
+
+def redact_data(data: Any) -> Any:
+    """`data` (dicts, lists, strings, numbers) with every string redacted: for structured records, where
+    redacting their serialized text could cut a secret that the serializer escaped."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact_data(k): redact_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(v) for v in data]
+    return data
 
 
 class RedactingFilter(logging.Filter):

@@ -1,12 +1,16 @@
 """Names a user types that must follow someone else's rules: Hub repo ids, dataset and model ids,
-experiment names and card tags. One rule and one message each, used by the schema, every flag, the wizard
-and the stages that take an id as an argument (publish, demo).
+experiment names, card tags and license ids (checked offline against the Hub's list). One rule and one
+message each, used by the schema, every flag, the wizard and the stages that take an id as an argument
+(publish, demo).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -116,3 +120,41 @@ def slugify(text: str, sep: str = "-") -> str:
     """Lower-case letters and digits, every other run of characters one `sep`: a name safe in a path or repo."""
     s = re.sub(r"[^a-z0-9]+", sep, text.lower()).strip(sep)
     return s or "model"
+
+
+_LICENSE_URL = re.compile(r"^https?://\S+$")
+
+
+@lru_cache(maxsize=1)
+def hub_licenses() -> tuple[str, ...]:
+    text = resources.files("smolforge").joinpath("resources/hub_licenses.txt").read_text("utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def license_id(value: str) -> str:
+    """A Hub license identifier (case as the Hub spells it); ValueError naming the closest ones otherwise."""
+    lid = value.strip()
+    if lid in hub_licenses():
+        return lid
+    lower = {x.lower(): x for x in hub_licenses()}
+    if lid.lower() in lower:
+        return lower[lid.lower()]
+    close = difflib.get_close_matches(lid.lower(), hub_licenses(), n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise ValueError(f"must be a Hugging Face license identifier{hint}: one of the Hub's ids (apache-2.0, mit, "
+                     "cc-by-4.0, llama3.2, ...), or `other` with card.license_name and card.license_link for a "
+                     "custom license")
+
+
+def check_license_name(name: str) -> str:
+    """A custom license's short name, as the Hub's `license_name` metadata takes it."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name.strip()):
+        raise ValueError(f"use lowercase letters, digits, '.', '-' or '_', e.g. my-license-1.0 (got {name!r})")
+    return name.strip()
+
+
+def check_license_link(link: str) -> str:
+    """A custom license's link: a URL, or the name of a LICENSE file published with the model."""
+    if not (_LICENSE_URL.match(link.strip()) or link.strip().startswith("LICENSE")):
+        raise ValueError(f"give a URL (https://...) or the name of a LICENSE file you publish (got {link!r})")
+    return link.strip()

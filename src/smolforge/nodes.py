@@ -21,7 +21,7 @@ from typing import Any
 
 from smolforge import hardware, logs
 from smolforge.config import SmolforgeConfig, TrainingSection, dump_dict
-from smolforge.config.schema import LAUNCH_SETTINGS
+from smolforge.config.training import LAUNCH_SETTINGS
 from smolforge.errors import SmolforgeError
 from smolforge.launch import NODE_RANK_ENV, run_workers, wait_until
 from smolforge.resume import check_new_folder, default_run_folder, resume_point

@@ -37,7 +37,8 @@ from smolforge.nodes import join_run, wait_for_results
 from smolforge.plan.inputs import for_run
 from smolforge.plan.report import against_measured, not_fitting_message, record
 from smolforge.plan.report import summary_rows as plan_rows
-from smolforge.publish import PublishRequest, publish
+from smolforge.publish.push import publish
+from smolforge.publish.request import PublishRequest
 from smolforge.quantize import quantize_run
 from smolforge.reproduce import manifest
 from smolforge.resume import (

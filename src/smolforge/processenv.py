@@ -13,7 +13,7 @@ import os
 import warnings
 from pathlib import Path
 
-from smolforge.config.schema import BUILTIN_SUITE
+from smolforge.config.outputs import BUILTIN_SUITE
 from smolforge.data import is_local_source
 from smolforge.hubclient import UNREACHABLE_ENV, endpoint_from_env, reachable
 

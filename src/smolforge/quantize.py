@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
-from smolforge.config.schema import GGUF_METHODS
+from smolforge.config.outputs import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
 from smolforge.evalloss import Evaluator
 from smolforge.gguf.stage import produce_gguf

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig, dump_dict
-from smolforge.config.schema import LAUNCH_SETTINGS
+from smolforge.config.training import LAUNCH_SETTINGS
 from smolforge.errors import SmolforgeError
 from smolforge.identifiers import slugify
 from smolforge.runfolder import RunFolder

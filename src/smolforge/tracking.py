@@ -18,7 +18,7 @@ from typing import Any
 
 from smolforge import processenv
 from smolforge.config import SmolforgeConfig, dump_dict
-from smolforge.credentials import redact
+from smolforge.credentials import redact_data
 from smolforge.errors import SmolforgeError
 from smolforge.hubclient import endpoint_from_env
 from smolforge.netports import choose_port
@@ -151,11 +151,9 @@ def config_callback(cfg: SmolforgeConfig):
     smolforge config says what the run *is* (preset, data, card inputs) and is what a reader of the
     dashboard wants next to the curves.
     """
-    import json
-
     from transformers import TrainerCallback
 
-    config = json.loads(redact(json.dumps(dump_dict(cfg))))
+    config = redact_data(dump_dict(cfg))
 
     class SmolforgeConfigToTrackio(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):

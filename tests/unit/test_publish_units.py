@@ -10,7 +10,7 @@ import pytest
 from smolforge.card.hubmeta import merge_metadata
 from smolforge.errors import PublishError, SmolforgeError
 from smolforge.hubclient import HubUnreachable, Retrier, resolve_endpoint
-from smolforge.publish import PublishRequest, retry_command
+from smolforge.publish.request import PublishRequest, retry_command
 from smolforge.runfolder import RunFolder
 
 

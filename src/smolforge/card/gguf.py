@@ -10,7 +10,7 @@ from typing import Any
 
 from smolforge.card.facts import sizes
 from smolforge.config import SmolforgeConfig
-from smolforge.config.schema import GGUF_METHODS
+from smolforge.config.outputs import GGUF_METHODS
 from smolforge.runfolder import RunFolder
 
 GGUF_REPO_SUFFIX = "-GGUF"

@@ -39,22 +39,30 @@ def merge_metadata(remote_text: str, ours_text: str) -> str:
 
 
 def validate_card(text: str, endpoint: str, where: str, command: str) -> None:
-    """`ModelCard.validate()` on the Hub we push to (it posts to the endpoint read at import time)."""
+    """The Hub's own card validation, on the Hub we push to.
+
+    `ModelCard.validate()` posts to the endpoint huggingface_hub read at import time; the same request is sent
+    here to `endpoint` instead (its body and its 400 answer are ModelCard.validate's), through
+    huggingface_hub's own HTTP session."""
     import json
 
-    from huggingface_hub import ModelCard, constants
+    from huggingface_hub import ModelCard
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import get_session, hf_raise_for_status
 
     try:
         card = ModelCard(text)
     except ValueError as e:
         raise SmolforgeError(f"{where}: the card's metadata cannot be parsed ({e}). Fix it, or rewrite the card "
                              f"with `smolforge card RUN_DIR --force`; then: {command}") from None
-    saved = constants.ENDPOINT
-    constants.ENDPOINT = endpoint
+    response = get_session().post(f"{endpoint.rstrip('/')}/api/validate-yaml",
+                                  json={"repoType": "model", "content": str(card)}, headers={"Accept": "text/plain"})
     try:
-        card.validate(repo_type="model")
-    except ValueError as e:
-        reason = str(e)
+        hf_raise_for_status(response)
+    except HfHubHTTPError:
+        if response.status_code != 400:
+            raise
+        reason = response.text
         try:
             reason = "; ".join(x.get("message", "") for x in json.loads(reason).get("errors", [])) or reason
         except (ValueError, AttributeError):
@@ -62,5 +70,3 @@ def validate_card(text: str, endpoint: str, where: str, command: str) -> None:
         raise SmolforgeError(f"The Hub at {endpoint} rejected the model card {where}: {redact(reason)}. Nothing "
                              f"was pushed. Fix the card (edit it, or `smolforge card RUN_DIR ...`), then: "
                              f"{command}") from None
-    finally:
-        constants.ENDPOINT = saved

@@ -12,7 +12,9 @@ from smolforge.errors import SmolforgeError
 from smolforge.hubclient import resolve_endpoint
 from smolforge.identifiers import repo_id as repo_id_rule
 from smolforge.identifiers import require
-from smolforge.publish import PublishRequest, export, publish
+from smolforge.publish.push import publish
+from smolforge.publish.request import PublishRequest
+from smolforge.publish.staging import export
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 from smolforge import processenv
 from smolforge.card.writer import refresh_card
 from smolforge.commands.finished import logged, open_finished
-from smolforge.config.schema import GGUF_METHODS
+from smolforge.config.outputs import GGUF_METHODS
 from smolforge.credentials import cached_username
 from smolforge.gguf.precheck import check_export
 from smolforge.quantize import plan, quantize_run

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smolforge.card.licenses import hub_licenses
 from smolforge.config.loading import deep_merge, load_config, nest, parse_sets, validate
-from smolforge.config.schema import LAUNCH_SETTINGS
+from smolforge.config.training import LAUNCH_SETTINGS
 from smolforge.console import interactive, print_rows
 from smolforge.errors import SmolforgeError
+from smolforge.identifiers import hub_licenses
 from smolforge.pipeline import RunOptions, check_published, execute
 from smolforge.runfolder import OVERRIDABLE, RunFolder
 from smolforge.wizard import prompts

@@ -17,9 +17,10 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from smolforge.config.base import SETTING_CONFIG
 from smolforge.config.flag import Flag
 from smolforge.config.problems import format_errors
-from smolforge.config.schema import SETTING_CONFIG, SmolforgeConfig
+from smolforge.config.schema import SmolforgeConfig
 
 
 class SettingError(ValueError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smolforge.config.schema import BUILTIN_SUITE
+from smolforge.config.outputs import BUILTIN_SUITE
 from smolforge.errors import SmolforgeError
 from smolforge.evaluation.contamination import BenchmarkItem
 from smolforge.evaluation.suite import suite_yamls

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from smolforge.config import SmolforgeConfig
-from smolforge.config.schema import GGUF_METHODS
+from smolforge.config.outputs import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
 from smolforge.gguf.convert import run_converter
 from smolforge.gguf.source import stage_source

@@ -8,8 +8,8 @@ returns the value or raises `ValueError(reason)`, which the prompt shows before 
 
 from __future__ import annotations
 
-from smolforge.card.licenses import license_id
 from smolforge.data.sources import source_problem
+from smolforge.identifiers import license_id
 from smolforge.modelio import model_problem
 
 
