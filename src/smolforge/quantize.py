@@ -26,11 +26,11 @@ from typing import Any
 from smolforge.config import SmolforgeConfig
 from smolforge.config.outputs import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
-from smolforge.evalloss import Evaluator
 from smolforge.gguf.stage import produce_gguf
 from smolforge.modelio import merged_model_folder, perplexity, save_for_publishing, torch_dtype
 from smolforge.runfolder import RunFolder, place_atomically, share_like_other_files
 from smolforge.runtime import resolve
+from smolforge.saved_model_loss import Evaluator
 from smolforge.weightfiles import folder_bytes, main_dtype, weights_bytes
 
 log = logging.getLogger("smolforge.quantize")

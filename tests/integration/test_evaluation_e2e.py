@@ -58,7 +58,7 @@ def user_task(folder: Path) -> Path:
 
 
 def test_same_items_user_task_format_problem_and_base_cache(tiny_run, tmp_path, monkeypatch):
-    from smolforge.evaluation.run import evaluate_models
+    from smolforge.evaluation.evaluate_models import evaluate_models
     from smolforge.tiny import ensure_tiny
 
     cfg = yaml.safe_load((tiny_run / "config.yaml").read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from smolforge.card import facts
 from smolforge.card.plot import loss_points, write_loss_plot
 from smolforge.card.render import render_card
-from smolforge.publicpaths import has_local_path, public_text
+from smolforge.localpaths import has_local_path, public_text
 from tests.unit.test_card import FIXTURES, GOLDEN, card_text, cfg_of, make_run
 
 

@@ -19,8 +19,8 @@ from smolforge.data import is_hub_dataset_id
 from smolforge.hardware import run_summary
 from smolforge.hubclient import endpoint_from_env
 from smolforge.identifiers import slugify
+from smolforge.localpaths import public_text
 from smolforge.modelio import perplexity as perplexity_of
-from smolforge.publicpaths import public_text
 from smolforge.runfolder import RunFolder
 
 # The variables an older tool's card templates use: every one exists here with that name.

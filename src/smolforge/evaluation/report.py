@@ -9,9 +9,9 @@ from smolforge.config import EvaluationSection
 from smolforge.evaluation import samples as sample_gen
 from smolforge.evaluation import thinking
 from smolforge.evaluation.compare import compare, item_rows
+from smolforge.evaluation.model_pass import ModelOutcome
 from smolforge.evaluation.models import BASE, TUNED
 from smolforge.evaluation.output import SUMMARY, jsonl, safe_name
-from smolforge.evaluation.runner import ModelOutcome
 from smolforge.evaluation.tasks import EvalTask
 
 

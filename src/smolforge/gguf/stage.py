@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
-from smolforge.evalloss import Evaluator
 from smolforge.gguf import behaviour, verify
 from smolforge.gguf.convert import FILE_TYPES, add_turn_metadata, check_disk, file_name, quantize_file, run_converter
 from smolforge.gguf.llamarun import LlamaCppModel
@@ -27,6 +26,7 @@ from smolforge.gguf.source import export_chat_template, stage_source
 from smolforge.gguf.toolchain import find
 from smolforge.modelio import load_saved, model_source
 from smolforge.runfolder import RunFolder, atomic_write_text, place_atomically, share_like_other_files
+from smolforge.saved_model_loss import Evaluator
 from smolforge.weightfiles import main_dtype, weights_bytes
 
 SCHEMES = {"gguf-f16": "16-bit floats (norms stay f32): the reference GGUF, no quantization",

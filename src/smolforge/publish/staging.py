@@ -27,7 +27,7 @@ from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.credentials import redact
 from smolforge.errors import SmolforgeError
 from smolforge.hubclient import DEFAULT_ENDPOINT
-from smolforge.publicpaths import has_local_path, public_text
+from smolforge.localpaths import has_local_path, public_text
 from smolforge.publish.request import PublishRequest, sayer
 from smolforge.runfolder import RunFolder
 

@@ -23,12 +23,12 @@ from smolforge.evaluation import report
 from smolforge.evaluation.cache import ResultCache, tokenizer_fingerprint
 from smolforge.evaluation.contamination import report as contamination_report
 from smolforge.evaluation.generation import has_chat_template, supports_thinking
+from smolforge.evaluation.model_pass import Context, ModelOutcome, ModelPass
 from smolforge.evaluation.models import BASE, TUNED, ModelRef, normalise, release
 from smolforge.evaluation.output import SUMMARY, summary_text, write_folder
 from smolforge.evaluation.plan import active_modes, make_plan
 from smolforge.evaluation.progress import EvalProgress
 from smolforge.evaluation.quiet import quiet
-from smolforge.evaluation.runner import Context, ModelOutcome, ModelPass
 from smolforge.evaluation.samples import pick, split_row
 from smolforge.evaluation.suite import GEN_TASK, SUITE_DIR
 from smolforge.evaluation.tasks import TaskResolver, benchmark_items

@@ -22,7 +22,7 @@ from smolforge.modelio import load_model, load_saved, load_tokenizer, model_sour
 from smolforge.runfolder import RunFolder
 from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
 
-log = logging.getLogger("smolforge.evalloss")
+log = logging.getLogger("smolforge.saved_model_loss")
 
 
 class Evaluator:
