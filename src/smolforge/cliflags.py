@@ -5,27 +5,45 @@ and `init` by default; `card` for choices that can change after training; `evalu
 evaluation's), with the setting's description as help. The option takes text; the text goes
 through the same parsing and validation as `--set` and the wizard (`config.fields`), so a value
 has one message wherever it is typed.
+
+Building the options needs only each flag's names, help and metavar. Those are read from the schema once
+and kept in smolforge's cache, keyed by the SHA-256 of the schema's source files (and this file's), so
+`smolforge --help` and every command start without importing pydantic, which costs more than typer itself;
+a changed schema is read again. The values given are validated by the schema when the command runs.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import json
+import os
+import tempfile
 from collections.abc import Callable
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from smolforge.config import fields
 from smolforge.errors import ConfigError
+from smolforge.paths import cache_root
 from smolforge.userinput import read_text_or_file
 
+if TYPE_CHECKING:
+    from smolforge.config.fields import Setting
 
-def _param_name(s: fields.Setting) -> str:
-    return "flag__" + s.path.replace(".", "__")
+# What the flag table is derived from: the schema package and the help/metavar rules below.
+_SOURCES = (Path(__file__).with_name("config"), Path(__file__))
 
 
-def _metavar(s: fields.Setting) -> str:
+def _param_name(path: str) -> str:
+    return "flag__" + path.replace(".", "__")
+
+
+def _metavar(s: Setting) -> str:
+    from smolforge.config import fields  # lazy: the schema imports pydantic (see the module docstring)
+
     choices = s.choices
     if choices:
         return "|".join(str(c) for c in choices)
@@ -34,7 +52,7 @@ def _metavar(s: fields.Setting) -> str:
     return f"{name}|@FILE" if s.flag.file else name
 
 
-def _help(s: fields.Setting) -> str:
+def _help(s: Setting) -> str:
     parts = [s.description.rstrip(".") + "." if s.description else "", f"Sets {s.path}."]
     if s.flag.file:
         parts.append("@FILE reads it from a UTF-8 file.")
@@ -43,24 +61,65 @@ def _help(s: fields.Setting) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _option(s: fields.Setting) -> inspect.Parameter:
-    flag = s.flag
-    names = flag.all_names
-    if fields._base(s.info.annotation) is bool:
-        annotation: Any = Annotated[bool | None, typer.Option(*names, help=_help(s))]
-    elif s.is_list:
-        annotation = Annotated[list[str] | None, typer.Option(*names, help=_help(s), metavar=_metavar(s))]
+def _row(s: Setting) -> dict[str, Any]:
+    """What an option needs, as plain data (the flag table's row for setting `s`)."""
+    from smolforge.config import fields  # lazy: the schema imports pydantic (see the module docstring)
+
+    kind = "bool" if fields._base(s.info.annotation) is bool else "list" if s.is_list else "text"
+    return {"path": s.path, "names": list(s.flag.all_names), "on": list(s.flag.on), "kind": kind,
+            "help": _help(s), "metavar": None if kind == "bool" else _metavar(s)}
+
+
+def _sources_key() -> str:
+    digest = hashlib.sha256()
+    for source in _SOURCES:
+        for path in sorted(source.glob("*.py")) if source.is_dir() else [source]:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def flag_table() -> tuple[dict[str, Any], ...]:
+    """Every flagged setting's row, from the cache when the schema is unchanged, else from the schema."""
+    cached = cache_root() / f"cli-flags-{_sources_key()}.json"
+    try:
+        return tuple(json.loads(cached.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
+    from smolforge.config import fields  # lazy: the schema imports pydantic (see the module docstring)
+
+    rows = [_row(s) for s in fields.flagged()]
+    try:  # the cache is a convenience: a read-only or full disk only costs the next start its time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cached.parent, delete=False, encoding="utf-8") as f:
+            json.dump(rows, f)
+        os.replace(f.name, cached)
+    except OSError:
+        pass
+    return tuple(rows)
+
+
+def _option(row: dict[str, Any]) -> inspect.Parameter:
+    names, help_ = row["names"], row["help"]
+    if row["kind"] == "bool":
+        annotation: Any = Annotated[bool | None, typer.Option(*names, help=help_)]
+    elif row["kind"] == "list":
+        annotation = Annotated[list[str] | None, typer.Option(*names, help=help_, metavar=row["metavar"])]
     else:
-        annotation = Annotated[str | None, typer.Option(*names, help=_help(s), metavar=_metavar(s))]
-    return inspect.Parameter(_param_name(s), inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        annotation = Annotated[str | None, typer.Option(*names, help=help_, metavar=row["metavar"])]
+    return inspect.Parameter(_param_name(row["path"]), inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=annotation)
 
 
-def settings_for(command: str) -> list[fields.Setting]:
+def settings_for(command: str) -> list[Setting]:
     """The settings whose flag `command` offers."""
+    from smolforge.config import fields  # lazy: the schema imports pydantic (see the module docstring)
+
     return [s for s in fields.flagged() if command in s.flag.on]
 
 
-def _text(s: fields.Setting, text: str) -> Any:
+def _text(s: Setting, text: str) -> Any:
     if s.flag.file:
         text = read_text_or_file(text)
     return s.flag.convert(text) if s.flag.convert else text
@@ -68,9 +127,11 @@ def _text(s: fields.Setting, text: str) -> Any:
 
 def values_from_flags(given: dict[str, Any], command: str) -> dict[str, Any]:
     """{setting path: validated value} for the flags given; every bad flag at once as a ConfigError."""
+    from smolforge.config import fields  # lazy: the schema imports pydantic (see the module docstring)
+
     out, problems = {}, []
     for s in settings_for(command):
-        raw = given.get(_param_name(s))
+        raw = given.get(_param_name(s.path))
         if raw is None or raw == []:
             continue
         label = s.flag.label
@@ -98,13 +159,14 @@ def with_config_flags(command: str) -> Callable:
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != "flags"]
-        extra = [_option(s) for s in settings_for(command)]
+        extra = [_option(row) for row in flag_table() if command in row["on"]]
         names = {p.name for p in extra}
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             given = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-            kwargs["flags"] = values_from_flags(given, command)
+            kwargs["flags"] = values_from_flags(given, command) if any(v not in (None, []) for v in
+                                                                        given.values()) else {}
             return fn(*args, **kwargs)
 
         params = [*own, *extra]

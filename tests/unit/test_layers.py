@@ -14,10 +14,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "smolforge"
 MAX_LINES = 450
-# Function-level imports of smolforge modules allowed outside cli.py: each imports a module that loads torch or
-# transformers at its top, and says so in a comment on the same line.
+# Function-level imports of smolforge modules allowed outside cli.py, each with a comment on its line saying why:
+# attention.py and callbacks.py import torch and transformers at their top.
+# cliflags.py reads the schema (pydantic) only when a command runs or its flag table is not cached yet, so that
+# `smolforge --help` stays cheap.
 LAZY_ALLOWED = {("modelio.py", "smolforge.attention"), ("plan/model.py", "smolforge.attention"),
-                ("train.py", "smolforge.callbacks")}
+                ("train.py", "smolforge.callbacks"), ("cliflags.py", "smolforge.config")}
 
 
 def _graph():

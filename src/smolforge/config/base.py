@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-SETTING_CONFIG = ConfigDict(allow_inf_nan=False)  # a setting is never nan or inf
+SETTING_CONFIG = ConfigDict(allow_inf_nan=False, defer_build=True)  # a setting is never nan or inf
 
 
 class Section(BaseModel):
