@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smolforge-installed
 
-.PHONY: run test test-fast lint install clean browser-deps
+.PHONY: run test test-all test-multiproc test-fast lint install clean browser-deps
 
 install: $(STAMP)
 
@@ -26,7 +26,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/smolforge run --preset tiny --yes
 
+# Everything but the multi-process lane (one two-process DDP test stays in): see README, Tests.
 test: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -m "not multiproc"
+
+# The multi-process lane alone (torchrun, FSDP, two nodes on this machine), and everything.
+test-multiproc: $(STAMP)
+	$(BIN)/python -m pytest -m multiproc
+
+test-all: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
 
 # Everyday lane: everything that does not train a model (one to two minutes on 2 cores).

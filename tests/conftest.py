@@ -7,7 +7,9 @@ Tiny models are built once per session (they are cached by spec in SMOLFORGE_CAC
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,11 +67,101 @@ def isolated_env(tmp_path_factory):
     os.environ.update(saved)
 
 
+# Environment variables that libraries read when they are imported (Hub endpoint, caches, offline switches,
+# threads, the import path): a command whose environment changes one of them needs a fresh interpreter.
+IMPORT_TIME_ENV = ("HF_", "HUGGING", "TRANSFORMERS_", "PYTHON", "OMP_", "MKL_", "TORCH", "TRACKIO", "CUDA", "LD_",
+                   "TOKENIZERS_", "DATASETS_", "PATH")
+
+
+def needs_fresh_interpreter(env: dict[str, str], base: dict[str, str]) -> bool:
+    changed = {k for k in set(env) | set(base) if env.get(k) != base.get(k)}
+    return any(k.startswith(IMPORT_TIME_ENV) for k in changed)
+
+
+class WarmCLI:
+    """The `smolforge` command line run by forking a process that already imported the libraries
+    (tests/forkserver.py): the console script's behaviour without its ~7 s of imports per call."""
+
+    def __init__(self, folder: Path):
+        self.socket = str(folder / "forkserver.sock")
+        self.folder = folder
+        self.env = dict(os.environ)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.forkserver", self.socket],
+                                     cwd=Path(__file__).resolve().parents[1], env=self.env, stdout=subprocess.PIPE,
+                                     text=True)
+        ready = self.proc.stdout.readline()
+        if ready.strip() != "ready":
+            raise RuntimeError(f"the warm smolforge did not start (exit code {self.proc.poll()})")
+        self.calls = 0
+
+    def run(self, args: list[str], cwd: Path | str, env: dict[str, str], input: str | None,
+            timeout: float) -> subprocess.CompletedProcess:
+        import socket
+
+        self.calls += 1
+        files = {name: self.folder / f"{self.calls}.{name}" for name in ("stdin", "stdout", "stderr")}
+        files["stdin"].write_text(input or "", encoding="utf-8")
+        files["stdout"].write_bytes(b"")
+        files["stderr"].write_bytes(b"")
+        request = {"argv": [SMOLFORGE, *args], "cwd": str(Path(cwd).resolve()), "env": env,
+                   **{name: str(path) for name, path in files.items()}}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(self.socket)
+            conn.sendall((json.dumps(request) + "\n").encode())
+            reply = b""
+            try:
+                while reply.count(b"\n") < 2:
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    reply += chunk
+            except TimeoutError:
+                pid = int(reply.split(b"\n")[0]) if b"\n" in reply else None
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired([SMOLFORGE, *args], timeout) from None
+        lines = reply.decode().split()
+        code = int(lines[1]) if len(lines) > 1 else -signal.SIGKILL  # died from a signal before reporting
+        out, err = (files[n].read_text(encoding="utf-8") for n in ("stdout", "stderr"))
+        for path in files.values():
+            path.unlink()
+        return subprocess.CompletedProcess([SMOLFORGE, *args], code, out, err)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+_warm: WarmCLI | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_cli_cleanup():
+    yield
+    if _warm is not None:
+        _warm.close()
+
+
 def run_cli(*args: str, cwd: Path | str, env: dict | None = None, check: bool = True,
-            timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `smolforge` console script, as a user would."""
-    proc = subprocess.run([SMOLFORGE, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=timeout, input=input)
+            timeout: float = 600, input: str | None = None, fresh: bool = False) -> subprocess.CompletedProcess:
+    """Run `smolforge *args` as a user would: the console script's behaviour, exit code and output. By default
+    a warm process forks it (tests/forkserver.py); `fresh=True`, or an environment that changes what libraries
+    read at import, starts the installed console script itself."""
+    global _warm
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    if fresh or os.environ.get("SMOLFORGE_TEST_FRESH") == "1":
+        proc = None
+    else:
+        if _warm is None:
+            import tempfile
+
+            _warm = WarmCLI(Path(tempfile.mkdtemp(prefix="smolforge-warm-")))
+        proc = None if needs_fresh_interpreter(full_env, _warm.env) else \
+            _warm.run(list(args), cwd, full_env, input, timeout)
+    if proc is None:
+        proc = subprocess.run([SMOLFORGE, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                              timeout=timeout, input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"smolforge {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

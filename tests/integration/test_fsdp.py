@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import FAST_TINY, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
 COMMON = ["--preset", "tiny", "--yes", *FAST_TINY, "--set", "training.max_steps=12", "--set",
           "training.save_steps=6", "--set", "training.logging_steps=1", "--set", "data.eval_ratio=0.05", "--set",

@@ -19,7 +19,7 @@ from tests.conftest import FAST_TINY, SMOLFORGE, run_cli
 from tests.hubserver import free_port
 from tests.integration.test_publish_run import ARGV_HOOK, LEAK_TOKEN
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
 COMMON = ["--preset", "tiny", "--yes", *FAST_TINY, "--set", "training.max_steps=12", "--set",
           "training.logging_steps=1", "--set", "data.eval_ratio=0.05", "--set", "tracking.backend=none"]
