@@ -17,7 +17,7 @@ from rich.console import Console
 
 from smolforge.builtin_data import generate
 from smolforge.config import EvaluationSection, TinySpec
-from smolforge.evaluation import runner
+from smolforge.evaluation import model_pass
 from smolforge.evaluation.contamination import row_text
 
 pytestmark = pytest.mark.slow
@@ -69,13 +69,13 @@ def test_same_items_user_task_format_problem_and_base_cache(tiny_run, tmp_path, 
                                  modes=["no_think", "think"], max_gen_tokens=12, retention_prompts=2,
                                  bootstrap_resamples=200)
     calls: list[str] = []
-    real = runner.run_task
+    real = model_pass.run_task
 
     def counting(lm, tok, et, mode, s):
         calls.append(f"{et.name}/{mode}")
         return real(lm, tok, et, mode, s)
 
-    monkeypatch.setattr(runner, "run_task", counting)
+    monkeypatch.setattr(model_pass, "run_task", counting)
     monkeypatch.chdir(tmp_path)  # the user task's relative data file must resolve beside its YAML
 
     models = {"base": str(base), "tuned": str(tuned), "copy": str(tuned)}  # "copy": a stand-in quantized variant
