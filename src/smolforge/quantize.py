@@ -18,7 +18,6 @@ from the same full-weight folder; this module only dispatches them.
 from __future__ import annotations
 
 import logging
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from smolforge.config.outputs import GGUF_METHODS
 from smolforge.errors import SmolforgeError, first_line
 from smolforge.gguf.stage import produce_gguf
 from smolforge.modelio import merged_model_folder, perplexity, save_for_publishing, torch_dtype
-from smolforge.runfolder import RunFolder, place_atomically, share_like_other_files
+from smolforge.runfolder import RunFolder, place_atomically, scratch_dir, share_like_other_files
 from smolforge.runtime import resolve
 from smolforge.saved_model_loss import Evaluator
 from smolforge.weightfiles import folder_bytes, main_dtype, weights_bytes
@@ -127,9 +126,7 @@ def quantize_run(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], conso
 
 def _make(run: RunFolder, cfg: SmolforgeConfig, todo: list[str], gguf_todo: list[str], rt, section: dict[str, Any],
           console) -> None:
-    with tempfile.TemporaryDirectory(prefix=".work-", dir=run.quantized_dir) as work:
-        work = Path(work)
-
+    with scratch_dir(run.quantized_dir, ".work-") as work:
         source = merged_model_folder(run, cfg, work, rt)
         if todo:
             evaluator = Evaluator(cfg, run, rt)

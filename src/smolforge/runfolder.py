@@ -24,7 +24,10 @@ import json
 import math
 import os
 import shutil
+import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,15 +79,46 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _owner_gone(name: str, prefix: str) -> bool:
+    """A scratch folder `<prefix><host>-<pid>-<random>` whose process (on this machine) no longer runs."""
+    parts = name[len(prefix):].rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False  # another machine's (a run folder on a shared filesystem), or not one of ours
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+@contextmanager
+def scratch_dir(parent: Path, prefix: str) -> Iterator[Path]:
+    """A work folder inside the run folder, removed when the work is done. A stage that was killed cannot
+    remove its own: one left by a process of this machine that no longer runs (same prefix) is removed first."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for leftover in parent.glob(f"{prefix}*"):
+        if leftover.is_dir() and _owner_gone(leftover.name, prefix):
+            shutil.rmtree(leftover, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{socket.gethostname()}-{os.getpid()}-", dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def place_atomically(tmp: Path, dest: Path) -> None:
     """Replace `dest` by the finished folder `tmp`; a reader never sees half a variant."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with scratch_dir(dest.parent, f".{dest.name}-old-") as old:
+        if dest.exists():
+            os.replace(dest, old / dest.name)
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            if (old / dest.name).exists() and not dest.exists():
+                os.replace(old / dest.name, dest)  # put the previous one back
+            raise
 
 
 def _finite(obj: Any) -> Any:
@@ -213,9 +247,17 @@ class RunFolder:
 
     def require_finished(self) -> RunFolder:
         if not self.finished():
-            raise SmolforgeError(f"{self.root}: this run did not finish (no trained model in {self.model_dir}), so "
-                                 f"there is nothing to describe, quantize or publish yet. Finish it with "
-                                 f"`smolforge run {self.root} --resume`, or pass the folder of a finished run.")
+            has_model = self.model_dir.is_dir() and any(self.model_dir.glob("*.safetensors"))
+            if has_model and not self.results_path.is_file():
+                missing = f"its {self.model_dir.name}/ holds weights, but {self.results_path.name} is missing"
+            elif has_model:
+                missing = f"{self.results_path.name} records no training steps"
+            else:
+                missing = f"no trained model in {self.model_dir}"
+            raise SmolforgeError(f"{self.root}: this run did not finish ({missing}), so there is nothing to describe, "
+                                 f"quantize or publish yet. Finish it with `smolforge run {self.root} --resume` (or "
+                                 "restore the file from a copy of the run folder), or pass the folder of a finished "
+                                 "run.")
         return self
 
     # ---- results

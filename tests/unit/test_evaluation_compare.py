@@ -13,8 +13,8 @@ from smolforge.evaluation.harness import ItemResult, TaskRun
 from smolforge.evaluation.output import write_folder
 
 
-def fake_task(n: int) -> SimpleNamespace:
-    return SimpleNamespace(name="quiz", metric="acc", n_items=n,
+def fake_task(n: int, filter: str = "strict-match") -> SimpleNamespace:
+    return SimpleNamespace(name="quiz", metric="acc", n_items=n, filter=filter,
                            task=SimpleNamespace(higher_is_better=lambda: {"acc": True}))
 
 
@@ -51,6 +51,9 @@ def test_a_format_nobody_produced_is_reported_not_raised():
     row = compare(fake_task(2), base, tuned, "base", "tuned", 100, 0)
     assert row["status"] == "ok" and row["no_answer_share"] == {"base": 1.0, "tuned": 1.0}
     assert "never produced an answer in the format" in row["format_problem"]
+    # a task that extracts nothing (no filter) has no format to miss: the models wrote nothing at all
+    row = compare(fake_task(2, filter="none"), base, tuned, "base", "tuned", 100, 0)
+    assert row["format_problem"] == "base and tuned generated only empty answers on quiz"
 
 
 def test_failed_runs_and_unscored_items_give_rows_without_statistics():

@@ -17,6 +17,15 @@ def test_defaults_run_no_benchmark_and_the_tiny_preset_runs_the_offline_suite():
     assert s.samples == 3 and s.bootstrap_resamples == 1000 and s.limit is None and s.gen_tokens == 256
 
 
+def test_an_empty_task_name_alone_means_no_evaluation_and_task_files_are_stored_absolute(tmp_path, monkeypatch):
+    assert EvaluationSection(tasks=[""]).tasks == []  # `--tasks ""`, as the flag's help says
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tasks").mkdir()
+    s = EvaluationSection(tasks=["builtin", "tasks/quiz.yaml", "arc_easy"])
+    assert s.tasks == ["builtin", str(tmp_path / "tasks" / "quiz.yaml"), "arc_easy"]
+    assert EvaluationSection(tasks=s.tasks).tasks == s.tasks  # read again from the run folder: unchanged
+
+
 def test_every_field_is_documented():
     assert all(f.description for f in EvaluationSection.model_fields.values())
 

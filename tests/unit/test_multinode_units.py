@@ -100,6 +100,10 @@ def test_global_batch_size_derives_accumulation_or_names_the_world_sizes_that_di
     assert "a world size (nnodes x nproc) that divides 8: 1, 2, 4, 8" in text
     with pytest.raises(ConfigError, match="batch_size that divides 20"):
         load_config(preset="tiny", flags={"training.global_batch_size": 20})
+    with pytest.raises(ConfigError) as e:  # no world size helps: one batch is the whole global batch
+        _cfg(**{"training.global_batch_size": 8, "training.nproc": 2})
+    text = str(e.value)
+    assert "use a global_batch_size that is a multiple of 32 (e.g. 32 or 64)" in text and "divides 1" not in text
 
 
 def test_fsdp_is_for_full_fine_tunes():

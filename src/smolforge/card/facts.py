@@ -35,6 +35,12 @@ def sig(value: float | None, digits: int = 4) -> float | None:
     return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
 
 
+def signed_percent(fraction: float, digits: int = 2) -> str:
+    """`fraction` as a signed percentage, e.g. +1.25%; a change that rounds to nothing is +0.00%, never -0.00%."""
+    value = round(100 * fraction, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{value:+.{digits}f}%"
+
+
 def human_count(n: int | None) -> str | None:
     if n is None:
         return None

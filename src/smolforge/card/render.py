@@ -18,7 +18,7 @@ from typing import Any
 
 from smolforge.card import frontmatter, legacy
 from smolforge.card.context import build_context
-from smolforge.card.facts import sig
+from smolforge.card.facts import sig, signed_percent
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.runfolder import RunFolder
@@ -109,6 +109,7 @@ def _environment(newline: str = "\n"):
     env.filters["cell"] = table_cell
     env.filters["heading"] = heading
     env.filters["sentence"] = sentence
+    env.filters["signed_percent"] = signed_percent
     return env
 
 

@@ -155,8 +155,9 @@ def _print_rows(console, rows: list[Row], weights: WeightsCheck, exact: bool) ->
     from rich.text import Text
 
     table = Table(title="smolforge reproduce", show_header=True)
-    for name in ("Number on the card", "Original", "Reproduced", "Match"):
-        table.add_column(name, overflow="fold")
+    table.add_column("Number on the card", overflow="fold")
+    for name in ("Original", "Reproduced", "Match"):  # a number is never cut across lines: the name column folds
+        table.add_column(name, no_wrap=True)
     for r in rows:
         verdict = ("yes" if r.match else "NO") if r.judged else "(measured, varies)"
         table.add_row(Text(r.name), Text(_fmt(r.original)), Text(_fmt(r.reproduced)), Text(verdict))

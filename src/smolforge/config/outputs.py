@@ -3,6 +3,8 @@ evaluation, quantized variants and publishing."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -106,14 +108,29 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
+def looks_like_task_file(spec: str) -> bool:
+    """An evaluation task given as a path to an lm-eval task YAML file (not `builtin` or a registry name)."""
+    return spec.endswith((".yaml", ".yml")) or os.sep in spec or Path(spec).is_file()
+
+
+def _task_list(values: list[str]) -> list[str]:
+    """`--tasks ""` is the empty list (no evaluation); a task file's path is stored absolute, as the run folder
+    records it, so `smolforge evaluate RUN_DIR` finds it from any folder."""
+    if values == [""]:
+        return []
+    values = _unique(values)
+    return [str(Path(v).expanduser().resolve()) if looks_like_task_file(v) else v for v in values]
+
+
 class EvaluationSection(Section):
     """Benchmarks run on the base model and on the fine-tune with identical prompts, items and settings."""
 
-    tasks: Annotated[list[str], AfterValidator(_unique), Flag("--tasks", on=EVALUATE)] = Field(
+    tasks: Annotated[list[str], AfterValidator(_task_list), Flag("--tasks", on=EVALUATE)] = Field(
         default_factory=list, title="Benchmarks",
-        description="Tasks to compare base and fine-tune on; empty: no benchmark evaluation. `builtin` (smolforge's "
-                    "offline suite), an lm-eval registry name such as `arc_easy` (its data must be cached when "
-                    "offline), or a path to an lm-eval task YAML file (e.g. `dataset_path: json` over local JSONL).")
+        description="Tasks to compare base and fine-tune on; empty (or --tasks \"\"): no benchmark evaluation. "
+                    "`builtin` (smolforge's offline suite), an lm-eval registry name such as `arc_easy` (its data "
+                    "must be cached when offline), or a path to an lm-eval task YAML file (e.g. `dataset_path: json` "
+                    "over local JSONL), stored absolute.")
     limit: Annotated[int | None, Flag("--limit", on=EVALUATE)] = Field(
         None, gt=0, le=10**7, description="Evaluate at most this many items per task (the first ones in the task's "
                                           "order); unset: all.")

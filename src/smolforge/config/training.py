@@ -165,14 +165,15 @@ def _accumulation(t: TrainingSection) -> int:
     goal, per_pass = int(t.global_batch_size or 0), t.batch_size * t.world_size
     where = f"batch_size {t.batch_size} x {t.world_size} processes ({t.nnodes} node(s) x {t.nproc})"
     if goal % per_pass:
+        fixes = [f"a global_batch_size that is a multiple of {per_pass} (e.g. {per_pass} or {2 * per_pass})"]
         if goal % t.batch_size:
-            fix = f"a batch_size that divides {goal}"
-        else:
+            fixes.append(f"a batch_size that divides {goal}")
+        elif goal // t.batch_size > 1:
             worlds = [w for w in range(1, goal // t.batch_size + 1) if (goal // t.batch_size) % w == 0]
-            fix = ("a world size (nnodes x nproc) that divides " + str(goal // t.batch_size) + ": " +
-                   ", ".join(map(str, worlds[:12])) + (", ..." if len(worlds) > 12 else ""))
+            fixes.append("a world size (nnodes x nproc) that divides " + str(goal // t.batch_size) + ": " +
+                         ", ".join(map(str, worlds[:12])) + (", ..." if len(worlds) > 12 else ""))
         raise ValueError(f"global_batch_size {goal} is not a multiple of {where} = {per_pass} sequences per pass; "
-                         f"use {fix}, or another global_batch_size")
+                         f"use {' or '.join(fixes)}")
     steps = goal // per_pass
     most = next(m.le for m in TrainingSection.model_fields["gradient_accumulation_steps"].metadata if isinstance(m, Le))
     if steps > most:

@@ -55,9 +55,11 @@ def compare(et: EvalTask, ref: TaskRun, cand: TaskRun, ref_name: str, cand_name:
     row["other_metrics"] = {ref_name: ref.metrics, cand_name: cand.metrics}
     row["no_answer_share"] = {ref_name: _no_answer_share(ref), cand_name: _no_answer_share(cand)}
     unanswerable = [name for name, share in row["no_answer_share"].items() if share == 1.0]
-    if unanswerable:  # the task wants an answer format these models never produced: say so, do not fail
+    if unanswerable and et.filter != "none":  # the task wants an answer format these models never produced
         row["format_problem"] = (f"{' and '.join(unanswerable)} never produced an answer in the format "
                                  f"{et.name} extracts; its score there is 0 by format, not by knowledge")
+    elif unanswerable:  # nothing to extract: the models wrote nothing at all
+        row["format_problem"] = f"{' and '.join(unanswerable)} generated only empty answers on {et.name}"
     ref_scores, cand_scores = [i.score for i in ref.items], [i.score for i in cand.items]
     if not ref.items or any(s is None for s in ref_scores + cand_scores):
         if ref.score is not None and cand.score is not None:

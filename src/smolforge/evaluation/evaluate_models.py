@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from smolforge.config import EvaluationSection
+from smolforge.config.outputs import BUILTIN_SUITE
 from smolforge.errors import SmolforgeError, first_line
 from smolforge.evaluation import report
 from smolforge.evaluation.cache import ResultCache, tokenizer_fingerprint
@@ -107,8 +108,9 @@ def evaluate_models(
     if not has_chat_template(tok):
         notes.append("the tokenizer has no chat template: prompts are plain text")
     if "think" in modes and settings.max_gen_tokens is None:
-        notes.append("think mode keeps each task's own generation cap (32 tokens for the builtin task), which "
-                     "reasoning usually exceeds; set evaluation.max_gen_tokens")
+        builtin = " (32 tokens for the builtin task)" if BUILTIN_SUITE in settings.tasks else ""
+        notes.append(f"think mode keeps each task's own generation cap{builtin}, which reasoning usually exceeds; "
+                     "set evaluation.max_gen_tokens")
 
     picked = pick(list(eval_rows), settings.samples)
     prompts = retention_prompts(eval_rows, settings.retention_prompts) if thinking_ok else []

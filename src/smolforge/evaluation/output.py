@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from smolforge.runfolder import share_like_other_files
+from smolforge.runfolder import place_atomically, scratch_dir, share_like_other_files
 
 SUMMARY = "summary.json"
 
@@ -31,27 +29,13 @@ def jsonl(rows: list[dict]) -> str:
 def write_folder(target: Path, files: dict[str, str]) -> None:
     """Create `target` holding exactly `files` (relative path -> text), replacing any previous folder."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    old: Path | None = None
-    try:
+    with scratch_dir(target.parent, f".{target.name}-new-") as tmp:
         for rel, text in files.items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         share_like_other_files(tmp)  # mkdtemp made it owner-only
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-            target.rename(old / target.name)
-        tmp.rename(target)
-    except BaseException:
-        if old is not None and not target.exists():
-            (old / target.name).rename(target)  # put the previous folder back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        place_atomically(tmp, target)
 
 
 def summary_text(summary: dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ later or on a bigger machine.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from smolforge.evaluation.contamination import row_text
 from smolforge.evaluation.quiet import quiet
 from smolforge.evaluation.tasks import TaskResolver
 from smolforge.modelio import load_model, load_saved, load_tokenizer, merged_model_folder, model_source
-from smolforge.runfolder import RunFolder
+from smolforge.runfolder import RunFolder, scratch_dir
 from smolforge.runtime import for_inference
 
 
@@ -64,8 +63,8 @@ def evaluate_run(run: RunFolder, cfg: SmolforgeConfig, console, resolver=None) -
     tokenizer = load_tokenizer(cfg, str(run.model_dir), needs_markers=data.kind != "text")
     apply_length_filters(data, tokenizer, cfg.data, cfg.training.max_length)
     eval_rows = [dict(r) for r in data.eval] if data.eval is not None else []
-    with tempfile.TemporaryDirectory(prefix=".evaluation-", dir=run.root) as work:
-        summary = evaluate_models(_models(run, cfg, rt, Path(work)), tokenizer, settings, run.evaluation_dir,
+    with scratch_dir(run.root, ".evaluation-work-") as work:
+        summary = evaluate_models(_models(run, cfg, rt, work), tokenizer, settings, run.evaluation_dir,
                                   train_texts=(row_text(dict(r)) for r in data.train), eval_rows=eval_rows,
                                   console=console, resolver=resolver)
     run.update_results(evaluation=summary)

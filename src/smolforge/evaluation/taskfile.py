@@ -3,7 +3,8 @@
 lm-eval reports a bad file late and obliquely (a TypeError for an unknown key, a download attempt
 for an unknown metric name), so smolforge checks what it can first and names the key and the fix.
 Relative `data_files` resolve against the YAML file's own folder when the file is there (so a task
-folder can be moved as a whole), else against the working directory, as lm-eval itself does.
+folder can be moved as a whole), else against the working directory, as lm-eval itself does; a glob
+pattern becomes the list of files it matches, so what is scored (and cached) is exactly those files.
 """
 
 from __future__ import annotations
@@ -110,17 +111,41 @@ def _check_metrics(metric_list: Any, path: Path, builtin: set[str], custom: bool
                               "try to download it", "Use a built-in metric such as acc, acc_norm or exact_match")
 
 
-def _resolve_one(value: str, key: str, path: Path) -> str:
-    if "://" in value or any(ch in value for ch in "*?["):  # URLs and glob patterns go to datasets as written
+def _has_rows(file: Path) -> bool:
+    """False for an empty file, or one holding only whitespace (no JSON line, no CSV row)."""
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            if block.strip():
+                return True
+    return False
+
+
+def _resolve_one(value: str, key: str, path: Path) -> str | list[str]:
+    """A local data file as an absolute path; a glob pattern as the sorted absolute paths it matches. Relative
+    ones are read from the YAML file's folder when they exist there, else from the working directory."""
+    if "://" in value:  # URLs go to datasets as written
         return value
-    candidate = Path(value).expanduser()
-    if not candidate.is_absolute():
-        beside = path.parent / candidate
-        candidate = beside if beside.exists() else Path.cwd() / candidate
-    if not candidate.exists():
-        raise _fail(path, f"data file `{value}` ({key}) not found beside the YAML file or in {Path.cwd()}",
+    pattern = any(ch in value for ch in "*?[")
+    wanted = Path(value).expanduser()
+
+    def found(candidate: Path) -> list[Path]:
+        if pattern:
+            return sorted(p for p in candidate.parent.glob(candidate.name) if p.is_file())
+        return [candidate] if candidate.exists() else []
+
+    if wanted.is_absolute():
+        matches = found(wanted)
+    else:
+        matches = found(path.parent / wanted) or found(Path.cwd() / wanted)
+    if not matches:
+        what = "matches no file" if pattern else "not found"
+        raise _fail(path, f"data file `{value}` ({key}) {what} beside the YAML file or in {Path.cwd()}",
                     "Fix the path; relative paths are read from the YAML file's folder")
-    return str(candidate.resolve())
+    for file in matches:
+        if file.is_file() and not _has_rows(file):
+            raise _fail(path, f"data file {file} ({key}) has no rows", "Add the items to score, one per line")
+    resolved = [str(m.resolve()) for m in matches]
+    return resolved if pattern else resolved[0]
 
 
 def resolve_data_files(dataset_kwargs: Any, path: Path) -> Any:

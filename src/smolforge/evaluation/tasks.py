@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smolforge.config.outputs import BUILTIN_SUITE
+from smolforge.config.outputs import BUILTIN_SUITE, looks_like_task_file
 from smolforge.errors import SmolforgeError
 from smolforge.evaluation.contamination import BenchmarkItem
 from smolforge.evaluation.suite import suite_yamls
@@ -58,10 +58,6 @@ class EvalTask:
         return {"task": self.name, "source": self.spec, "kind": self.kind, "output_type": self.output_type,
                 "metric": self.metric, "items": self.n_items, "items_in_task": self.n_total,
                 "fewshot_split": self.fewshot_split, "fingerprint": self.fingerprint, "note": self.note}
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.endswith((".yaml", ".yml")) or os.sep in spec or Path(spec).is_file()
 
 
 def _offline() -> bool:
@@ -112,7 +108,7 @@ class TaskResolver:
         from lm_eval.tasks import TaskManager
 
         cfg = load_task_file(path)
-        digest = _config_digest(cfg, path)
+        digest = _config_digest(cfg)
         tasks = self._load(TaskManager(include_defaults=False), cfg, spec,
                            lambda e: _offline_error(cfg["task"], e) if _offline() else _build_error(spec, e))
         return [(t, spec, kind, digest) for t in tasks]
@@ -134,7 +130,7 @@ class TaskResolver:
             if spec == BUILTIN_SUITE:
                 for path in suite_yamls():
                     loaded += self._from_file(path, spec, "builtin")
-            elif _looks_like_path(spec):
+            elif looks_like_task_file(spec):
                 loaded += self._from_file(Path(spec).expanduser(), spec, "file")
             else:
                 loaded += self._from_registry(spec)
@@ -155,26 +151,34 @@ def _default_registry():
     return TaskManager()
 
 
-def _config_digest(cfg: dict, path: Path) -> str:
-    """What decides a file task's items and prompts: its config and the bytes of its local data files."""
-    files: list[str] = []
+def _config_digest(cfg: dict) -> str:
+    """What decides a file task's items and prompts: its config (includes merged, `!function` sources), with each
+    local data file, in its place among the splits, stood for by the SHA-256 of its bytes."""
 
-    def collect(v: Any) -> None:
+    def by_content(v: Any) -> Any:
         if isinstance(v, str) and Path(v).is_file():
-            files.append(v)
-        elif isinstance(v, list):
-            for x in v:
-                collect(x)
-        elif isinstance(v, dict):
-            for x in v.values():
-                collect(x)
+            return "sha256:" + file_sha256(Path(v))
+        if isinstance(v, list):
+            return [by_content(x) for x in v]
+        if isinstance(v, dict):
+            return {k: by_content(x) for k, x in v.items()}
+        return v
 
-    collect((cfg.get("dataset_kwargs") or {}).get("data_files"))
-    blob = json.dumps({k: v for k, v in cfg.items() if k not in ("metadata", "dataset_kwargs")}, sort_keys=True,
-                      default=_callable_text)
-    h = hashlib.sha256(blob.encode())
-    for f in sorted(files):
-        h.update(file_sha256(Path(f)).encode())
+    kwargs = dict(cfg.get("dataset_kwargs") or {})
+    if "data_files" in kwargs:
+        kwargs["data_files"] = by_content(kwargs["data_files"])
+    blob = json.dumps({**{k: v for k, v in cfg.items() if k != "metadata"}, "dataset_kwargs": kwargs},
+                      sort_keys=True, default=_callable_text)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def docs_digest(docs: Any, n: int) -> str:
+    """The first `n` documents as the harness will see them (after the task's own processing): whatever changed
+    the data behind a task, from a local file to a Hub dataset's new revision, changes this."""
+    h = hashlib.sha256()
+    for i in range(n):
+        h.update(json.dumps(docs[i], sort_keys=True, default=str).encode())
+        h.update(b"\n")
     return h.hexdigest()
 
 
@@ -234,6 +238,9 @@ def _eval_task(task: Any, spec: str, kind: str, digest: str, limit: int | None) 
     fewshot = cfg.fewshot_split or cfg.training_split or cfg.validation_split
     if fewshot and fewshot in (cfg.test_split or cfg.validation_split,):
         fewshot = None  # the split being scored is not a separate pool
+    pool = task.fewshot_docs() if fewshot else None  # the examples few-shot prompts draw from
+    digest = hashlib.sha256(":".join([digest, docs_digest(docs, n_items),
+                                      docs_digest(pool, len(pool)) if pool is not None else ""]).encode()).hexdigest()
     return EvalTask(name=name, spec=spec, kind=kind, task=task, output_type=cfg.output_type, metric=metric,
                     filter=filt, n_total=n_total, n_items=n_items, ids=ids, fingerprint=digest, note=note,
                     fewshot_split=fewshot)

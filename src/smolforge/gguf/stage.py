@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from smolforge.card.facts import signed_percent
 from smolforge.config import SmolforgeConfig
 from smolforge.gguf import behaviour, verify
 from smolforge.gguf.convert import FILE_TYPES, add_turn_metadata, check_disk, file_name, quantize_file, run_converter
@@ -110,7 +111,7 @@ def _summary(checks: dict[str, Any], max_drop: float) -> dict[str, Any]:
 
 def _display(method: str, entry: dict[str, Any]) -> str:
     size = f"{entry['size_bytes'] / 1e6:.2f} MB"
-    drop = f", quality drop {100 * entry['quality_drop']:+.2f}%" if "quality_drop" in entry else ""
+    drop = f", quality drop {signed_percent(entry['quality_drop'])}" if "quality_drop" in entry else ""
     state = "verified" if entry["verified"] else \
         f"FAILED {', '.join(entry['failed_checks'])} (kept, not published without --force)"
     gate = {"passed": "", "failed": f" (above quantize.max_quality_drop {100 * entry['max_quality_drop']:.1f}%: "

@@ -48,8 +48,9 @@ def read(run: RunFolder) -> dict[str, Any]:
     """The run's manifest; a run without one (trained before smolforge wrote them) is explained."""
     if not run.manifest_path.is_file():
         raise SmolforgeError(
-            f"{run.root} has no manifest.json: it was trained before smolforge recorded one, so the installed "
-            "packages, the data's SHA-256 or Hub commit and the base model's revision it trained with are not "
+            f"{run.root} has no manifest.json (it was removed, or the run was trained before smolforge recorded "
+            "one), so the installed packages, the data's SHA-256 or Hub commit and the base model's revision it "
+            "trained with are not "
             f"known, and a re-run could not be checked against them. Its config.yaml is there: `smolforge run "
             f"{run.config_path} --output-dir NEW` trains it again, but the result cannot be called a reproduction.")
     try:
