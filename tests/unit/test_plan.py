@@ -285,8 +285,35 @@ def test_smollm3_3b_qlora_worked_example(smollm3_config):
     assert lora_mem.weights == pytest.approx(SMOLLM3_3B_PARAMS * 2 + lora.adapter_params * 4)  # 6.27 GB
     assert mem.weights < 0.35 * lora_mem.weights
     assert four_bit < 0.27 * SMOLLM3_3B_FOUR_BIT * 2  # the quantized weights: about a quarter of their bf16 bytes
-    # the same FLOPs as LoRA (the dequantization is left to the calibrated rate)
+    # the same FLOPs as LoRA; the dequantization is priced apart (below)
     assert flops_per_token(m, layout(cfg, target), 0, 0).model == 4 * SMOLLM3_3B_PARAMS + 6 * m.adapter_params
+
+
+def test_qlora_prices_the_dequantization_of_its_4_bit_weights(smollm3_config):
+    """Each micro-batch dequantizes every 4-bit weight into bf16 in the forward, the backward and (checkpointing)
+    the recomputed forward: the bytes moved at the GPU's datasheet bandwidth, added to LoRA's time on the same
+    GPU; an L4's 300 GB/s makes QLoRA slower than LoRA, as it is."""
+    from smolforge.plan.estimate import PlanInputs, estimate
+    from smolforge.plan.report import table_rows
+    from smolforge.plan.speed import dequant_bytes
+    from smolforge.plan.target import layout, named
+
+    steps = ["training.max_steps=10"]
+    cfg = _smollm3(smollm3_config, "training.finetune=qlora", *steps)
+    lora_cfg = _smollm3(smollm3_config, "training.finetune=lora", *steps)
+    qlora = estimate(PlanInputs(cfg=cfg, train_lengths=None, eval_lengths=None, baseline_rss=0), named(cfg, "l4"))
+    lora = estimate(PlanInputs(cfg=lora_cfg, train_lengths=None, eval_lengths=None, baseline_rss=0),
+                    named(lora_cfg, "l4"))
+    lay = layout(cfg, named(cfg, "l4"))
+    assert lay.checkpointing and lay.activation_bytes == 2
+    moved = SMOLLM3_3B_FOUR_BIT * (0.5 + 1 / 64 + 4 / (64 * 256)) + 252 * 1092 + SMOLLM3_3B_FOUR_BIT * 2
+    assert dequant_bytes(qlora.model, lay) == pytest.approx(moved)
+    per_step = cfg.training.gradient_accumulation_steps * 3 * moved / 300e9
+    assert qlora.timing.dequant_s == pytest.approx(10 * per_step) and lora.timing.dequant_s == 0
+    assert qlora.timing.train_s == pytest.approx(lora.timing.train_s)  # the same FLOPs
+    assert qlora.tokens_per_second < lora.tokens_per_second
+    time_row = dict(table_rows(qlora))["Time"]
+    assert "4-bit dequantization" in time_row and "an estimate from memory bandwidth" in time_row
 
 
 def test_a_3b_run_too_big_for_a_t4_suggests_qlora(smollm3_config):

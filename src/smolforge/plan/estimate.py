@@ -20,8 +20,8 @@ from smolforge.errors import SmolforgeError
 from smolforge.plan.batches import Batches, plan_batches
 from smolforge.plan.memory import Layout, Memory, cuda_needed, estimate_memory
 from smolforge.plan.model import ModelFacts, read_model
-from smolforge.plan.speed import Flops, Rate, Timing, estimate_time, flops_per_token
-from smolforge.plan.target import Target, layout, rate, retarget
+from smolforge.plan.speed import Flops, Rate, Timing, dequant_seconds_per_step, estimate_time, flops_per_token
+from smolforge.plan.target import Target, layout, memory_bandwidth, rate, retarget
 
 MIB = 2**20
 
@@ -74,6 +74,7 @@ class Estimate:
     rate: Rate
     timing: Timing
     calibration: Calibration | None = None
+    dequant_step_s: float = 0.0  # qlora, uncalibrated: each step's 4-bit dequantization (an estimate)
     suggestions: list[Suggestion] = field(default_factory=list)
 
     @property
@@ -92,7 +93,8 @@ class Estimate:
     @property
     def step_seconds(self) -> float:
         """One optimizer step's training time (all processes together)."""
-        return self.batches.tokens_per_step * self.flops.executed / (max(1, self.layout.world) * self.rate.flops)
+        flops_s = self.batches.tokens_per_step * self.flops.executed / (max(1, self.layout.world) * self.rate.flops)
+        return flops_s + self.dequant_step_s
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -125,6 +127,7 @@ def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None
     b = plan_batches(cfg, target.runtime.batching, cfg.training.nproc, inputs.train_lengths, inputs.eval_lengths)
     mem = _memory(inputs, target, m, lay, b)
     fl = flops_per_token(m, lay, b.context_per_token, b.eval_context)
+    dequant = 0.0
     if calibration is not None:
         r = Rate(flops=calibration.flops_rate, how=f"measured by --calibrate ({calibration.steps} steps in "
                                                    f"{calibration.processes} process"
@@ -134,9 +137,11 @@ def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None
         timing = estimate_time(m, lay, b, r, fl, startup_s=calibration.startup_s, eval_rate=eval_rate)
     else:
         r = rate(target, m, b.peak_micro_tokens)
-        timing = estimate_time(m, lay, b, r, fl)
+        dequant = dequant_seconds_per_step(m, lay, cfg.training.gradient_accumulation_steps,
+                                           memory_bandwidth(target)) if m.quantized_params else 0.0
+        timing = estimate_time(m, lay, b, r, fl, dequant_step_s=dequant)
     est = Estimate(inputs=inputs, target=target, model=m, layout=lay, batches=b, memory=mem, flops=fl, rate=r,
-                   timing=timing, calibration=calibration)
+                   timing=timing, calibration=calibration, dequant_step_s=dequant)
     if suggest and est.fits is False:
         est.suggestions = _what_fits(est)
     return est

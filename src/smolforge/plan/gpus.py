@@ -1,4 +1,5 @@
-"""Named GPUs for `smolforge plan --gpu NAME`: peak dense tensor FLOP/s and memory, from the vendors' datasheets.
+"""Named GPUs for `smolforge plan --gpu NAME`: peak dense tensor FLOP/s, memory and memory bandwidth, from the
+vendors' datasheets.
 
 A prediction for a GPU that is not in this machine is the model's FLOPs at ASSUMED_MFU of the peak: the
 share of peak that a well-fed bf16 fine-tune of a ~1-8B decoder reaches. It is an assumption, stated
@@ -20,6 +21,7 @@ class Gpu:
     label: str         # what tables print
     peak_tflops: float  # dense (no sparsity) bf16 tensor-core TFLOP/s; fp16 for GPUs without bf16
     memory_gib: float   # the datasheet's memory; the CUDA context and allocator reserve are counted separately
+    bandwidth_gbs: float  # the datasheet's memory bandwidth (GB/s): what a 4-bit weight's dequantization is bound by
     bf16: bool = True
 
     @property
@@ -37,18 +39,18 @@ class Gpu:
 
 
 GPUS: tuple[Gpu, ...] = (
-    Gpu("b200", "NVIDIA B200 (180 GB)", 2250.0, 180),
-    Gpu("h200", "NVIDIA H200 SXM (141 GB)", 989.4, 141),
-    Gpu("h100", "NVIDIA H100 SXM (80 GB)", 989.4, 80),
-    Gpu("h100-pcie", "NVIDIA H100 PCIe (80 GB)", 756.0, 80),
-    Gpu("a100-80gb", "NVIDIA A100 (80 GB)", 312.0, 80),
-    Gpu("a100-40gb", "NVIDIA A100 (40 GB)", 312.0, 40),
-    Gpu("l40s", "NVIDIA L40S (48 GB)", 362.0, 48),
-    Gpu("a10", "NVIDIA A10 (24 GB)", 125.0, 24),
-    Gpu("l4", "NVIDIA L4 (24 GB)", 121.0, 24),
-    Gpu("rtx-4090", "NVIDIA GeForce RTX 4090 (24 GB)", 165.2, 24),
-    Gpu("t4", "NVIDIA T4 (16 GB, no bf16)", 65.0, 16, bf16=False),
-    Gpu("mi300x", "AMD Instinct MI300X (192 GB)", 1307.4, 192),
+    Gpu("b200", "NVIDIA B200 (180 GB)", 2250.0, 180, 8000),
+    Gpu("h200", "NVIDIA H200 SXM (141 GB)", 989.4, 141, 4800),
+    Gpu("h100", "NVIDIA H100 SXM (80 GB)", 989.4, 80, 3350),
+    Gpu("h100-pcie", "NVIDIA H100 PCIe (80 GB)", 756.0, 80, 2000),
+    Gpu("a100-80gb", "NVIDIA A100 (80 GB)", 312.0, 80, 2039),
+    Gpu("a100-40gb", "NVIDIA A100 (40 GB)", 312.0, 40, 1555),
+    Gpu("l40s", "NVIDIA L40S (48 GB)", 362.0, 48, 864),
+    Gpu("a10", "NVIDIA A10 (24 GB)", 125.0, 24, 600),
+    Gpu("l4", "NVIDIA L4 (24 GB)", 121.0, 24, 300),
+    Gpu("rtx-4090", "NVIDIA GeForce RTX 4090 (24 GB)", 165.2, 24, 1008),
+    Gpu("t4", "NVIDIA T4 (16 GB, no bf16)", 65.0, 16, 320, bf16=False),
+    Gpu("mi300x", "AMD Instinct MI300X (192 GB)", 1307.4, 192, 5300),
 )
 ALIASES = {"h100-sxm": "h100", "a100": "a100-80gb", "4090": "rtx-4090", "h200-sxm": "h200"}
 

@@ -73,8 +73,8 @@ def _flops_row(e: Estimate) -> str:
     if e.layout.method == "dpo":
         extra.append("the DPO reference scores the tokens")
     executed = f"; {e.flops.executed / 1e9:,.2f} GFLOP executed ({', '.join(extra)})" if extra else ""
-    dequantized = ("; the 4-bit weights are dequantized for every matmul, work not counted here: trust the "
-                   "calibrated rate" if e.inputs.cfg.training.four_bit_base else "")
+    dequantized = ("; the 4-bit weights are dequantized for every matmul, memory-bound work priced in the time "
+                   "below" if e.inputs.cfg.training.four_bit_base else "")
     return f"{e.flops.model / 1e9:,.2f} GFLOP per token ({formula} + attention){executed}{dequantized}"
 
 
@@ -126,7 +126,9 @@ def _fit_row(e: Estimate) -> str:
 def _time_row(e: Estimate) -> str:
     tm, b = e.timing, e.batches
     if not b.steps:
-        return f"{e.step_seconds:,.2f} s per optimizer step (the number of steps is unknown)"
+        dequant = (f", of which 4-bit dequantization {e.dequant_step_s:,.2f} s (an estimate from memory bandwidth)"
+                   if e.dequant_step_s else "")
+        return f"{e.step_seconds:,.2f} s per optimizer step{dequant} (the number of steps is unknown)"
     parts = [f"training {duration(tm.train_s)}"]
     if b.evals:
         parts.append(f"{b.evals} evaluations {duration(tm.eval_s)}")
@@ -134,6 +136,8 @@ def _time_row(e: Estimate) -> str:
         parts.append(f"{b.saves} checkpoints {duration(tm.save_s)}")
     if tm.startup_s:
         parts.append(f"start-up {duration(tm.startup_s)}")
+    if tm.dequant_s:
+        parts.append(f"4-bit dequantization {duration(tm.dequant_s)} (an estimate from memory bandwidth)")
     return f"{duration(tm.total_s)} ({', '.join(parts)})"
 
 
@@ -191,7 +195,7 @@ def record(e: Estimate) -> dict[str, Any]:
         "rate": {"flops_per_second": e.rate.flops, "how": e.rate.how},
         "train_runtime_s": round(tm.total_s, 2) if b.steps else None,
         "time_s": {"training": round(tm.train_s, 2), "evaluation": round(tm.eval_s, 2), "checkpoints": round(
-            tm.save_s, 2), "startup": round(tm.startup_s, 2)},
+            tm.save_s, 2), "startup": round(tm.startup_s, 2), "dequantization": round(tm.dequant_s, 2)},
         "tokens_per_second": round(e.tokens_per_second, 1) if e.tokens_per_second else None,
         "assumed_mfu": ASSUMED_MFU if e.target.gpu is not None and e.calibration is None else None,
         "suggestions": [{"change": s.change, "peak_memory_mib": round(s.peak / MIB, 1)} for s in e.suggestions],

@@ -10,10 +10,15 @@ input embedding does not; d = heads x head_dim; c = the token's mean causal atte
     evaluation       2 N + 4 L d c               per evaluated token
 
 time = training FLOPs / (processes x device FLOP/s x efficiency) + evaluations at the same rate
-       + checkpoint writes at CHECKPOINT_WRITE_RATE + the start-up overhead --calibrate measures.
+       + checkpoint writes at CHECKPOINT_WRITE_RATE + the start-up overhead --calibrate measures
+       + (qlora) the 4-bit weights' dequantization.
 The efficiency is an assumption (stated where it is shown) until --calibrate replaces the whole rate with
 one measured on the machine. QLoRA counts the same FLOPs as LoRA, but each matmul first dequantizes its 4-bit
-weight (again in backward), work the FLOPs leave out: for a qlora run the calibrated rate is what to trust.
+weight into the compute dtype, in the forward, again in the backward (and in the recomputed forward with
+checkpointing), once per micro-batch whatever its length. That work is bound by memory, not FLOPs: it is
+priced as the bytes it moves (the packed weights and their scales read, the dequantized weight written) at the
+device's memory bandwidth (the datasheet's for a named GPU, a copy measured here otherwise). It is an estimate;
+a calibrated rate, measured on real qlora steps, already includes it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from smolforge.plan.batches import Batches
-from smolforge.plan.memory import Layout
+from smolforge.plan.memory import Layout, quantized_bytes
 from smolforge.plan.model import ModelFacts
 
 CHECKPOINT_WRITE_RATE = 1e9  # bytes/s assumed for writing a checkpoint (weights + optimizer state)
@@ -58,10 +63,27 @@ class Timing:
     eval_s: float
     save_s: float
     startup_s: float
+    dequant_s: float = 0.0  # qlora: the 4-bit weights dequantized for every matmul (an estimate)
 
     @property
     def total_s(self) -> float:
-        return self.train_s + self.eval_s + self.save_s + self.startup_s
+        return self.train_s + self.eval_s + self.save_s + self.startup_s + self.dequant_s
+
+
+def dequant_bytes(m: ModelFacts, lay: Layout) -> float:
+    """Bytes one dequantization of every 4-bit weight moves: the packed codes and scales read, the weight written
+    in the compute dtype."""
+    return quantized_bytes(m) + m.quantized_params * lay.activation_bytes
+
+
+def dequant_seconds_per_step(m: ModelFacts, lay: Layout, micro_batches_per_step: int, bandwidth: float) -> float:
+    """Time the 4-bit weights' dequantization adds to each optimizer step of a qlora run: every micro-batch
+    dequantizes every quantized weight in the forward and the backward (and in the recomputed forward with
+    checkpointing); the processes do it in parallel."""
+    if not m.quantized_params or bandwidth <= 0:
+        return 0.0
+    passes = 3 if lay.checkpointing else 2
+    return micro_batches_per_step * passes * dequant_bytes(m, lay) / bandwidth
 
 
 def checkpoint_bytes(m: ModelFacts, lay: Layout) -> float:
@@ -71,12 +93,30 @@ def checkpoint_bytes(m: ModelFacts, lay: Layout) -> float:
 
 
 def estimate_time(m: ModelFacts, lay: Layout, b: Batches, rate: Rate, fl: Flops, startup_s: float = 0.0,
-                  eval_rate: Rate | None = None) -> Timing:
+                  eval_rate: Rate | None = None, dequant_step_s: float = 0.0) -> Timing:
     devices = max(1, lay.world)
     train = b.steps * b.tokens_per_step * fl.executed / (devices * rate.flops)
     evals = b.evals * b.eval_tokens * fl.evaluation / (devices * (eval_rate or rate).flops)
     saves = b.saves * checkpoint_bytes(m, lay) / CHECKPOINT_WRITE_RATE
-    return Timing(train_s=train, eval_s=evals, save_s=saves, startup_s=startup_s)
+    return Timing(train_s=train, eval_s=evals, save_s=saves, startup_s=startup_s, dequant_s=b.steps * dequant_step_s)
+
+
+def measured_copy_rate(device: str, seconds: float = 0.2) -> float:
+    """Bytes/s this machine's memory moves in a large copy (read + write), the bound of a dequantization."""
+    import torch
+
+    n = 16 * 2**20  # 64 MiB of fp32: beyond the caches
+    src = torch.ones(n, device=device)
+    dst = torch.empty_like(src)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    dst.copy_(src)
+    sync()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        dst.copy_(src)
+        count += 1
+    sync()
+    return 2 * 4 * n * count / (time.perf_counter() - start)
 
 
 def measured_matmul_rate(m: ModelFacts, device: str, dtype_name: str, rows: int, seconds: float = 0.3) -> float:

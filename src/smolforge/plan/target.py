@@ -17,7 +17,7 @@ from smolforge.config import SmolforgeConfig
 from smolforge.plan.gpus import ASSUMED_MFU, Gpu, lookup, match_detected
 from smolforge.plan.memory import Layout
 from smolforge.plan.model import ModelFacts
-from smolforge.plan.speed import CPU_EFFICIENCY, Rate, measured_matmul_rate
+from smolforge.plan.speed import CPU_EFFICIENCY, Rate, measured_copy_rate, measured_matmul_rate
 from smolforge.runtime import Runtime, resolve
 
 
@@ -100,6 +100,13 @@ def layout(cfg: SmolforgeConfig, target: Target) -> Layout:
                   checkpointing=rt.activation_checkpointing or distributed == "fsdp",
                   attention=rt.attn_implementation, padded=rt.batching in ("padded", "grouped") or t.method == "dpo",
                   activation_bytes=2 if rt.precision in ("bf16", "fp16") else 4, on_gpu=target.kind == "cuda")
+
+
+def memory_bandwidth(target: Target) -> float:
+    """Bytes/s of the device's memory: the datasheet's for a named GPU, a copy measured here otherwise."""
+    if target.gpu is not None:
+        return target.gpu.bandwidth_gbs * 1e9
+    return measured_copy_rate(target.kind)
 
 
 def rate(target: Target, model: ModelFacts, micro_tokens: int) -> Rate:
