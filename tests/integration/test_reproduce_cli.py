@@ -44,16 +44,21 @@ def test_the_manifest_records_command_environment_and_data(tiny_run):
     assert f"the versions of all {len(env['packages'])} installed Python packages" in card
 
 
-def test_reproduce_matches_every_number_and_weight_bit_for_bit(run_copy, tmp_path):
-    """The shared run (training, validation history, benchmark comparison) trained again from its manifest."""
+def test_reproduce_matches_every_number_and_weight_bit_for_bit(quantized_copy, tmp_path):
+    """The shared run (training, validation history, benchmark comparison) trained again from its manifest. It was
+    quantized after it trained (its config asked for no variant): the variants are listed as later additions, not
+    counted as numbers the re-run failed to reproduce."""
+    run_copy = quantized_copy
     before = _tree(run_copy)
     again = tmp_path / "again"
     proc = run_cli("reproduce", str(run_copy), "--output-dir", str(again), cwd=tmp_path)
     assert "The environment, the data and the base model match the record." in proc.stdout
     assert "are bit-identical" in proc.stdout
+    assert "Not re-run: int8" in proc.stdout and "smolforge quantize" in proc.stdout
     assert _tree(run_copy) == before  # the original is only read
     record = json.loads((again / "results.json").read_text())["reproduction"]
     assert record["reproduced"] and record["exact"] and not record["mismatches"]
+    assert record["later_additions"] and record["later_additions"][0].startswith("int8 (made by a later")
     assert record["numbers"] == record["numbers_matching"] > 30
     assert record["weights"]["tensors"] == record["weights"]["identical"] > 0
     original = json.loads((run_copy / "results.json").read_text())

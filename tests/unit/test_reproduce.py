@@ -110,6 +110,21 @@ def test_card_numbers_compare_exactly_on_cpu_and_within_tolerance_elsewhere():
     assert tolerant["eval_loss"].match and not tolerant["tokens.supervised"].match  # counts are always exact
 
 
+def test_variants_a_later_quantize_added_are_listed_apart_not_judged():
+    """The original was quantized after it trained; its config asked for no variant, so the re-run has none: those
+    numbers are shown as added later, and every other number still decides the verdict."""
+    original = json.loads(json.dumps(RESULTS))
+    original["quantized"]["gguf-q8_0"] = {"format": "gguf", "size_bytes": 1234, "eval_loss": 4.7}
+    rerun = json.loads(json.dumps(RESULTS))
+    assert compare.later_variants(original, ["int8"]) == ["gguf-q8_0"]
+    rows = {r.name: r for r in compare.compare_numbers(original, rerun, exact=True, later=["gguf-q8_0"])}
+    added = rows["quantized.gguf-q8_0.size_bytes"]
+    assert added.later and not added.judged and added.reproduced is None
+    assert all(r.match for r in rows.values() if r.judged)
+    judged_without = {r.name for r in compare.compare_numbers(original, rerun, exact=True) if r.judged and not r.match}
+    assert judged_without == {"quantized.gguf-q8_0.size_bytes", "quantized.gguf-q8_0.eval_loss"}  # what was wrong
+
+
 def test_weights_are_compared_tensor_by_tensor(tmp_path):
     import torch
     from safetensors.torch import save_file

@@ -21,7 +21,14 @@ from smolforge.config.loading import deep_merge, validate
 from smolforge.console import print_rows
 from smolforge.errors import SmolforgeError
 from smolforge.pipeline import RunOptions, execute
-from smolforge.reproduce.compare import GPU_RTOL, Row, WeightsCheck, compare_numbers, compare_weights
+from smolforge.reproduce.compare import (
+    GPU_RTOL,
+    Row,
+    WeightsCheck,
+    compare_numbers,
+    compare_weights,
+    later_variants,
+)
 from smolforge.reproduce.environment import capture, differences
 from smolforge.reproduce.identity import data_identity, identity_differences, model_identity
 from smolforge.reproduce.manifest import read
@@ -119,7 +126,8 @@ def _judge(original: RunFolder, new: RunFolder, manifest: dict[str, Any], env: l
     before, after = original.read_results(), new.read_results()
     exact = (manifest["environment"].get("device") or {}).get("device") == "cpu" and \
         (after.get("hardware") or {}).get("device") == "cpu"
-    rows = compare_numbers(before, after, exact)
+    later = later_variants(before, list(new.read_config().quantize.methods))
+    rows = compare_numbers(before, after, exact, later)
     weights = compare_weights(original.model_dir, new.model_dir)
     reproduced = _verdict(rows, weights, exact)
     _print_rows(console, rows, weights, exact)
@@ -134,6 +142,7 @@ def _judge(original: RunFolder, new: RunFolder, manifest: dict[str, Any], env: l
         "weights": {"tensors": weights.tensors, "identical": weights.identical,
                     "max_abs_diff": weights.max_abs_diff, "missing": weights.missing},
         "environment_differences": env, "input_differences": inputs,
+        "later_additions": [f"{m} (made by a later smolforge quantize; not re-run)" for m in later],
     }
     new.update_results(reproduction=record)
     refresh_card(new, new.read_config(), console, username=None)
@@ -147,6 +156,9 @@ def _judge(original: RunFolder, new: RunFolder, manifest: dict[str, Any], env: l
                               f"<(jq . {shlex.quote(str(new.results_path))})")
     console.print(f"Reproduced: all {len(judged)} numbers on the card and all {weights.tensors} weight tensors "
                   f"{'are bit-identical' if exact else f'agree within {GPU_RTOL:.0%}'}.", markup=False)
+    if later:
+        console.print(f"Not re-run: {', '.join(later)} (made by a later `smolforge quantize` of {original.root}; "
+                      f"make them for the re-run with `smolforge quantize {new.root} --method ...`).", markup=False)
     return new
 
 
@@ -159,7 +171,7 @@ def _print_rows(console, rows: list[Row], weights: WeightsCheck, exact: bool) ->
     for name in ("Original", "Reproduced", "Match"):  # a number is never cut across lines: the name column folds
         table.add_column(name, no_wrap=True)
     for r in rows:
-        verdict = ("yes" if r.match else "NO") if r.judged else "(measured, varies)"
+        verdict = ("yes" if r.match else "NO") if r.judged else "(added later)" if r.later else "(measured, varies)"
         table.add_row(Text(r.name), Text(_fmt(r.original)), Text(_fmt(r.reproduced)), Text(verdict))
     same = weights.identical == weights.tensors and not weights.missing
     table.add_row(Text("weights (tensors identical)"), Text(str(weights.tensors)), Text(str(weights.identical)),

@@ -24,8 +24,9 @@ class Row:
     name: str
     original: Any
     reproduced: Any
-    judged: bool   # False: a measurement of the machine (time, memory), shown only
+    judged: bool   # False: a measurement of the machine (time, memory), or added after the run: shown only
     match: bool
+    later: bool = False  # made by a stage run on the finished run later (smolforge quantize), which a re-run omits
 
 
 def card_numbers(results: dict[str, Any]) -> dict[str, Any]:
@@ -77,12 +78,22 @@ def _same(a: Any, b: Any, exact: bool) -> bool:
     return math.isclose(float(a), float(b), rel_tol=GPU_RTOL, abs_tol=1e-12)
 
 
-def compare_numbers(original: dict[str, Any], reproduced: dict[str, Any], exact: bool) -> list[Row]:
+def later_variants(original: dict[str, Any], configured: list[str]) -> list[str]:
+    """Quantized variants the original run has that its config did not ask for: a later `smolforge quantize`
+    made them, so a re-run of the run's config does not."""
+    return [m for m, v in (original.get("quantized") or {}).items() if isinstance(v, dict) and m not in configured]
+
+
+def compare_numbers(original: dict[str, Any], reproduced: dict[str, Any], exact: bool,
+                    later: list[str] = ()) -> list[Row]:
+    """Each card number, original against reproduced. Numbers of the variants in `later` (added after the run)
+    are listed apart and not judged: the re-run is compared with what the original had at the same stage."""
     a, b = card_numbers(original), card_numbers(reproduced)
     rows = []
     for name in list(a) + [n for n in b if n not in a]:
-        judged = not name.startswith(MEASURED_ONLY)
-        rows.append(Row(name, a.get(name), b.get(name), judged, _same(a.get(name), b.get(name), exact)))
+        added = any(name.startswith(f"quantized.{m}.") for m in later) and name not in b
+        judged = not name.startswith(MEASURED_ONLY) and not added
+        rows.append(Row(name, a.get(name), b.get(name), judged, _same(a.get(name), b.get(name), exact), added))
     return rows
 
 
