@@ -48,6 +48,11 @@ class Interrupted(SmolforgeError):
         self.exit_code = 128 + signum
 
 
+class PeerLost(SmolforgeError):
+    """A training process lost the others mid-run (a node stopped, crashed or became unreachable); the launcher
+    turns it into the paragraph that names the lost node, the last checkpoint and how to resume."""
+
+
 class DataError(SmolforgeError):
     """The dataset cannot be read or its columns do not match a known format."""
 

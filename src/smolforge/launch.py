@@ -16,6 +16,8 @@ import logging
 import os
 import shlex
 import signal
+import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -23,11 +25,14 @@ from typing import Any
 
 from smolforge import fsdp
 from smolforge.config import TrainingSection
+from smolforge.credentials import redact
 from smolforge.errors import Interrupted, SmolforgeError, first_line
 from smolforge.resume import last_checkpoint
 from smolforge.runfolder import RunFolder
 
 NODE_RANK_ENV = "SMOLFORGE_NODE_RANK"  # training.node_rank (torchrun's own group rank follows arrival order)
+COMMAND_ENV = "SMOLFORGE_COMMAND"  # the `smolforge` command line that started this node's processes (redacted)
+JOINED_ENV = "SMOLFORGE_JOINED_FILE"  # a file this node's processes write once they met every other process
 STOPPED = (130, 143)  # a worker that saved a checkpoint after SIGINT / SIGTERM
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # torchrun forwards these
 
@@ -63,9 +68,20 @@ def torchrun_args(t: TrainingSection, run: RunFolder, resume_from: Path | None) 
     return [*where, f"--nproc-per-node={t.nproc}", "--max-restarts=0", "--module", "smolforge.worker", *worker]
 
 
+def this_command() -> str | None:
+    """The `smolforge` command line of this process, redacted; in a training process under torchrun, the one that
+    launched it (None when neither is known)."""
+    if sys.argv and Path(sys.argv[0]).name == "smolforge":
+        return redact("smolforge " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    return os.environ.get(COMMAND_ENV)
+
+
 def worker_environment(t: TrainingSection) -> dict[str, str]:
     """What the training processes need in their environment besides ours (which they inherit, token included)."""
     env: dict[str, str] = {NODE_RANK_ENV: str(t.node_rank)}
+    command = this_command()
+    if command:  # a training process records the command its segment was started with (results.json, the card)
+        env[COMMAND_ENV] = command
     if "OMP_NUM_THREADS" not in os.environ:  # the node's processes share its cores instead of each taking all
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // t.nproc))
     if t.distributed == "fsdp":
@@ -73,14 +89,20 @@ def worker_environment(t: TrainingSection) -> dict[str, str]:
     return env
 
 
+PEER_LOST = "PeerLost: "  # how a worker's PeerLost paragraph starts in its error file
+
+
 def _failure_text(failure: Any) -> str:
-    """The paragraph a worker recorded (ErrorHandler's JSON error file), else its exit status."""
+    """The paragraph a worker recorded (ErrorHandler's JSON error file), else its exit status; a lost peer keeps
+    its `PEER_LOST` prefix for run_workers."""
     message = failure.message
     if isinstance(message, dict):
         message = message.get("message", "")
     text = str(message or "")
     if text.startswith("SmolforgeError: "):
         return text[len("SmolforgeError: "):]
+    if text.startswith(PEER_LOST):
+        return text
     if failure.exitcode < 0:
         return f"it was killed by signal {-failure.exitcode} ({failure.signal_name()})"
     return f"exit code {failure.exitcode}"
@@ -160,8 +182,10 @@ def run_workers(t: TrainingSection, run: RunFolder, resume_from: Path | None) ->
     from torch.distributed.run import config_from_args, parse_args
 
     config, entrypoint, args = config_from_args(parse_args(torchrun_args(t, run, resume_from)))
-    saved_env = {k: os.environ.get(k) for k in worker_environment(t)}
-    os.environ.update(worker_environment(t))  # the launcher hands its own environment to the workers
+    joined = Path(tempfile.mkstemp(prefix="smolforge-joined-")[1])
+    env = {**worker_environment(t), JOINED_ENV: str(joined)}
+    saved_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the launcher hands its own environment to the workers
     saved_handlers = {s: signal.getsignal(s) for s in HANDLED_SIGNALS}  # the launcher installs its own
     # torchrun's agent logs each failure it raises; smolforge turns the exception into one message instead
     agent_log = logging.getLogger("torch.distributed.elastic")
@@ -175,12 +199,18 @@ def run_workers(t: TrainingSection, run: RunFolder, resume_from: Path | None) ->
         codes = {f.exitcode for f in e.failures.values()}
         if codes <= set(STOPPED):
             raise _interrupted(run, t, max(codes) - 128) from None
-        rank, failure = sorted(e.failures.items())[0]
-        raise SmolforgeError(f"Training process {rank} failed: {_failure_text(failure)} (its log: "
+        texts = {rank: _failure_text(f) for rank, f in e.failures.items()}
+        if all(text.startswith(PEER_LOST) for text in texts.values()):
+            raise _node_lost(run, t, texts[min(texts)][len(PEER_LOST):]) from None
+        rank, text = sorted(texts.items())[0]
+        raise SmolforgeError(f"Training process {rank} failed: {text} (its log: "
                              f"{run.logs_dir / ('run.log' if rank == 0 else f'rank{rank}.log')})") from None
     except RendezvousError as e:
+        if joined.read_text(encoding="utf-8").strip():  # the nodes had met: node 0, which hosts the store, went away
+            raise _node_lost(run, t, _cause(e)) from None
         raise _rendezvous_error(t, e) from None
     finally:
+        joined.unlink(missing_ok=True)
         agent_log.setLevel(saved_level)
         for s, handler in saved_handlers.items():
             signal.signal(s, handler)
@@ -198,11 +228,32 @@ def _interrupted(run: RunFolder, t: TrainingSection, signum: int) -> Interrupted
                        checkpoint=str(ckpt) if ckpt else None)
 
 
-def resume_command(run: RunFolder, t: TrainingSection) -> str:
+def _node_lost(run: RunFolder, t: TrainingSection, cause: str) -> SmolforgeError:
+    """One paragraph for a run that lost a node mid-training: which node, the checkpoint to resume from, and the
+    command for every node."""
+    if t.node_rank != 0:
+        lost = "node 0, which hosts the rendezvous, stopped or became unreachable"
+    elif t.nnodes == 2:
+        lost = "node 1 stopped or became unreachable"
+    else:
+        lost = f"one of the other {t.nnodes - 1} nodes stopped or became unreachable"
+    ckpt = last_checkpoint(run)
+    saved = (f"The last complete checkpoint is step {ckpt.name.rsplit('-', 1)[-1]} ({ckpt})" if ckpt else
+             "No checkpoint was complete yet, so a resume starts over from step 0")
+    per_node = " and ".join(f"`{resume_command(run, t.model_copy(update={'node_rank': r}), every=False)}` on node {r}"
+                            for r in range(t.nnodes)) if t.nnodes <= 4 else \
+        f"`{resume_command(run, t)}`"
+    cause = cause.split(". ", 1)[0].rstrip(".")
+    return SmolforgeError(f"Training stopped on node {t.node_rank} of {t.nnodes}: {lost} ({cause}). {saved}. When "
+                          f"every node is back, resume with {per_node}.")
+
+
+def resume_command(run: RunFolder, t: TrainingSection, every: bool = True) -> str:
     """The command that continues the run on this node."""
     cmd = f"smolforge run {shlex.quote(str(run.root))} --resume"
     if t.nnodes > 1:
         cmd += f" --nnodes {t.nnodes} --node-rank {t.node_rank} --rdzv-endpoint {t.rdzv_endpoint}"
-        cmd += " (on every node, each with its own --node-rank)"
+        if every:
+            cmd += " (on every node, each with its own --node-rank)"
     return cmd
 

@@ -22,8 +22,8 @@ from typing import Any
 from smolforge import hardware, logs
 from smolforge.config import SmolforgeConfig, TrainingSection, dump_dict
 from smolforge.config.training import LAUNCH_SETTINGS
-from smolforge.errors import SmolforgeError
-from smolforge.launch import NODE_RANK_ENV, run_workers, wait_until
+from smolforge.errors import SmolforgeError, first_line
+from smolforge.launch import JOINED_ENV, NODE_RANK_ENV, run_workers, wait_until
 from smolforge.resume import check_new_folder, default_run_folder, resume_point
 from smolforge.runfolder import RunFolder
 from smolforge.runtime import resolve
@@ -130,6 +130,34 @@ def meet(run: RunFolder, t: TrainingSection, resume_from: Path | None) -> dict[s
     return {"nodes": len(nodes), "processes_per_node": int(os.environ.get("LOCAL_WORLD_SIZE", world)),
             "world_size": world, "distributed": t.distributed, "backend": dist.get_backend(),
             "node_hardware": [nodes[n] for n in sorted(nodes)]}
+
+
+# What a collective reports when a peer process went away (gloo's TCP pairs, NCCL, the c10d store).
+LOST_PEER_SIGNS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused",
+                   "gloo/transport", "NCCL", "Socket Timeout", "recvValue", "Connection was likely closed")
+
+
+def lost_peer(e: BaseException) -> bool:
+    """Whether a training process failed because another process of the run went away."""
+    import torch.distributed as dist
+
+    return isinstance(e, dist.DistError) or (isinstance(e, RuntimeError) and any(s in str(e) for s in LOST_PEER_SIGNS))
+
+
+def peer_failure(e: BaseException) -> str:
+    """The gist of a collective's failure: its first sentence, without the source location torch puts first."""
+    text = first_line(e)
+    if text.startswith("[") and "] " in text:
+        text = text.split("] ", 1)[1]
+    return text.split(". ", 1)[0].rstrip(".")
+
+
+def mark_joined() -> None:
+    """Tell this node's launcher that its processes met the others (`launch.JOINED_ENV`): a rendezvous failure after
+    this is a lost node, not a node that never arrived."""
+    path = os.environ.get(JOINED_ENV)
+    if path and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        Path(path).write_text("joined\n", encoding="utf-8")
 
 
 def single_process() -> dict[str, Any]:

@@ -264,7 +264,7 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
                 shutil.rmtree(run.root, ignore_errors=True)  # nothing trained: leave no half-made run behind
             raise
         command = _record_command(opts.argv)
-        if command:
+        if command and not opts.resume:  # a resume is a later segment: the run's command is the one that started it
             results.setdefault("command", command)
         if predicted is not None and results:
             results["plan"] = predicted.against(results)  # every run checks the estimator

@@ -37,6 +37,35 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # torch's C++ warnings (DDP's advice on find_unused_parameters, the c10d store's stack frames when a node
+    # goes away) print straight to stderr, not through Python's warnings; smolforge reports what matters itself.
+    # Read when torch loads (nothing has imported it yet), inherited by the training processes; a value the user
+    # set is kept.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    for name, messages in FALSE_ALARMS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Dropped) for f in logger.filters):
+            logger.addFilter(_Dropped(messages))
+
+
+# Library messages that are wrong about smolforge's runs, by logger. A checkpoint is saved without the output head
+# that is tied to the input embedding (save_pretrained leaves tied copies out), so a wrapped (DDP) model "misses" it
+# on resume although the head is the embedding. Checkpoints of a fast run are written within the same second,
+# which transformers takes for a filesystem with unreliable modification times (it then orders them by step, as
+# smolforge does anyway).
+FALSE_ALARMS = {
+    "transformers.trainer": ("There were missing keys in the checkpoint model loaded: ['lm_head.weight'].",),
+    "transformers.trainer_utils": ("mtime may not be reliable on this filesystem, falling back to numerical ordering",),
+}
+
+
+class _Dropped(logging.Filter):
+    def __init__(self, messages: tuple[str, ...]):
+        super().__init__()
+        self.messages = set(messages)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.messages
 
 
 def offline_by_env() -> bool:

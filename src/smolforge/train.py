@@ -11,7 +11,6 @@ import logging
 import math
 import resource
 import shlex
-import sys
 import time
 import weakref
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from typing import Any
 
 from smolforge import hardware, lmhead, tracking
 from smolforge.config import SmolforgeConfig
-from smolforge.credentials import redact
 from smolforge.data import PreparedData, apply_length_filters
 from smolforge.errors import Interrupted
+from smolforge.launch import this_command
 from smolforge.modelio import (
     architecture,
     four_bit_facts,
@@ -130,14 +129,6 @@ def _adapters_in_run_dtype(model, rt) -> None:
             param.data = param.data.to(dtype)
 
 
-def _command() -> str | None:
-    """The smolforge command line of this process (None in a worker under torchrun)."""
-    if not sys.argv or Path(sys.argv[0]).name != "smolforge":
-        return None
-
-    return redact("smolforge " + " ".join(sys.argv[1:]))
-
-
 def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None,
           resume_from: Path | None = None, topology: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the trainer; save model/; return the training section of results.json (rank 0). `topology`: the
@@ -148,7 +139,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     built = build_trainer(cfg, run, data, baseline=resume_from is None)  # a resumed run has its step-0 eval
     trainer, tokenizer, rt = built.trainer, built.tokenizer, built.runtime
     trainer.sf_previous = read_progress(resume_from)
-    trainer.sf_segment = {"started_at": started.isoformat(timespec="seconds"), "command": _command(),
+    trainer.sf_segment = {"started_at": started.isoformat(timespec="seconds"), "command": this_command(),
                           "from_step": trainer.sf_previous.get("step", 0),
                           **({"resumed_from": resume_from.name} if resume_from else {})}
 

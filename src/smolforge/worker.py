@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from smolforge import logs, nodes, processenv
+from smolforge.console import make_console
 from smolforge.credentials import redact
 from smolforge.data import prepare
-from smolforge.errors import Interrupted, SmolforgeError
+from smolforge.errors import Interrupted, PeerLost, SmolforgeError
 from smolforge.runfolder import RunFolder
 from smolforge.train import train
 
@@ -27,7 +28,8 @@ def _record_error(e: BaseException) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
     ErrorHandler().record_exception(e)
-    print(f"error: {redact(str(e))}", file=sys.stderr, flush=True)
+    if not isinstance(e, PeerLost):  # the launcher says which node was lost, once for the node
+        print(f"error: {redact(str(e))}", file=sys.stderr, flush=True)
     return 2
 
 
@@ -50,12 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         nodes.start_process_group(cfg)
         topology = nodes.meet(run, cfg.training, resume_from)
+        nodes.mark_joined()
         data = prepare(cfg.data, cfg.training.method)
         try:
-            results = train(cfg, run, data, console=None, resume_from=resume_from, topology=topology)
+            # global rank 0 shows the run's progress on its node's console, as a single process does
+            console = make_console() if rank == 0 else None
+            results = train(cfg, run, data, console=console, resume_from=resume_from, topology=topology)
         except Interrupted as e:
             print(f"rank {rank}: stopped at step {e.step}, checkpoint {e.checkpoint}", file=sys.stderr)
             return 128 + e.signum
+        except Exception as e:  # a collective failed because another process went away: one paragraph, no traceback
+            if not nodes.lost_peer(e):
+                raise
+            raise PeerLost(f"training process {rank}: {nodes.peer_failure(e)}") from None
         if rank == 0:
             run.write_results(results)
         nodes.finish()

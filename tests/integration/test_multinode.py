@@ -37,7 +37,8 @@ def start_node(cwd: Path, args: list[str], rank: int, port: int, env: dict | Non
     """`smolforge run ARGS --nnodes 2 --node-rank RANK --rdzv-endpoint 127.0.0.1:PORT`."""
     return subprocess.Popen([SMOLFORGE, "run", *args, "--nnodes", "2", "--node-rank", str(rank), "--rdzv-endpoint",
                              f"127.0.0.1:{port}"], cwd=cwd, env={**os.environ, **NODE_ENV, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # a node's processes are one group, as on its own machine
 
 
 def start_nodes(cwd: Path, args: list[str], port: int, env: dict | None = None) -> list[subprocess.Popen]:
@@ -140,6 +141,47 @@ def test_sigterm_to_both_nodes_saves_one_checkpoint_and_resuming_both_finishes_t
     assert [(s["from_step"], s["to_step"]) for s in results["segments"]] == [(0, stopped_at), (stopped_at, 60)]
     assert set(range(stopped_at + 1, 61)) <= set(step_losses(run))
     assert (run / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_lost_node_is_one_paragraph_and_resuming_both_nodes_finishes_the_run(tmp_path, victim):
+    """A node dies mid-run (SIGKILL to all its processes: no handler runs). The survivor says which node was lost,
+    the checkpoint to resume from and the command for each node, in one paragraph; resuming both nodes finishes
+    the run, whose record and card keep the command that started it."""
+    port = free_port()
+    args = [*COMMON, *PER_NODE_BATCH, "--experiment-name", "lost", "--set", "training.max_steps=60", "--set",
+            "training.save_steps=10", "--set", "training.eval_steps=1000"]
+    procs = start_nodes(tmp_path, args, port)
+    run = tmp_path / "runs" / "lost"
+    _wait_for_step(run / "logs" / "run.log", 15, procs)
+    os.killpg(procs[victim].pid, signal.SIGKILL)
+    outcome = finish(procs, timeout=180)
+    survivor = 1 - victim
+    rc, out = outcome[survivor]
+    assert outcome[victim][0] == -signal.SIGKILL and rc == 2, out
+    assert "Traceback" not in out and "frame #" not in out and "[W" not in out, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out
+    lost = "node 1 stopped or became unreachable" if victim == 1 else \
+        "node 0, which hosts the rendezvous, stopped or became unreachable"
+    assert f"error: Training stopped on node {survivor} of 2: {lost} (" in errors[0], errors
+    step = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").iterdir()
+               if (p / "smolforge_progress.json").is_file())
+    assert 10 <= step < 60 and f"The last complete checkpoint is step {step} " in errors[0], errors
+    for rank in (0, 1):
+        assert (f"`smolforge run runs/lost --resume --nnodes 2 --node-rank {rank} --rdzv-endpoint 127.0.0.1:{port}` "
+                f"on node {rank}") in errors[0], errors
+
+    (rc0, out0), (rc1, out1) = finish(start_nodes(tmp_path, ["runs/lost", "--resume", "--yes"], port))
+    assert (rc0, rc1) == (0, 0), out0 + out1
+    results = json.loads((run / "results.json").read_text())
+    assert results["global_steps"] == 60 and results["resumed_from"] == f"checkpoint-{step}"
+    first, second = results["segments"]
+    assert first["command"].startswith("smolforge run --preset tiny") and "--resume" not in first["command"]
+    assert "--resume" in second["command"] and results["command"] == first["command"]
+    card = (run / "model" / "README.md").read_text()
+    started = next(line for line in card.splitlines() if line.startswith("- The original run was started with"))
+    assert "`smolforge run --preset tiny" in started and "--resume" not in started, started
 
 
 def test_nodes_that_name_different_endpoints_each_stop_with_one_paragraph_naming_theirs(tmp_path):
