@@ -53,6 +53,14 @@ def _broken_line(path, n_rows: int, bad: int):
     return path
 
 
+def _deep_line(path, n_rows: int, bad: int):
+    """A JSON Lines file whose line `bad` holds a value nested 5,000 levels deep (valid JSON, unreadable)."""
+    lines = [json.dumps({"text": f"row {i}"}) for i in range(n_rows)]
+    lines[bad - 1] = '{"text": "row", "meta": ' + "[" * 5000 + "1" + "]" * 5000 + "}"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.mark.parametrize(("name", "make", "expected"), [
     ("zero.jsonl", lambda p: p.write_bytes(b"") or p,
      "data.name: {path} is empty (0 rows). Add rows (JSON Lines: one JSON object per line"),
@@ -68,6 +76,9 @@ def _broken_line(path, n_rows: int, bad: int):
      "data.name: {path} is not UTF-8 (byte 0xe9 at line 9): re-save it as UTF-8"),
     ("broken.jsonl", lambda p: _broken_line(p, 60, bad=41),
      "data.name: {path} line 41 is not valid JSON (Expecting ',' delimiter, column 18): fix that line"),
+    ("deep.jsonl", lambda p: _deep_line(p, 30, bad=4),
+     "data.name: {path} line 4 nests JSON values too deeply to read (thousands of levels): flatten or remove that "
+     "value, or remove the line."),
 ])
 def test_unreadable_data_files_fail_cleanly_naming_the_file_and_line(tmp_path, name, make, expected):
     path = tmp_path / "data" / name

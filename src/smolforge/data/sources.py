@@ -234,6 +234,9 @@ def _bad_json_line(file: Path) -> str | None:
             except json.JSONDecodeError as e:
                 return (f"data.name: {file} line {e.lineno} is not valid JSON ({e.msg}, column {e.colno}): "
                         "fix that line.")
+            except RecursionError:
+                return (f"data.name: {file} nests JSON values too deeply to read (thousands of levels): flatten or "
+                        "remove the deeply nested value.")
             return None
         f.seek(0)
         for number, raw in enumerate(f, 1):
@@ -245,6 +248,9 @@ def _bad_json_line(file: Path) -> str | None:
             except json.JSONDecodeError as e:
                 return (f"data.name: {file} line {number} is not valid JSON ({e.msg}, column {e.colno}): "
                         "fix that line (JSON Lines: one complete JSON object per line).")
+            except RecursionError:
+                return (f"data.name: {file} line {number} nests JSON values too deeply to read (thousands of "
+                        "levels): flatten or remove that value, or remove the line.")
             if not isinstance(value, dict):
                 return (f"data.name: {file} line {number} is a JSON {type(value).__name__}, not an object: "
                         'fix that line (JSON Lines: one {"column": value, ...} object per line).')
