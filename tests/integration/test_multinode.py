@@ -143,6 +143,20 @@ def test_sigterm_to_both_nodes_saves_one_checkpoint_and_resuming_both_finishes_t
     assert (run / "model" / "model.safetensors").exists()
 
 
+def kill_node(proc: subprocess.Popen) -> None:
+    """SIGKILL a node's `smolforge run` and its training processes (torchrun starts each in a session of its own):
+    what a machine that dies does to them. The launcher is stopped first, so it reports nothing in between."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == proc.pid:  # the parent's pid follows the state field
+            os.kill(int(stat.parent.name), signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("victim", [0, 1])
 def test_a_lost_node_is_one_paragraph_and_resuming_both_nodes_finishes_the_run(tmp_path, victim):
     """A node dies mid-run (SIGKILL to all its processes: no handler runs). The survivor says which node was lost,
@@ -154,7 +168,7 @@ def test_a_lost_node_is_one_paragraph_and_resuming_both_nodes_finishes_the_run(t
     procs = start_nodes(tmp_path, args, port)
     run = tmp_path / "runs" / "lost"
     _wait_for_step(run / "logs" / "run.log", 15, procs)
-    os.killpg(procs[victim].pid, signal.SIGKILL)
+    kill_node(procs[victim])
     outcome = finish(procs, timeout=180)
     survivor = 1 - victim
     rc, out = outcome[survivor]

@@ -84,6 +84,24 @@ def _benchmarks(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _benchmark_notes(rows: list[dict[str, Any]], is_tiny: bool) -> list[str]:
+    """What a row's score hides, said on the card: models that never answered in the form the task scores."""
+    names = {"base": "the model before training" if is_tiny else "the base", "tuned": "this model"}
+    notes = []
+    for r in rows:
+        unanswered = r.get("unanswered") or ({"models": [], "why": None} if not r.get("format_problem") else None)
+        if unanswered is None:  # recorded before the structured field: the recorded sentence
+            notes.append(f"`{r['task']}` ({r['mode']}): {r['format_problem']}.")
+            continue
+        who = " and ".join(names.get(m, m) for m in unanswered["models"])
+        if unanswered["why"] == "format":
+            notes.append(f"`{r['task']}` ({r['mode']}): {who} never produced an answer in the form the task "
+                         "extracts, so the score there is 0 by format, not by knowledge.")
+        elif unanswered["why"] == "empty":
+            notes.append(f"`{r['task']}` ({r['mode']}): {who} generated only empty answers.")
+    return notes
+
+
 def _loss_baseline(results: dict[str, Any]) -> dict[str, Any] | None:
     """The validation loss next to what it is compared with: the model before training (and chance for a model
     trained from random weights)."""
@@ -221,6 +239,8 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "dpo_eval": _dpo_eval(results) if t.method == "dpo" else {},
         "evaluation": evaluation,
         "benchmarks": _benchmarks(evaluation),
+        "benchmark_intervals": sorted({r.get("interval", "bootstrap") for r in _benchmarks(evaluation)}),
+        "benchmark_notes": _benchmark_notes(_benchmarks(evaluation), cfg.model.is_tiny),
         "reasoning_check": (evaluation.get("retention") or {}).get("modes") or {},
         "loss_baseline": _loss_baseline(results),
         "harness_url": HARNESS_URL,

@@ -87,6 +87,16 @@ def table_cell(value: Any) -> str:
     return "<br>".join(line.strip() for line in text.strip().splitlines()) or " "
 
 
+def answer_cell(value: Any) -> str:
+    """A model's answer in a table cell; an answer with no text is said, not left blank."""
+    text = "" if value is None else str(value)
+    if not text:
+        return "*(empty output)*"
+    if not text.strip():
+        return f"*(only whitespace: {len(text)} character{'s' if len(text) != 1 else ''})*"
+    return table_cell(text)
+
+
 def heading(value: Any) -> str:
     """User text as a Markdown heading: one line (a newline would end the heading and start body text)."""
     return " ".join(str(value).split())
@@ -107,6 +117,7 @@ def _environment(newline: str = "\n"):
     env = SandboxedEnvironment(finalize=_finalize, autoescape=False, newline_sequence=newline,
                                keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
     env.filters["cell"] = table_cell
+    env.filters["answer_cell"] = answer_cell
     env.filters["heading"] = heading
     env.filters["sentence"] = sentence
     env.filters["signed_percent"] = signed_percent

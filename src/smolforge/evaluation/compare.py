@@ -42,6 +42,7 @@ def compare(et: EvalTask, ref: TaskRun, cand: TaskRun, ref_name: str, cand_name:
             seed: int) -> dict:
     """The comparison row for one task in one mode (a failed run gives a row with its error)."""
     row: dict = {"task": et.name, "mode": ref.mode, "metric": et.metric, "shots": cand.shots, "n": et.n_items,
+                 "chance": getattr(et, "chance", None),
                  "reference": ref_name, "candidate": cand_name, ref_name: ref.score, cand_name: cand.score,
                  "delta": None, "ci_low": None, "ci_high": None, "p_value": None, "test": None,
                  "flipped": None, "flipped_items": None, "same_prompts": None, "status": "ok"}
@@ -58,8 +59,10 @@ def compare(et: EvalTask, ref: TaskRun, cand: TaskRun, ref_name: str, cand_name:
     if unanswerable and et.filter != "none":  # the task wants an answer format these models never produced
         row["format_problem"] = (f"{' and '.join(unanswerable)} never produced an answer in the format "
                                  f"{et.name} extracts; its score there is 0 by format, not by knowledge")
+        row["unanswered"] = {"models": unanswerable, "why": "format"}
     elif unanswerable:  # nothing to extract: the models wrote nothing at all
         row["format_problem"] = f"{' and '.join(unanswerable)} generated only empty answers on {et.name}"
+        row["unanswered"] = {"models": unanswerable, "why": "empty"}
     ref_scores, cand_scores = [i.score for i in ref.items], [i.score for i in cand.items]
     if not ref.items or any(s is None for s in ref_scores + cand_scores):
         if ref.score is not None and cand.score is not None:
@@ -69,9 +72,31 @@ def compare(et: EvalTask, ref: TaskRun, cand: TaskRun, ref_name: str, cand_name:
     cmp = compare_paired(ref_scores, cand_scores, resamples, seed)
     flipped = flips(ref, cand)
     row.update(delta=cmp.delta, ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=cmp.p_value, test=cmp.test,
+               interval=cmp.interval, changed=cmp.candidate_only + cmp.reference_only,
                flipped={k: len(v) for k, v in flipped.items()},
-               flipped_items={k: v[:MAX_LISTED] for k, v in flipped.items()})
+               flipped_items={k: v[:MAX_LISTED] for k, v in flipped.items()},
+               families=families(ref, cand, ref_name, cand_name))
     return row
+
+
+def _family(item_id: str) -> str | None:
+    head, sep, _ = item_id.partition("-")
+    return head if sep and head.isalpha() else None
+
+
+def families(ref: TaskRun, cand: TaskRun, ref_name: str, cand_name: str) -> list[dict] | None:
+    """Scores by item family, where the items' ids name one (`count-river`, `spell-window`: family `count`, `spell`):
+    a task's mean can hide that a model gets one kind of item by luck and another never. None when the ids name no
+    families (fewer than two, or about one item each)."""
+    names = [_family(i.id) for i in ref.items]
+    if any(n is None for n in names) or len(set(names)) < 2 or len(set(names)) > len(names) / 2:
+        return None
+    out = []
+    for name in dict.fromkeys(names):
+        pairs = [(r.score, c.score) for r, c, f in zip(ref.items, cand.items, names, strict=True) if f == name]
+        out.append({"family": name, "n": len(pairs), ref_name: sum(p[0] for p in pairs) / len(pairs),
+                    cand_name: sum(p[1] for p in pairs) / len(pairs)})
+    return out
 
 
 def item_rows(ref: TaskRun, cand: TaskRun, ref_name: str, cand_name: str) -> list[dict]:

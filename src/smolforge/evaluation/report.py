@@ -70,8 +70,14 @@ def console_lines(summary: dict) -> list[str]:
         if row["status"] != "ok":
             lines.append(f"  {head}: not compared ({row['error']})")
             continue
-        ci = (f", 95% CI [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], p={row['p_value']:.3g}"
-              if row["ci_low"] is not None else "")
+        if row.get("changed") == 0:
+            ci = ", no item changed"
+        elif row["ci_low"] is not None:
+            ci = f", 95% CI [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], p={row['p_value']:.3g}"
+        else:
+            ci = ""
+        if row.get("chance") is not None:
+            head += f" (chance {row['chance']:.2f})"
         delta = f"{row['delta']:+.3f}" if row["delta"] is not None else "n/a"
         lines.append(f"  {head}: {ref} {_fmt(row[ref])} -> {cand} {_fmt(row[cand])} (delta {delta}{ci})")
         if row.get("format_problem"):

@@ -48,6 +48,7 @@ class EvalTask:
     fingerprint: str = ""
     note: str | None = None
     fewshot_split: str | None = None  # where few-shot examples come from; None: the scored split itself
+    chance: float | None = None  # multiple choice: the expected score of a uniform guess over each item's choices
 
     @property
     def loglikelihood(self) -> bool:
@@ -57,7 +58,8 @@ class EvalTask:
     def describe(self) -> dict:
         return {"task": self.name, "source": self.spec, "kind": self.kind, "output_type": self.output_type,
                 "metric": self.metric, "items": self.n_items, "items_in_task": self.n_total,
-                "fewshot_split": self.fewshot_split, "fingerprint": self.fingerprint, "note": self.note}
+                "fewshot_split": self.fewshot_split, "fingerprint": self.fingerprint, "note": self.note,
+                "chance": self.chance}
 
 
 def _offline() -> bool:
@@ -243,7 +245,15 @@ def _eval_task(task: Any, spec: str, kind: str, digest: str, limit: int | None) 
                                       docs_digest(pool, len(pool)) if pool is not None else ""]).encode()).hexdigest()
     return EvalTask(name=name, spec=spec, kind=kind, task=task, output_type=cfg.output_type, metric=metric,
                     filter=filt, n_total=n_total, n_items=n_items, ids=ids, fingerprint=digest, note=note,
-                    fewshot_split=fewshot)
+                    fewshot_split=fewshot, chance=_chance(task, docs, n_items, metric))
+
+
+def _chance(task: Any, docs: Any, n: int, metric: str) -> float | None:
+    """A multiple-choice task's accuracy by uniform guessing: the mean of 1 / choices over the scored items."""
+    if task.config.output_type != "multiple_choice" or metric not in ("acc", "acc_norm") or not n:
+        return None
+    counts = [len(task.doc_to_choice(docs[i])) for i in range(n)]
+    return sum(1 / c for c in counts if c) / n
 
 
 def benchmark_items(tasks: list[EvalTask]) -> list[BenchmarkItem]:
