@@ -74,6 +74,13 @@ def base_hub_id(cfg: SmolforgeConfig) -> str | None:
 METHODS = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}
 
 
+def method_name(cfg: SmolforgeConfig) -> str:
+    """The training method as the card names it: a model trained from random weights was not fine-tuned."""
+    if cfg.training.method == "sft" and cfg.model.is_tiny and not cfg.training.adapters:
+        return "supervised training (TRL's SFT trainer)"
+    return METHODS[cfg.training.method]
+
+
 def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
     """The user's description, else a sentence from how the model was made, the method and the dataset."""
     if cfg.card.model_description:
@@ -82,7 +89,7 @@ def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
     t = cfg.training
     data = dataset_name or display_name(cfg.data)
     data = Path(data).name if Path(data).is_absolute() else data
-    method = METHODS[t.method]
+    method = method_name(cfg)
 
     name = adapter_name(cfg)
     if cfg.model.is_tiny:
