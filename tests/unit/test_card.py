@@ -333,3 +333,29 @@ def test_local_base_model_points_metadata_at_its_hub_ancestor(tmp_path):
     (sft / "README.md").write_text("# no metadata\n")
     card = render_card(run, cfg, run.read_results())
     assert "base_model" not in ModelCard(str(card)).data.to_dict()  # a local path is never a base_model id
+
+
+def test_a_template_header_keeps_its_own_keys_merged_with_the_generated_metadata(tmp_path):
+    """The seed's own pattern: `{{#if author_name}}author: {{author_name}}{{/if}}` in the template's front matter.
+    Its keys reach the card's metadata; a list it extends keeps the generated items; what the run states stands."""
+    run = make_run(tmp_path, "tiny")
+    template = tmp_path / "card.md"
+    template.write_text("---\n{{#if author_name}}author: {{author_name}}{{/if}}\nlicense: mit\ntags:\n- my-tag\n"
+                        "---\n# {{model_name}}\n\nBy {{author_name}}.\n", encoding="utf-8")
+    text = card_text(run, template=str(template), author_name="Ada Lovelace")
+    data = ModelCard(text).data.to_dict()
+    assert data["author"] == "Ada Lovelace"
+    assert data["license"] == "apache-2.0"  # the run's license (from its config), not the template's literal
+    assert "my-tag" in data["tags"] and "smolforge" in data["tags"] and "model-index" in data
+    assert "By Ada Lovelace." in text and text.count("\n---\n") == 1  # one header: the template's is not in the body
+    no_author = ModelCard(card_text(run, template=str(template))).data.to_dict()
+    assert "author" not in no_author  # the {{#if}} kept the key out when there was no author
+
+
+def test_a_template_header_that_is_not_yaml_once_rendered_is_one_paragraph(tmp_path):
+    run = make_run(tmp_path, "tiny")
+    template = tmp_path / "card.md"
+    template.write_text("---\nauthor: [{{author_name}}\n---\n# {{model_name}}\n", encoding="utf-8")
+    with pytest.raises(SmolforgeError) as e:
+        card_text(run, template=str(template), author_name="Ada")
+    assert f"Card template {template}: its YAML header is not valid YAML once rendered" in str(e.value)

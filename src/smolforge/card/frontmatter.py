@@ -23,10 +23,15 @@ def read_metadata(path: Path) -> dict[str, Any]:
         return {}
 
 
-def strip(text: str) -> str:
-    """`text` without its leading YAML header (a template's own header is never used: metadata is built)."""
+def split(text: str) -> tuple[str | None, str]:
+    """(the YAML header's text, or None when there is none; the rest) of a card or a card template."""
     from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
     body = text[1:] if text.startswith("\ufeff") else text
     match = REGEX_YAML_BLOCK.match(body)
-    return body[match.end():] if match else text
+    return (match.group(2), body[match.end():]) if match else (None, text)
+
+
+def strip(text: str) -> str:
+    """`text` without its leading YAML header (a template's header is rendered apart: `render.template_metadata`)."""
+    return split(text)[1]

@@ -20,7 +20,7 @@ from smolforge.card import frontmatter, legacy
 from smolforge.card.context import build_context
 from smolforge.card.facts import sig, signed_percent
 from smolforge.config import SmolforgeConfig
-from smolforge.errors import SmolforgeError
+from smolforge.errors import SmolforgeError, first_line
 from smolforge.runfolder import RunFolder
 
 
@@ -169,8 +169,14 @@ def check_template(run: RunFolder, cfg: SmolforgeConfig) -> None:
     it stops the run at once instead of after training (`smolforge card` can rewrite the card later too)."""
     if cfg.card.template:
         source = f"Card template {cfg.card.template}"
-        _, ast, _ = _parse(read_template(cfg.card.template), source)
-        _check_variables(ast, build_context(run, cfg, {}), source)  # the names exist whatever the run measures
+        template = read_template(cfg.card.template)
+        context = build_context(run, cfg, {})  # the names exist whatever the run measures
+        _, ast, _ = _parse(template, source)
+        _check_variables(ast, context, source)
+        header, _ = frontmatter.split(template)
+        if header and header.strip():
+            _, header_ast, _ = _parse(header, f"{source} (its YAML header)")
+            _check_variables(header_ast, context, f"{source} (its YAML header)")
 
 
 def render_body(template: str, context: dict[str, Any], source: str = "the card template") -> str:
@@ -268,15 +274,52 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
     )
 
 
+def template_metadata(template: str, context: dict[str, Any], source: str) -> dict[str, Any]:
+    """The keys a user template's own YAML header sets (the seed's `{{#if author_name}}author: {{author_name}}{{/if}}`
+    pattern), rendered with the card's variables like its body; {} when it has no header."""
+    import yaml
+
+    header, _ = frontmatter.split(template)
+    if header is None or not header.strip():
+        return {}
+    text = render_body(header, context, source=f"{source} (its YAML header)")
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as e:
+        raise SmolforgeError(f"{source}: its YAML header is not valid YAML once rendered ({first_line(e)}). Fix the "
+                             "header (`key: value` lines between the two `---` lines).") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise SmolforgeError(f"{source}: its YAML header must be `key: value` lines, not "
+                             f"{type(data).__name__}. Fix the header.")
+    return data
+
+
+def merge_metadata_keys(data: Any, user: dict[str, Any]) -> Any:
+    """The template's own header keys added to the generated metadata: what the run states (license, base model,
+    results) stands; a list the user extends (tags) keeps both; any other key of theirs is kept as written."""
+    generated = data.to_dict()
+    for key, value in user.items():
+        if value is None:
+            continue
+        mine = generated.get(key)
+        if isinstance(mine, list) and isinstance(value, list):
+            setattr(data, key, list(dict.fromkeys([*mine, *value])))
+        elif mine is None:
+            setattr(data, key, value)
+    return data
+
+
 def render_card(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any], username: str | None = None,
                 template_path: str | Path | None = None):
     """The whole card for a run, as a huggingface_hub.ModelCard (not yet written)."""
     ModelCard, _ = _card_classes()
     ctx = build_context(run, cfg, results, username=username)
     data = card_data(ctx, results)
-    ctx["card_data"] = data.to_yaml()
     path = template_path or cfg.card.template
     template = read_template(path) if path else default_template()
+    if path:
+        data = merge_metadata_keys(data, template_metadata(template, ctx, f"Card template {path}"))
+    ctx["card_data"] = data.to_yaml()
     body = render_body(template, ctx, source=f"Card template {path}" if path else "The default card template")
     body = body.lstrip("\r\n")
     if len(body.encode("utf-8")) > MAX_CARD_BYTES:
