@@ -263,13 +263,13 @@ def test_legacy_syntax_errors(template, msg):
         render(template)
 
 
-def test_front_matter_of_a_user_template_is_replaced_by_validated_metadata(tmp_path):
+def test_a_value_in_a_template_header_cannot_add_keys_or_change_the_license(tmp_path):
     run = make_run(tmp_path, "tiny")
     tpl = tmp_path / "t.md"
     tpl.write_text("---\n{{#if author_name}}author: {{author_name}}{{/if}}\nlicense: mit\n---\n# {{model_name}}\n")
     text = card_text(run, template=str(tpl), author_name="x\nlicense: gpl-3.0")
     data = ModelCard(text).data.to_dict()
-    assert data["license"] == "apache-2.0" and "author" not in data
+    assert data["license"] == "apache-2.0" and data["author"] == "x\nlicense: gpl-3.0"  # one string, no new key
     assert text.rstrip().endswith("# tiny-sft")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -282,7 +283,9 @@ def template_metadata(template: str, context: dict[str, Any], source: str) -> di
     header, _ = frontmatter.split(template)
     if header is None or not header.strip():
         return {}
-    text = render_body(header, context, source=f"{source} (its YAML header)")
+    # Each text value goes in as a quoted YAML string, so a value can never add keys or break the header (an
+    # author named "x\nlicense: gpl-3.0" stays one string); write `author: {{author_name}}`, not quoted again.
+    text = render_body(header, _yaml_quoted(context), source=f"{source} (its YAML header)")
     try:
         data = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as e:
@@ -292,6 +295,18 @@ def template_metadata(template: str, context: dict[str, Any], source: str) -> di
         raise SmolforgeError(f"{source}: its YAML header must be `key: value` lines, not "
                              f"{type(data).__name__}. Fix the header.")
     return data
+
+
+def _yaml_quoted(value: Any) -> Any:
+    """Non-empty strings (inside lists and dicts too) as JSON string literals, which YAML reads back as the same
+    string; empty strings stay empty, so `{{#if x}}` still tests the value."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False) if value else value
+    if isinstance(value, dict):
+        return {k: _yaml_quoted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_yaml_quoted(v) for v in value]
+    return value
 
 
 def merge_metadata_keys(data: Any, user: dict[str, Any]) -> Any:
