@@ -268,6 +268,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "deterministic": facts.deterministic(results, cfg),
         "citation_year": year,
         "reproduce_command": "smolforge run config.yaml --yes",
+        "local_data": facts.local_data(run, results.get("dataset") or {}),
         "command": public_text(results["command"]) if results.get("command") else None,
     }
     ctx["headline"] = facts.headline(ctx)

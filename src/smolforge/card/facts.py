@@ -244,3 +244,22 @@ def card_summary(run: RunFolder) -> dict[str, Any] | None:
     return {"smolforge": (env.get("smolforge") or {}).get("version"), "packages": len(env.get("packages") or {}),
             "python": (env.get("python") or {}).get("version"), "torch": torch.get("version"), "torch_build": build,
             "device": device, "seeds": manifest.get("seeds") or {}, "data": data_text, "model": model_text}
+
+
+def local_data(run: RunFolder, stats: dict[str, Any]) -> dict[str, Any] | None:
+    """A run trained on local files: their names as published (paths are shortened to their last part), and each
+    file's SHA-256 when manifest.json recorded it. None for the bundled data and Hub datasets."""
+    if stats.get("source") != "local":
+        return None
+    names = [n for group in ((stats.get("local_files") or {}).get("data_files") or {}).values() for n in group]
+    digests: dict[str, str] = {}
+    if run.manifest_path.is_file():
+        try:
+            recorded = manifest_record.read(run)["data"]
+        except SmolforgeError:
+            recorded = {}
+        digests = {Path(f["path"]).name: f["sha256"] for f in recorded.get("files") or []
+                   if recorded.get("kind") == "local"}
+    shown = Path(str(stats.get("name") or "")).name
+    return {"name": shown, "folder": Path(shown).suffix == "",
+            "files": [{"name": n, "sha256": digests.get(n)} for n in dict.fromkeys(names)]}

@@ -25,6 +25,7 @@ from smolforge.card.repocards import gguf_card, variant_card
 from smolforge.card.writer import hand_edited
 from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.credentials import redact
+from smolforge.data import is_local_source
 from smolforge.errors import SmolforgeError
 from smolforge.hubclient import DEFAULT_ENDPOINT
 from smolforge.localpaths import has_local_path, public_text
@@ -160,7 +161,11 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
     folder = root / "repo"
     _copy_tree(run.model_dir, folder, skip=("README.md",))
     (folder / "README.md").write_text(card_text, encoding="utf-8")
-    config_text = RunFolder.config_text(dump_dict(cfg), PUBLISHED_CONFIG_HEADER)
+    header = PUBLISHED_CONFIG_HEADER
+    if cfg.data.name != "builtin" and is_local_source(cfg.data.name):
+        header += ("# data.name was a local path, shown here by its last part only (the data is not published): "
+                   "run this\n# where that file or folder is, or pass --set data.name=PATH.\n")
+    config_text = RunFolder.config_text(dump_dict(cfg), header)
     (folder / "config.yaml").write_text(public_text(config_text), encoding="utf-8")
     if run.results_path.exists():
         results_text = redact(run.results_path.read_text(encoding="utf-8"))
