@@ -25,10 +25,22 @@ UPDATE = os.environ.get("SMOLFORGE_UPDATE_GOLDEN") == "1"
 GOLDEN = ["tiny", "smollm3_reasoning", "lora_adapter", "qlora_adapter", "dpo", "quantized", "resumed"]
 
 
+BASE_RUN = "/home/ada/work/runs/chat-base"  # the base the LoRA, QLoRA and DPO fixtures trained on: a tiny SFT run
+
+
 def make_run(tmp_path: Path, name: str) -> RunFolder:
-    """A run folder from a fixture: the records of a real run, with its model/ (plot) and variant folders."""
+    """A run folder from a fixture: the records of a real run, with its model/ (plot) and variant folders. A run
+    whose base is the fixtures' `chat-base` run gets that run beside it (the `tiny` fixture's records: a model
+    smolforge trained from random weights), so its card can say what its base is."""
     root = tmp_path / name
     shutil.copytree(FIXTURES / name, root, ignore=shutil.ignore_patterns("expected_*"))
+    config = root / "config.yaml"
+    if BASE_RUN in config.read_text():
+        base = tmp_path / "base-of" / name / "chat-base"
+        if not base.exists():
+            shutil.copytree(FIXTURES / "tiny", base, ignore=shutil.ignore_patterns("expected_*"))
+            (base / "model").mkdir()
+        config.write_text(config.read_text().replace(BASE_RUN, str(base)))
     (root / "model").mkdir()
     (root / "model" / "loss_curve.png").write_bytes(b"")  # present, so not redrawn: the card links it
     for q in (RunFolder(root).read_results().get("quantized") or {}).values():

@@ -112,3 +112,50 @@ def test_merge_metadata_follows_metadata_update_overwrite_rules():
     assert data.license == "apache-2.0" and data.tags == ["smolforge"] and data.to_dict()["extra_key"] == "kept"
     values = {r.metric_type: r.metric_value for r in data.eval_results}
     assert values == {"loss": 1.5, "accuracy": 0.5, "perplexity": 4.48}
+
+
+def _adapter_run(tmp_path: Path, name: str = "lora_adapter") -> RunFolder:
+    """The LoRA fixture run (its base: a tiny SFT run on this machine) with adapter files in model/."""
+    import json
+
+    from tests.unit.test_card import make_run
+
+    run = make_run(tmp_path, name)
+    (run.model_dir / "adapter_model.safetensors").write_bytes(b"x")
+    base = run.read_config().model.name_or_path
+    (run.model_dir / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base,
+                                                                   "peft_type": "LORA"}))
+    return run
+
+
+def test_an_adapter_whose_base_nobody_can_download_is_refused_with_the_two_fixes(tmp_path):
+    """Its adapter_config.json could only name a path on this machine: neither publish nor export it."""
+    from smolforge.publish.staging import export
+
+    run = _adapter_run(tmp_path)
+    base_run = Path(run.read_config().model.name_or_path).parent
+    with pytest.raises(SmolforgeError) as e:
+        export(run, run.read_config(), tmp_path / "out", "alice/lora", "subfolders")
+    text = str(e.value)
+    assert "holds a LoRA adapter, and its base (chat-base/model) is not on the Hub" in text
+    assert f"publish its base first (`smolforge publish {base_run} --repo-id USER/NAME`" in text
+    assert "`--set training.lora.merge=true`" in text and "Nothing was published" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_adapter_of_a_published_base_names_the_base_repo_in_config_and_card(tmp_path):
+    """The base run was published: the adapter's config, and the card's base_model, name that repo, which is what
+    PEFT's loader downloads."""
+    import json
+
+    from huggingface_hub import ModelCard
+
+    from smolforge.publish.staging import export
+
+    run = _adapter_run(tmp_path)
+    base_run = RunFolder(Path(run.read_config().model.name_or_path).parent)
+    base_run.update_results(publish={"repo_id": "alice/chat-base", "endpoint": "https://huggingface.co"})
+    (out,) = export(run, run.read_config(), tmp_path / "out", "alice/lora", "subfolders")
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "alice/chat-base"
+    card = ModelCard((out / "README.md").read_text())
+    assert card.data.base_model == "alice/chat-base" and card.data.to_dict()["base_model_relation"] == "adapter"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from smolforge.card.facts import adapter_name
-from smolforge.card.frontmatter import read_metadata
+from smolforge.card.facts import adapter_name, human_count
 from smolforge.card.licenses import base_model_license
+from smolforge.card.lineage import is_hub_base, lineage
 from smolforge.config import SmolforgeConfig
 from smolforge.data import display_name
 from smolforge.errors import SmolforgeError
@@ -36,39 +36,46 @@ class License:
 
 def base_is_hub(cfg: SmolforgeConfig) -> bool:
     """The base model is a Hub id (not `tiny`, not a local folder)."""
-    name = cfg.model.name_or_path
-    return not cfg.model.is_tiny and is_repo_id(name) and not Path(name).expanduser().exists()
-
-
-def upstream_base_model(local: Path) -> str | None:
-    """The Hub base model a local model folder's card names (a smolforge run's model/), if any."""
-    base = read_metadata(local / "README.md").get("base_model")
-    if isinstance(base, list) and len(base) == 1:
-        base = base[0]
-    return base if isinstance(base, str) and is_repo_id(base) and not Path(base).exists() else None
+    return is_hub_base(cfg)
 
 
 def base_label(cfg: SmolforgeConfig) -> str:
-    """How prose names the base model (a local folder by its name: a published card holds no local paths)."""
+    """How prose names the base model (a local folder by its name: a published card holds no local paths), with
+    what its own record says about it."""
     if cfg.model.is_tiny:
         return TINY_BASE
-    if not base_is_hub(cfg):
-        local = Path(cfg.model.name_or_path).expanduser()
-        name = f"{local.parent.name}/{local.name}" if local.name == "model" else local.name  # a run's model/
-        upstream = upstream_base_model(local)
-        if upstream:  # e.g. DPO on a local SFT run: the Hub ancestor is the local model's own base
-            return f"the local model `{name}` (itself fine-tuned from {upstream})"
-        return f"the local model `{name}`"
-    return cfg.model.name_or_path
+    base = lineage(cfg)
+    if base.kind == "hub":
+        return base.name
+    label = f"the local model `{base.name}`"
+    if base.from_scratch:
+        return label  # what it is: base_facts
+    if base.hub_id:
+        return f"{label} (published as {base.hub_id})"
+    if base.ancestor:  # e.g. DPO on a local SFT run: the Hub ancestor is the local model's own base
+        return f"{label} (itself fine-tuned from {base.ancestor})"
+    return label
+
+
+def base_facts(cfg: SmolforgeConfig) -> str | None:
+    """What a local base that descends from random weights is, from its run's record (None otherwise)."""
+    base = lineage(cfg)
+    if base.kind != "local" or not base.from_scratch:
+        return None
+    size = f"a {human_count(base.parameters)}-parameter model" if base.parameters else "a model"
+    rows = f" on {base.rows:,} rows" if base.rows else ""
+    return f"{size} that smolforge trained from random weights{rows}, not a pretrained model"
 
 
 def base_hub_id(cfg: SmolforgeConfig) -> str | None:
-    """The Hub id the card's `base_model` metadata points at (a local base's own Hub base), else None."""
+    """The Hub id the card's `base_model` metadata points at. An adapter applies to its exact base, so only that
+    base's own Hub id will do; a full fine-tune may name a local base's Hub ancestor."""
     if cfg.model.is_tiny:
         return None
-    if base_is_hub(cfg):
-        return cfg.model.name_or_path
-    return upstream_base_model(Path(cfg.model.name_or_path).expanduser())
+    base = lineage(cfg)
+    if base.hub_id or cfg.training.adapters:
+        return base.hub_id
+    return base.ancestor
 
 
 METHODS = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}
@@ -99,7 +106,8 @@ def description(cfg: SmolforgeConfig, dataset_name: str | None = None) -> str:
         return (f"A tiny SmolLM3-architecture language model trained from random initial weights with {method} on "
                 f"{data} using smolforge.")
     how = f"A {name} adapter for" if name is not None and not t.lora.merge else "A fine-tuned version of"
-    return f"{how} {base_label(cfg)}, trained with {method} on {data} using smolforge."
+    what = f" ({base_facts(cfg)})" if base_facts(cfg) else ""
+    return f"{how} {base_label(cfg)}{what}, trained with {method} on {data} using smolforge."
 
 
 # What the card's Uses section says where the user wrote nothing, by how the model was made:
@@ -111,7 +119,7 @@ USES_DEFAULTS = {
         "Research and experimentation with a chat model for the kind of conversations in its training data. "
         "Evaluate it on your own task before relying on it."),
     "out_of_scope": (
-        "Anything a person would rely on: it was trained from random weights, not pretrained on broad text, "
+        "Anything a person would rely on: {subject} trained from random weights, not pretrained on broad text, "
         "so it knows nothing beyond its training data.",
         "Decisions about people, and medical, legal or financial advice, without human review; languages and "
         "domains outside its training data, where it was not evaluated."),
@@ -125,7 +133,9 @@ def uses_text(cfg: SmolforgeConfig, field: str) -> str:
     if written:
         return written
     from_scratch, fine_tuned = USES_DEFAULTS[field]
-    return from_scratch if cfg.model.is_tiny else fine_tuned
+    if not lineage(cfg).from_scratch:
+        return fine_tuned
+    return from_scratch.format(subject="it was" if cfg.model.is_tiny else "its base was")
 
 
 def license_for(cfg: SmolforgeConfig) -> License:

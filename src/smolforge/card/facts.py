@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.builtin_data import BUILTIN_ROWS, BUILTIN_SEED
+from smolforge.card.lineage import lineage
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.reproduce import manifest as manifest_record
@@ -80,7 +81,7 @@ def origin(cfg: SmolforgeConfig, results: dict[str, Any]) -> dict[str, Any]:
         how = f"a {name} adapter on" if not t.lora.merge else f"fine-tuned with {name} (merged into the weights) from"
     else:
         how = "fine-tuned (all weights) from"
-    return {"from_scratch": False, "phrase": how}
+    return {"from_scratch": False, "phrase": how, "descends_from_scratch": lineage(cfg).from_scratch}
 
 
 def train_loss_window(results: dict[str, Any]) -> dict[str, Any] | None:

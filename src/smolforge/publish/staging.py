@@ -11,6 +11,7 @@ logs/ are never uploaded. Nothing in the run folder changes here.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.card.gguf import gguf_entries, gguf_repo_id, published_gguf
+from smolforge.card.lineage import lineage
 from smolforge.card.render import render_card
 from smolforge.card.repocards import gguf_card, variant_card
 from smolforge.card.writer import hand_edited
@@ -135,6 +137,24 @@ def _main_card(run: RunFolder, cfg: SmolforgeConfig, username: str | None, say) 
     return str(render_card(run, cfg, run.read_results(), username=username)), True
 
 
+def loadable_base(run: RunFolder, cfg: SmolforgeConfig) -> str | None:
+    """The Hub id an adapter's base is published under (None for a full model); an adapter whose base nobody could
+    download is refused here, with the two ways to publish it, before anything is staged or pushed."""
+    t = cfg.training
+    if not t.adapters or t.lora.merge:
+        return None
+    base = lineage(cfg)
+    if base.hub_id:
+        return base.hub_id
+    publish_base = (f"publish its base first (`smolforge publish {shlex.quote(base.run)} --repo-id USER/NAME`; the "
+                    "adapter then names that repo), or " if base.run else "")
+    raise SmolforgeError(
+        f"{run.model_dir} holds a {'QLoRA' if t.four_bit_base else 'LoRA'} adapter, and its base ({base.name}) is "
+        "not on the Hub, so nobody who downloads the adapter could load it: adapter_config.json could only name a "
+        f"path on this machine. Nothing was published. To publish it, {publish_base}train it again with "
+        "`--set training.lora.merge=true`, which publishes full weights with the adapter merged in.")
+
+
 def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path, username: str | None,
           say) -> list[StagedRepo]:
     """Lay out every repo of this publish under `root` (one folder each); the main repo comes last.
@@ -145,6 +165,7 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
                              f"(smolforge run {run.root} --resume).")
     results = run.read_results()
     main_id = req.repo_id or run.root.name
+    base_id = loadable_base(run, cfg)
     staged = []
     if req.quantized_as == "repos":
         for name, entry in variants(run, results).items():
@@ -160,6 +181,10 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
     card_text, card_is_new = _main_card(run, cfg, username, say)
     folder = root / "repo"
     _copy_tree(run.model_dir, folder, skip=("README.md",))
+    if base_id and (folder / "adapter_config.json").is_file():  # the base as a reader's loader finds it
+        adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        adapter["base_model_name_or_path"] = base_id
+        (folder / "adapter_config.json").write_text(json.dumps(adapter, indent=2) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(card_text, encoding="utf-8")
     header = PUBLISHED_CONFIG_HEADER
     if cfg.data.name != "builtin" and is_local_source(cfg.data.name):
