@@ -1,40 +1,52 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 # torch is installed FIRST from its pinned CPU build, so nothing later resolves a CUDA build.
-# The gguf extra builds llama.cpp from llama-cpp-python's source distribution (needs cmake and g++,
-# about 7 minutes on 2 cores); the toolchain step extracts llama.cpp's converter from the same sdist.
+# `make run` needs only the base install. The GGUF export builds llama.cpp from llama-cpp-python's source
+# distribution (cmake and g++, about 7 minutes on 2 cores), once, in `make gguf`, which `make test` runs; the
+# toolchain step extracts llama.cpp's converter from the same sdist.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smolforge-installed
+GGUF_STAMP := $(VENV)/.smolforge-gguf-installed
 
-.PHONY: run test test-all test-multiproc test-fast lint install clean browser-deps
+.PHONY: run test test-all test-multiproc test-fast lint install gguf clean browser-deps
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev,demo,qlora]"
+	@if $(BIN)/python -m pip list 2>/dev/null | grep -i nvidia; then \
+		echo "error: a CUDA package was installed; torch must stay the 2.13.0 CPU build" >&2; exit 1; fi
+	touch $(STAMP)
+
+# llama.cpp for `quantize: [gguf-*]` (GGUF files for llama.cpp, Ollama, LM Studio): built once, on first need.
+gguf: $(GGUF_STAMP)
+
+$(GGUF_STAMP): $(STAMP)
 	@command -v g++ >/dev/null && command -v cmake >/dev/null || \
 		{ SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 		  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq g++ cmake; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	@echo "Building llama.cpp for the GGUF export: once, about 7 minutes on 2 cores..."
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e ".[dev,demo,gguf,qlora]"
 	$(BIN)/python -m smolforge.gguf.toolchain install
 	@if $(BIN)/python -m pip list 2>/dev/null | grep -i nvidia; then \
 		echo "error: a CUDA package was installed; torch must stay the 2.13.0 CPU build" >&2; exit 1; fi
-	touch $(STAMP)
+	touch $(GGUF_STAMP)
 
 run: $(STAMP)
 	$(BIN)/smolforge run --preset tiny --yes
 
 # Everything but the multi-process lane (one two-process DDP test stays in): see README, Tests.
-test: $(STAMP) browser-deps
+test: $(GGUF_STAMP) browser-deps
 	$(BIN)/python -m pytest -m "not multiproc"
 
 # The multi-process lane alone (torchrun, FSDP, two nodes on this machine), and everything.
-test-multiproc: $(STAMP)
+test-multiproc: $(GGUF_STAMP)
 	$(BIN)/python -m pytest -m multiproc
 
-test-all: $(STAMP) browser-deps
+test-all: $(GGUF_STAMP) browser-deps
 	$(BIN)/python -m pytest
 
 # Everyday lane: everything that does not train a model (one to two minutes on 2 cores).

