@@ -149,3 +149,13 @@ def test_sample_rows_accept_messages_and_prompt_completion():
     assert split_row({"prompt": "Q?", "completion": "A."}) == ([{"role": "user", "content": "Q?"}], "A.")
     assert split_row({"text": "plain"}) is None
     assert len(pick([{"text": "x"}, chat, chat, chat], 2)) == 2
+
+
+def test_an_empty_think_block_is_counted_apart_and_reaches_the_report():
+    """`<think>\n\n</think>\nParis.` is how a /no_think answer looks: not reasoning, and the report says how often."""
+    assert thinking.empty_think("<think>\n\n</think>\nParis.") and not thinking.empty_think("<think>a</think>b")
+    assert not thinking.empty_think("Paris.")
+    outputs = {"think": {"passed": [False, True], "outputs": ["<think>\n</think>\nParis.", "<think>x</think>y"]},
+               "no_think": {"passed": [True, True], "outputs": ["a", "b"]}}
+    report = thinking.report(["p1", "p2"], outputs, outputs)
+    assert report["modes"]["think"]["empty_share"] == {"base": 0.5, "tuned": 0.5}

@@ -30,8 +30,9 @@ def test_report_counts_per_task_and_share():
              BenchmarkItem("gen", "3", "zebra")]
     out = report([LONG, "a zebra crossing"], items)
     assert out["ngram"] == 13 and out["training_texts"] == 2
-    assert out["tasks"]["mc"] == {"items": 2, "overlapping": 1, "share": 0.5, "examples": ["1"]}
-    assert out["tasks"]["gen"]["overlapping"] == 1 and out["tasks"]["gen"]["share"] == 1.0
+    assert out["tasks"]["mc"] == {"items": 2, "overlapping": 1, "found_whole": 0, "share": 0.5, "examples": ["1"]}
+    gen = out["tasks"]["gen"]  # one word, shorter than 13: it counts because it occurs whole, and says so
+    assert gen["overlapping"] == 1 and gen["found_whole"] == 1 and gen["share"] == 1.0
 
 
 def test_no_training_texts_means_no_overlap():

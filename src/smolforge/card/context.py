@@ -80,8 +80,17 @@ def _benchmarks(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     for row in evaluation.get("results") or []:
         if row.get("status") != "ok":
             continue
-        rows.append({**row, "overlap_share": (overlap.get(row["task"]) or {}).get("share")})
+        task = overlap.get(row["task"]) or {}
+        rows.append({**row, "overlap_share": task.get("share"), "overlap_items": task.get("overlapping"),
+                     "overlap_whole": task.get("found_whole")})
     return rows
+
+
+def _overlap_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """How many flagged benchmark items were short ones found whole (None when none was flagged or not counted)."""
+    counted = [r for r in rows if r.get("overlap_whole") is not None]
+    flagged = sum(r.get("overlap_items") or 0 for r in counted)
+    return {"flagged": flagged, "whole": sum(r["overlap_whole"] for r in counted)} if flagged else None
 
 
 def _benchmark_notes(rows: list[dict[str, Any]], is_tiny: bool) -> list[str]:
@@ -245,6 +254,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "benchmarks": _benchmarks(evaluation),
         "benchmark_intervals": sorted({r.get("interval", "bootstrap") for r in _benchmarks(evaluation)}),
         "benchmark_notes": _benchmark_notes(_benchmarks(evaluation), cfg.model.is_tiny),
+        "overlap_counts": _overlap_counts(_benchmarks(evaluation)),
         "reasoning_check": (evaluation.get("retention") or {}).get("modes") or {},
         "loss_baseline": _loss_baseline(results),
         "harness_url": HARNESS_URL,

@@ -74,10 +74,12 @@ def report(train_texts: Iterable[str], items: Sequence[BenchmarkItem], n: int = 
     hit = overlapping_items(texts, items, n)
     per_task: dict[str, dict] = {}
     for idx, item in enumerate(items):
-        row = per_task.setdefault(item.task, {"items": 0, "overlapping": 0, "share": 0.0, "examples": []})
+        row = per_task.setdefault(item.task, {"items": 0, "overlapping": 0, "found_whole": 0, "share": 0.0,
+                                              "examples": []})
         row["items"] += 1
         if idx in hit:
             row["overlapping"] += 1
+            row["found_whole"] += len(words(item.text)) < n  # a short item: the whole of it occurs in training text
             if len(row["examples"]) < MAX_LISTED:
                 row["examples"].append(item.id)
     for row in per_task.values():

@@ -34,6 +34,12 @@ def unclosed_think(text: str) -> bool:
     return THINK_OPEN in text and THINK_CLOSE not in text
 
 
+def empty_think(text: str) -> bool:
+    """A think block closed at once, with no reasoning in it: the form of a /no_think answer, not of reasoning."""
+    m = _WELL_FORMED.match(text)
+    return bool(m and text.count(THINK_OPEN) == 1 and not m.group("reasoning").strip())
+
+
 def clean_no_think(text: str) -> bool:
     return THINK_OPEN not in text and THINK_CLOSE not in text
 
@@ -70,6 +76,8 @@ def report(prompts: list[str], base: dict, tuned: dict) -> dict:
     unclosed = {name: sum(map(unclosed_think, out["think"]["outputs"])) / len(prompts)
                 for name, out in (("base", base), ("tuned", tuned))}
     modes["think"]["unclosed_share"] = unclosed  # > 0: raise evaluation.max_gen_tokens so reasoning can finish
+    modes["think"]["empty_share"] = {name: sum(map(empty_think, out["think"]["outputs"])) / len(prompts)
+                                     for name, out in (("base", base), ("tuned", tuned))}
     return {
         "n_prompts": len(prompts), "modes": modes,
         "lost_think": modes["think"]["flag"],  # the fine-tune no longer reasons well-formedly when asked
