@@ -65,6 +65,7 @@ def card_class():
 
 
 WRAPPER = "---\n{{ card_data }}\n---\n\n{{ body }}"
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")  # datasets' builders for local files
 MAX_CARD_BYTES = 2_000_000  # a real run's card is about 20 KB
 
 
@@ -98,6 +99,13 @@ def answer_cell(value: Any) -> str:
     return table_cell(text)
 
 
+def code_block(value: Any) -> str:
+    """Raw text for a fenced block whose closing fence follows it: the text as it is, with one line end after its
+    last line (a block cannot show a trailing newline, so none is added to one that already ends the text)."""
+    text = "" if value is None else str(value)
+    return text if text.endswith("\n") else text + "\n"
+
+
 def heading(value: Any) -> str:
     """User text as a Markdown heading: one line (a newline would end the heading and start body text)."""
     return " ".join(str(value).split())
@@ -120,6 +128,7 @@ def _environment(newline: str = "\n"):
     env.filters["cell"] = table_cell
     env.filters["answer_cell"] = answer_cell
     env.filters["heading"] = heading
+    env.filters["code_block"] = code_block
     env.filters["sentence"] = sentence
     env.filters["signed_percent"] = signed_percent
     return env
@@ -250,8 +259,11 @@ def card_data(ctx: dict[str, Any], results: dict[str, Any], relation: str | None
     harness = (ctx.get("evaluation") or {}).get("harness") or {}
     for row in ctx.get("benchmarks") or []:  # the fine-tune's benchmark scores, with the harness as their source
         eval_results = eval_results or []
+        hub_data = row.get("dataset_path") not in (None, *LOCAL_BUILDERS)  # a Hub dataset, not local files
         eval_results.append(EvalResult(
-            task_type="text-generation", task_name=row["task"], dataset_type=row["task"], dataset_name=row["task"],
+            task_type="multiple-choice" if row.get("output_type") == "multiple_choice" else "text-generation",
+            task_name=row["task"], dataset_type=row["dataset_path"] if hub_data else row["task"],
+            dataset_name=row["task"], dataset_config=row.get("dataset_name") if hub_data else None,
             metric_type=row["metric"], metric_name=f"{row['metric']} ({row['mode']}, {row['shots']}-shot)",
             metric_value=sig(row["tuned"]), source_name=f"{harness.get('name', 'lm-evaluation-harness')} "
                                                         f"{harness.get('version', '')}".strip(),

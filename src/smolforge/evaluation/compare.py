@@ -41,8 +41,11 @@ def check_paired(ref: TaskRun, cand: TaskRun) -> bool:
 def compare(et: EvalTask, ref: TaskRun, cand: TaskRun, ref_name: str, cand_name: str, resamples: int,
             seed: int) -> dict:
     """The comparison row for one task in one mode (a failed run gives a row with its error)."""
+    config = getattr(et.task, "config", None)
     row: dict = {"task": et.name, "mode": ref.mode, "metric": et.metric, "shots": cand.shots, "n": et.n_items,
-                 "chance": getattr(et, "chance", None),
+                 "chance": getattr(et, "chance", None), "output_type": getattr(et, "output_type", None),
+                 "dataset_path": getattr(config, "dataset_path", None),
+                 "dataset_name": getattr(config, "dataset_name", None),
                  "reference": ref_name, "candidate": cand_name, ref_name: ref.score, cand_name: cand.score,
                  "delta": None, "ci_low": None, "ci_high": None, "p_value": None, "test": None,
                  "flipped": None, "flipped_items": None, "same_prompts": None, "status": "ok"}
