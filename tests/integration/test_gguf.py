@@ -149,10 +149,16 @@ def test_card_rows_and_the_gguf_repo_come_from_the_results(gguf_copy, tmp_path):
     line = next(x for x in gcard.text.splitlines() if x.startswith(f"| [`{q4['file']}`]"))
     assert f"| {q4['size_bytes'] / 1000:.2f} KB | {q4['memory_bytes'] / 1000:.2f} KB | " \
            f"{100 * q4['quality_drop']:+.2f}% |" in line and "**Recommended.**" in line
-    for command in ("llama-cli -hf ada/gg-GGUF:Q4_K_M --jinja", "ollama run hf.co/ada/gg-GGUF:Q4_K_M",
+    for command in ("llama-cli -hf ada/gg-GGUF:Q4_K_M --jinja -sys /no_think", "ollama run hf.co/ada/gg-GGUF:Q4_K_M",
                     "ollama create gg-gguf -f Modelfile.Q4_K_M", "lms get ada/gg-GGUF"):
         assert command in gcard.text
     assert f"FROM ./{q4['file']}" in gcard.text
+    # the run trained only /no_think rows: the card says so, shows the prompt in that mode, and the Modelfile
+    # defaults to it; its metadata lists nothing measured on the full-precision model
+    assert "This model was trained only in `/no_think` mode" in gcard.text
+    assert "## Prompt format" in gcard.text and "Reasoning Mode: /no_think" in gcard.text.split("## llama.cpp")[0]
+    assert '{{- $mode := "/no_think" }}' in (repo / "Modelfile.Q4_K_M").read_text()
+    assert not gcard.data.eval_results
 
 
 def test_a_file_above_the_gate_is_kept_but_not_published_unless_forced(gguf_copy, tmp_path):

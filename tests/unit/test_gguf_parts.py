@@ -200,3 +200,15 @@ def test_ollama_chatml_template_renders_chatml(ollama_renderer):
         if messages[-1]["role"] == "user":
             want = env.from_string(chatml).render(messages=messages, add_generation_prompt=True)
             assert ollama_renderer(CHATML_TEMPLATE, messages, None) == want
+
+
+def test_a_no_think_default_gives_way_to_ollamas_think_option(ollama_renderer):
+    """For a model trained only without reasoning the Modelfile's default is /no_think; `--think` still asks for
+    /think, and an explicit think=False stays /no_think."""
+    from smolforge.gguf.modelfile import smollm3_template
+
+    template = smollm3_template("/no_think")
+    messages = [{"role": "user", "content": "Hi"}]
+    assert "Reasoning Mode: /no_think" in ollama_renderer(template, messages, None)
+    assert "Reasoning Mode: /think" in ollama_renderer(template, messages, True)
+    assert "Reasoning Mode: /no_think" in ollama_renderer(template, messages, False)

@@ -44,6 +44,7 @@ def variant_card(run: RunFolder, cfg: SmolforgeConfig, name: str, main_repo: str
         variant: dict[str, Any] = next(q for q in ctx["quantized"] if q["name"] == name)
         return dict(model_name=variant_repo.split("/")[-1], repo_name=variant_repo,
                     validation_loss=variant.get("eval_loss"), perplexity=variant.get("perplexity"),
+                    benchmarks=[],  # scored on the full-precision fine-tune, not on this variant
                     tags=list(dict.fromkeys([*ctx["tags"], "torchao", name, "quantized"])), variant=variant,
                     reference=ctx["quantized_reference"] or {})
 
@@ -58,8 +59,10 @@ def gguf_card(run: RunFolder, cfg: SmolforgeConfig, main_repo: str, gguf_repo: s
         rows = [r for r in ctx["gguf"] if r["name"] in methods]
         shown = next((r for r in rows if r["recommended"]), rows[0])
         modelfile = (run.root / shown["path"] / shown["modelfile"]).read_text(encoding="utf-8")
+        # the metadata lists only what these files were scored on: the fine-tune's losses and benchmark scores
+        # were measured on its full-precision weights (the files' quality drop against them is in the table)
         return dict(model_name=gguf_repo.split("/")[-1], repo_name=gguf_repo, validation_loss=None, perplexity=None,
-                    files=rows, shown=shown, modelfile=modelfile,
+                    benchmarks=[], files=rows, shown=shown, modelfile=modelfile,
                     tags=list(dict.fromkeys([*ctx["tags"], "gguf", "llama.cpp", "ollama", "quantized"])))
 
     return _repo_card(run, cfg, main_repo, username, "GGUF", own, library_name="gguf")

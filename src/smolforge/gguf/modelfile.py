@@ -4,10 +4,11 @@ sampling parameters from the run.
 The template is chosen from the trained chat template's format: SmolLM3's reasoning ChatML (a system turn
 that always states `Reasoning Mode: /think` or `/no_think`, and an empty `<think></think>` block before
 answers in `/no_think` mode) or plain ChatML. Ollama's `think` option (`ollama run --think=false`, the API's
-`think`) picks the mode; unset, it is `/think`, the trained template's default. A system prompt that is
-exactly `/think` or `/no_think` picks it too. Ollama's template language has no substring test, so a flag
-inside a longer system prompt is passed through as text (SmolLM3's own template would act on it). Formats
-other than these get no TEMPLATE line: Ollama then uses the template it recognises in the GGUF.
+`think`) picks the mode; unset, it is the trained template's default, `/think`, or `/no_think` for a model
+trained only in that mode. A system prompt that is exactly `/think` or `/no_think` picks it too. Ollama's
+template language has no substring test, so a flag inside a longer system prompt is passed through as text
+(SmolLM3's own template would act on it). Formats other than these get no TEMPLATE line: Ollama then uses
+the template it recognises in the GGUF.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from typing import Any
 
 SMOLLM3_TEMPLATE = '''{{- $mode := "/think" }}
-{{- if and .IsThinkSet (not .Think) }}{{ $mode = "/no_think" }}{{ end }}
+{{- if .IsThinkSet }}{{ if .Think }}{{ $mode = "/think" }}{{ else }}{{ $mode = "/no_think" }}{{ end }}{{ end }}
 {{- $system := .System }}
 {{- if eq $system "/no_think" }}{{ $mode = "/no_think" }}{{ $system = "" }}
 {{- else if eq $system "/think" }}{{ $mode = "/think" }}{{ $system = "" }}{{ end -}}
@@ -80,17 +81,28 @@ def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def smollm3_template(default_mode: str = "/think") -> str:
+    """The reasoning ChatML template whose mode, when Ollama's `think` is not set, is `default_mode`."""
+    return SMOLLM3_TEMPLATE.replace('{{- $mode := "/think" }}', f'{{{{- $mode := "{default_mode}" }}}}', 1)
+
+
 def modelfile(gguf_file: str, template: str | None, stop_tokens: list[str], generation_config: dict[str, Any],
-              num_ctx: int | None, title: str) -> str:
+              num_ctx: int | None, title: str, default_mode: str = "/think") -> str:
+    """`default_mode`: the reasoning mode when nothing asks for one: /no_think for a model trained only without
+    reasoning traces (it never learned to reason, so /think would ask for what it cannot do)."""
     fmt = chat_format(template)
     lines = [f"# Ollama Modelfile for {title}, written by smolforge.",
              "#   ollama create <name> -f Modelfile && ollama run <name>"]
-    if fmt == "smollm3":
+    if fmt == "smollm3" and default_mode == "/no_think":
+        lines.append("# Reasoning: /no_think by default, the only mode this model was trained in; `ollama run <name> "
+                     "--think` (or a system prompt of exactly /think) asks it to reason anyway.")
+    elif fmt == "smollm3":
         lines.append("# Reasoning: /think by default; `ollama run <name> --think=false` (or a system prompt of exactly "
                      "/no_think) answers without reasoning.")
     lines += [f"FROM ./{gguf_file}", ""]
     if fmt is not None:
-        lines += [f'TEMPLATE """{SMOLLM3_TEMPLATE if fmt == "smollm3" else CHATML_TEMPLATE}"""', ""]
+        chosen = smollm3_template(default_mode) if fmt == "smollm3" else CHATML_TEMPLATE
+        lines += [f'TEMPLATE """{chosen}"""', ""]
     else:
         lines += ["# No TEMPLATE: Ollama uses the chat template it recognises in the GGUF file.", ""]
     lines += [f"PARAMETER stop {_quote(t)}" for t in stop_tokens]

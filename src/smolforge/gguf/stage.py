@@ -120,6 +120,13 @@ def _display(method: str, entry: dict[str, Any]) -> str:
     return f"{method}: {entry['path']}/{entry['file']}: {size}{drop}; {state}{gate}"
 
 
+
+def default_reasoning_mode(run: RunFolder) -> str:
+    """/no_think when every training row was in that mode (the model never learned to reason), else /think."""
+    modes = (run.read_results().get("model_files") or {}).get("trained_modes") or {}
+    return "/no_think" if modes and not modes.get("think") else "/think"
+
+
 def produce_gguf(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], source: Path, rt, work: Path,
                  section: dict[str, Any], say) -> None:
     """Convert `source` (full weights) once and write, verify and record every requested GGUF variant."""
@@ -182,7 +189,7 @@ def produce_gguf(run: RunFolder, cfg: SmolforgeConfig, methods: list[str], sourc
             entry["greedy_identical"] = f"{checks['greedy']['identical']}/{checks['greedy']['prompts']}"
         text = modelfile(target.name, export_chat_template(tokenizer.chat_template) if isinstance(
             tokenizer.chat_template, str) else None, facts.stop_tokens, generation, cfg.training.max_length,
-            f"{stem} ({FILE_TYPES[method][0]})")
+            f"{stem} ({FILE_TYPES[method][0]})", default_mode=default_reasoning_mode(run))
         (folder / "Modelfile").write_text(text, encoding="utf-8")
         atomic_write_text(folder / "verification.json", json.dumps(checks, indent=2, default=str) + "\n")
         entry["modelfile"] = "Modelfile"
