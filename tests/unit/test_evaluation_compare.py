@@ -159,3 +159,14 @@ def test_an_empty_think_block_is_counted_apart_and_reaches_the_report():
                "no_think": {"passed": [True, True], "outputs": ["a", "b"]}}
     report = thinking.report(["p1", "p2"], outputs, outputs)
     assert report["modes"]["think"]["empty_share"] == {"base": 0.5, "tuned": 0.5}
+
+
+def test_items_whose_ids_name_a_family_are_scored_by_family():
+    """`count-*` items right by luck and `reverse-*` never: the task's mean hides it, the families show it."""
+    ids = ["count-river", "count-window", "reverse-river", "reverse-window"]
+    base = run([1, 1, 0, 0], ids=ids)
+    tuned = run([1, 0, 0, 1], ids=ids)
+    row = compare(fake_task(4), base, tuned, "base", "tuned", 100, 0)
+    assert row["families"] == [{"family": "count", "n": 2, "base": 1.0, "tuned": 0.5},
+                               {"family": "reverse", "n": 2, "base": 0.0, "tuned": 0.5}]
+    assert compare(fake_task(2), run([1, 0]), run([0, 1]), "base", "tuned", 100, 0)["families"] is None  # q0, q1

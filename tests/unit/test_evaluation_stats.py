@@ -76,3 +76,19 @@ def test_compare_paired_uses_the_sign_test_for_graded_scores():
     assert cmp.test == "sign_test" and cmp.p_value == pytest.approx(0.5)
     with pytest.raises(ValueError):
         compare_paired([1, 0], [1], resamples=100, seed=0)
+
+
+def test_right_or_wrong_scores_get_newcombes_paired_interval_not_a_bound_at_zero():
+    """3 gained, 0 lost of 49 (16 right for both): the bootstrap put the lower bound at exactly +0.000; Newcombe's
+    score interval for paired proportions (method 10, continuity-corrected phi) gives [-0.017, +0.139]."""
+    from smolforge.evaluation.stats import compare_paired, newcombe_paired_ci
+
+    ref = [1.0] * 16 + [0.0] * 33
+    cand = [1.0] * 19 + [0.0] * 30
+    cmp = compare_paired(ref, cand, resamples=1000, seed=0)
+    assert cmp.interval == "newcombe" and (cmp.candidate_only, cmp.reference_only) == (3, 0)
+    assert (round(cmp.ci_low, 3), round(cmp.ci_high, 3)) == (-0.017, 0.139)
+    low, high = newcombe_paired_ci(16, 0, 0, 33)  # nothing changed: an interval around 0 that is not empty
+    assert low < 0 < high and low == pytest.approx(-high)
+    scores = compare_paired([0.2, 0.5, 0.9], [0.4, 0.5, 0.7], resamples=200, seed=0)  # not right/wrong
+    assert scores.interval == "bootstrap"
