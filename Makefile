@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smolforge-installed
 GGUF_STAMP := $(VENV)/.smolforge-gguf-installed
 
-.PHONY: run test test-all test-multiproc test-fast lint install gguf clean browser-deps
+.PHONY: run test test-all test-extra test-fast lint install gguf clean browser-deps
 
 install: $(STAMP)
 
@@ -38,13 +38,15 @@ $(GGUF_STAMP): $(STAMP)
 run: $(STAMP)
 	$(BIN)/smolforge run --preset tiny --yes
 
-# Everything but the multi-process lane (one two-process DDP test stays in): see README, Tests.
+# Everything but the multi-process lane (one two-process DDP test stays in) and the transformers-floor check
+# (a fresh environment per release): see README, Tests.
 test: $(GGUF_STAMP) browser-deps
-	$(BIN)/python -m pytest -m "not multiproc"
+	$(BIN)/python -m pytest -m "not multiproc and not floor"
 
-# The multi-process lane alone (torchrun, FSDP, two nodes on this machine), and everything.
-test-multiproc: $(GGUF_STAMP)
-	$(BIN)/python -m pytest -m multiproc
+# What `make test` leaves out: the multi-process lane (torchrun, FSDP, two nodes on this machine) and the
+# transformers-floor check; `make test-all` runs both lanes in one go.
+test-extra: $(GGUF_STAMP)
+	$(BIN)/python -m pytest -m "multiproc or floor"
 
 test-all: $(GGUF_STAMP) browser-deps
 	$(BIN)/python -m pytest

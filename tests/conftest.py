@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,20 @@ def run_main(*args: str, cwd: Path | str) -> int:
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
+
+
+def kill_when(argv: list[str], cwd: Path, appears: Callable[[], bool], timeout: float = 300) -> None:
+    """Start `smolforge ARGV`, SIGKILL it (no handler runs) as soon as `appears()` is true: what a crash, an
+    out-of-memory kill or a pulled plug does to a stage in the middle of its work."""
+    import time
+
+    proc = subprocess.Popen([SMOLFORGE, *argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while not appears():
+            assert proc.poll() is None, f"smolforge {' '.join(argv)} ended before it could be killed"
+            assert time.monotonic() < deadline, "the moment to kill it never came"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import kill_when, run_cli
 
 
 def _results(run: Path) -> dict:
@@ -113,3 +113,13 @@ def test_hand_edited_card_is_kept(run_copy):
     assert "edited by hand" in proc.stdout and "--force" in proc.stdout
     assert card.read_text().endswith("My own note.\n")
     assert _results(run_copy)["quantized"]["int8"]["size_bytes"] == _weights(run_copy / "quantized" / "int8")
+
+
+def test_a_killed_quantize_leaves_no_work_folder_after_the_next_one(run_copy, tmp_path):
+    """Killed while it works, the stage cannot clean up; the next quantize of the run removes what it left."""
+    quantized = run_copy / "quantized"
+    kill_when(["quantize", str(run_copy), "--method", "int8"], tmp_path,
+              lambda: quantized.is_dir() and any(quantized.glob(".work-*")))
+    assert list(quantized.glob(".work-*")), "the kill left the work folder behind, as a crash does"
+    run_cli("quantize", str(run_copy), "--method", "int8", cwd=tmp_path)
+    assert sorted(p.name for p in quantized.iterdir()) == ["int8"]

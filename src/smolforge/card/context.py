@@ -261,7 +261,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         # ---- how to run it
         "model_id": repo_name or LOCAL_MODEL_ID,
         "published_id": bool(repo_name),
-        "install_line": _install(adapter, bool(quantized), facts.transformers_floor(model_files)),
+        "install_line": _install(adapter, bool(quantized), facts.transformers_floor(adapter)),
         "prompt": PROMPT,
         "template": model_files.get("chat_template") or {},
         "reasoning": facts.reasoning(model_files, cfg),

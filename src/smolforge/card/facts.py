@@ -22,9 +22,13 @@ from smolforge.runfolder import RunFolder
 RUN_PACKAGES = ("python", "transformers", "torch", "safetensors", "tokenizers")
 ADAPTER_PACKAGES = ("peft",)
 QUANTIZED_PACKAGES = ("torchao",)
-# The oldest transformers that loads what was saved: its tokenizer class, else its architecture.
-TOKENIZER_FLOORS = {"TokenizersBackend": "5"}  # transformers 5's tokenizer class, named in tokenizer_config.json
-ARCHITECTURE_FLOORS = {"smollm3": "4.53"}  # the release that added the architecture
+# The oldest transformers release that loads what smolforge saves (with transformers 5: `rope_parameters` in
+# config.json, the tokenizer in v5's format) and generates the same greedy tokens, batched ones included, as the
+# version that trained it; an adapter used through `pipeline()` needs one more (earlier releases leave its LoRA
+# dropout in training mode). Verified by tests/integration/test_floor.py in a fresh environment with exactly this
+# release; 4.x cannot read the tokenizer, and 5.0-5.2 pad batches on the other side.
+SAVED_FLOOR = "5.3"
+ADAPTER_FLOOR = "5.4"
 SIGNIFICANT = 0.05  # the p-value below which a benchmark change leads the card
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -101,10 +105,9 @@ def train_loss_window(results: dict[str, Any]) -> dict[str, Any] | None:
             "mean_to_step": steps[-1]}
 
 
-def transformers_floor(model_files: dict[str, Any]) -> str | None:
-    """The oldest transformers release that loads the saved files (None when no rule knows)."""
-    return TOKENIZER_FLOORS.get(model_files.get("tokenizer_class") or "") or \
-        ARCHITECTURE_FLOORS.get((model_files.get("architecture") or {}).get("model_type") or "")
+def transformers_floor(adapter: bool) -> str:
+    """The oldest transformers release a reader needs for this model's files (see SAVED_FLOOR)."""
+    return ADAPTER_FLOOR if adapter else SAVED_FLOOR
 
 
 def serving(arch: dict[str, Any], adapter: bool, base_hub_id: str | None) -> bool:
