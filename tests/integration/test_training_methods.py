@@ -250,12 +250,25 @@ def test_adapter_card_snippets_run(lora_adapter):
 
 def test_published_files_hold_no_absolute_path(lora_adapter, tmp_path):
     """A run on local data with a local base: every exported file names them by file name, never by path (the
-    adapter's base, the dataset, the command line), while the run folder keeps its full paths."""
+    dataset, the command line), while the run folder keeps its full paths. The adapter's base must be one a reader
+    can download: refused while the base run is unpublished, named by its repo id once it is."""
+    from smolforge.config.loading import load_config
+    from smolforge.runfolder import RunFolder
     from tests.conftest import run_cli
 
     dest = tmp_path / "export"
-    run_cli("publish", str(lora_adapter), "--export", str(dest), "--repo-id", "someone/adapter",
-            cwd=lora_adapter.parent)
+    refused = run_cli("publish", str(lora_adapter), "--export", str(dest), "--repo-id", "someone/adapter",
+                      cwd=lora_adapter.parent, check=False)
+    assert refused.returncode == 2 and "is not on the Hub, so nobody who downloads the adapter" in refused.stderr
+    assert not dest.exists()
+    base = RunFolder(Path(load_config(lora_adapter / "config.yaml").model.name_or_path).parent)
+    record = base.results_path.read_text()
+    try:
+        base.update_results(publish={"repo_id": "someone/chat-base"})  # as `smolforge publish` records it
+        run_cli("publish", str(lora_adapter), "--export", str(dest), "--repo-id", "someone/adapter",
+                cwd=lora_adapter.parent)
+    finally:
+        base.results_path.write_text(record)  # the base run is shared with other tests
     local = [str(lora_adapter.parent.parent), str(Path.home()), "/tmp/"]
     assert any(local[0] in p.read_text(errors="ignore") for p in lora_adapter.rglob("*.json"))  # kept locally
     checked = 0
@@ -267,7 +280,7 @@ def test_published_files_hold_no_absolute_path(lora_adapter, tmp_path):
             checked += 1
     assert checked >= 6
     config = json.loads((dest / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == "model"  # the base's folder name; where it is, is the user's
+    assert config["base_model_name_or_path"] == "someone/chat-base"  # what PEFT's loader downloads
     assert "few.jsonl" in (dest / "config.yaml").read_text() and "few.jsonl" in (dest / "README.md").read_text()
 
 
