@@ -23,20 +23,25 @@ ACCURACY = {  # the issue's configurations: full, LoRA, padded, padding-free (th
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ACCURACY))
 def test_prediction_is_close_to_what_the_run_measures(name, tmp_path):
-    """Peak RSS within 25% of the measured one from the formula alone; the calibrated plan is the one `run` shows and
-    records beside what it measured; the steps and processed tokens counted from the data's own lengths."""
+    """Peak RSS within 25% of the measured one from the formula alone, for each configuration; the steps and
+    processed tokens counted from the data's own lengths. For the first, the calibrated plan (its rate measured in
+    3 processes) is the one `run` shows and records beside what it measured (calibrating the others would only
+    repeat that, at ~25 s each)."""
     options = ["--preset", "tiny", *ACCURACY[name], *SHORT]
-    plan = json.loads(run_cli("plan", *options, "--calibrate", "--json", cwd=tmp_path).stdout)
-    assert plan["calibrated"] and plan["formula"]["calibrated"] is False
-    assert "in 3 processes" in plan["rate"]["how"], plan["rate"]
+    calibrated = name == next(iter(ACCURACY))
+    plan = json.loads(run_cli("plan", *options, *(["--calibrate"] if calibrated else []), "--json",
+                              cwd=tmp_path).stdout)
+    if calibrated:
+        assert plan["calibrated"] and plan["formula"]["calibrated"] is False
+        assert "in 3 processes" in plan["rate"]["how"], plan["rate"]
     run_cli("run", *options, "--yes", "--experiment-name", name, cwd=tmp_path)
     results = json.loads((tmp_path / "runs" / name / "results.json").read_text())
     check = results["plan"]
-    assert check["predicted"]["calibrated"], "run shows the calibrated plan"
+    assert check["predicted"]["calibrated"] is calibrated, "run shows the plan, calibrated when it was"
     assert check["predicted"]["tokens_per_step"] == plan["tokens_per_step"]
     measured = check["measured"]
     assert measured["peak_memory_mib"] == results["peak_memory"]["cpu_rss_mib"]
-    assert abs(check["formula_error"]["peak_memory_mib"]) <= 0.25, check
+    assert abs(check.get("formula_error", check["error"])["peak_memory_mib"]) <= 0.25, check
     assert abs(check["error"]["peak_memory_mib"]) <= 0.25, check
     # Speed is not asserted here: on a shared 2-core VM one process runs the same steps up to ~30 % slower than
     # another for its whole life, and other jobs slow a run many times over, so a bound would test the machine's
@@ -46,7 +51,8 @@ def test_prediction_is_close_to_what_the_run_measures(name, tmp_path):
     assert check["predicted"]["steps"] == measured["steps"] == results["global_steps"]
     assert check["predicted"]["processed_tokens"] == pytest.approx(results["tokens"]["processed"], rel=0.02)
     card = (tmp_path / "runs" / name / "model" / "README.md").read_text()
-    assert "Predicted before training by `smolforge plan` (calibrated with a few real steps on this machine)" in card
+    assert "Predicted before training by `smolforge plan`" + (" (calibrated with a few real steps on this machine)"
+                                                             if calibrated else ":") in card
 
 
 def test_unknown_gpu_lists_the_known_ones(tmp_path):

@@ -16,7 +16,8 @@ from tests.conftest import FAST_TINY, SMOLFORGE, run_cli
 
 pytestmark = pytest.mark.slow
 
-LONG = ["--set", "training.max_steps=120", "--set", "training.save_steps=10", "--set", "training.logging_steps=5",
+TOTAL = 120  # steps of the interrupted runs: far more than the stop needs, so it always lands mid-run
+LONG = ["--set", f"training.max_steps={TOTAL}", "--set", "training.save_steps=10", "--set", "training.logging_steps=5",
         "--set", "training.eval_steps=1000", "--set", "data.eval_ratio=0.02"]
 
 
@@ -47,24 +48,24 @@ def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, si
     assert "Traceback" not in out
     ckpts = sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").iterdir())
     stopped_at = ckpts[-1]
-    assert 25 <= stopped_at < 120
+    assert 25 <= stopped_at < TOTAL
     assert not (run / "results.json").exists() and not (run / "model").exists()
 
     run_cli("run", str(run), "--resume", "--yes", cwd=tmp_path)
     results = json.loads((run / "results.json").read_text())
-    assert results["global_steps"] == 120
+    assert results["global_steps"] == TOTAL
     assert results["resumed_from"] == f"checkpoint-{stopped_at}"
     # the record covers the whole run: both segments, their totals, and the command that started it
     first, second = results["segments"]
     assert (first["from_step"], first["to_step"], second["from_step"], second["to_step"]) == \
-        (0, stopped_at, stopped_at, 120)
+        (0, stopped_at, stopped_at, TOTAL)
     assert first["command"].startswith("smolforge run --preset tiny") and second["command"].endswith("--resume --yes")
     assert results["command"] == first["command"]
     assert results["train_runtime_s"] == pytest.approx(first["runtime_s"] + second["runtime_s"])
     for key in ("processed", "real", "supervised"):
         assert results["tokens"][key] == first["tokens"][key] + second["tokens"][key] > second["tokens"][key]
-    state = json.loads((run / "checkpoints" / "checkpoint-120" / "trainer_state.json").read_text())
-    assert state["global_step"] == 120 and state["max_steps"] == 120
+    state = json.loads((run / "checkpoints" / f"checkpoint-{TOTAL}" / "trainer_state.json").read_text())
+    assert state["global_step"] == TOTAL and state["max_steps"] == TOTAL
     assert (run / "model" / "model.safetensors").exists()
 
 
@@ -82,7 +83,7 @@ def test_resume_finds_the_run_of_a_config_file(tmp_path):
     proc.communicate(timeout=120)
     assert proc.returncode == 130
     run_cli("run", str(cfg), "--resume", "--yes", *FAST_TINY, *LONG, cwd=tmp_path)
-    assert json.loads((run / "results.json").read_text())["global_steps"] == 120
+    assert json.loads((run / "results.json").read_text())["global_steps"] == TOTAL
 
 
 def test_resume_without_checkpoint_says_why(tmp_path):
@@ -146,10 +147,10 @@ def test_kill_9_then_resume_continues_from_the_last_complete_checkpoint_without_
     run_cli("run", str(run), "--resume", "--yes", cwd=tmp_path)
     results = json.loads((run / "results.json").read_text())
     resumed = int(results["resumed_from"].split("-")[1])
-    assert results["global_steps"] == 120 and resumed % 10 == 0 and logged_before
+    assert results["global_steps"] == TOTAL and resumed % 10 == 0 and logged_before
     steps = _trackio_steps("killed")
     assert len(steps) == len(set(steps)), "points between the checkpoint and the kill were logged twice"
-    assert set(range(resumed + 5, 121, 5)) <= set(steps)  # the resumed segment logged every step again, once
+    assert set(range(resumed + 5, TOTAL + 1, 5)) <= set(steps)  # the resumed segment logged every step again, once
 
 
 @pytest.mark.slow
