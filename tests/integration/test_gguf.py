@@ -119,7 +119,9 @@ def test_modelfile_has_the_chat_format_stops_and_context(gguf_run):
     text = (gguf_run / e["path"] / "Modelfile").read_text()
     assert f"FROM ./{e['file']}\n" in text
     assert 'PARAMETER stop "<|im_end|>"' in text and "PARAMETER num_ctx 512" in text
-    assert 'Reasoning Mode: {{ $mode }}' in text and "(not .Think)" in text and "<think>\n\n</think>" in text
+    assert 'Reasoning Mode: {{ $mode }}' in text and "<think>\n\n</think>" in text
+    # trained only in /no_think (the tiny data has no reasoning traces): that is the mode unless Ollama's think is set
+    assert '{{- $mode := "/no_think" }}' in text and "{{- if .IsThinkSet }}" in text
 
 
 def test_card_rows_and_the_gguf_repo_come_from_the_results(gguf_copy, tmp_path):
