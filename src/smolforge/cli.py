@@ -114,6 +114,26 @@ def plan(
     plan_command(config, preset, list(set_ or []), gpu, calibrate, json_, _console())
 
 
+data_app = typer.Typer(help="Check a dataset before training with it.", no_args_is_help=True,
+                       rich_markup_mode=None)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml whose data to check.")
+                      ] = None,
+    preset: Annotated[str | None, typer.Option(help="Check a preset's data (see `smolforge presets`).")] = None,
+    set_: SetOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the data report as JSON.")] = False,
+) -> None:
+    """Prepare the data as `run` would (formats, duplicates, split, the chat-template survival check, token
+    lengths) and print the data report, without training."""
+    from smolforge.commands.data import data_check_command
+
+    data_check_command(config, preset, list(set_ or []), json_, _console())
+
+
 @app.command()
 def reproduce(
     run_dir: RunDir,

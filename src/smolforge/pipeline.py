@@ -25,7 +25,7 @@ from smolforge.card.writer import write_card
 from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.config.loading import deep_merge, validate
 from smolforge.credentials import cached_username, find_token, redact
-from smolforge.data import drop_report, precheck, prepare
+from smolforge.data import drop_report, precheck, prepare, report_lines
 from smolforge.data.sources import check_source
 from smolforge.errors import Interrupted, SmolforgeError
 from smolforge.evaluation.stage import check_tasks, evaluate_run
@@ -237,7 +237,7 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
     check_before_training(cfg)  # gguf-* methods: llama.cpp can convert this architecture and tokenizer
 
     check_template(run, cfg)  # a card template that cannot render fails now, not after training
-    drops = drop_report(data.stats)
+    drops = drop_report(data.stats) + report_lines(data.stats)
     for line in drops:
         console.print(line, markup=False)
     predicted = None if opts.resume else _plan(cfg, data, console)  # memory and time, before any weights load
@@ -250,6 +250,8 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         create_new_folder(run)
         run.write_config(dump_dict(cfg))
     _record_manifest(cfg, run, opts, data)
+    if data.stats.get("report"):
+        run.write_data_report(data.stats["report"])
     if opts.overrides:
         run.write_overrides(opts.overrides)
     handler = logs.attach_file(run.logs_dir)

@@ -7,6 +7,8 @@
                                       memory/time plan next to what was measured
                       manifest.json   reproducibility record: command, config, environment, data and model
                                       identity (smolforge reproduce)
+                      data_report.json  what training sees of the data, written before it starts (`smolforge data
+                                      check` prints the same)
                       evaluation/     per-item benchmark results, base and fine-tune
                       model/        what gets published, README.md = the card
                       checkpoints/  resumable trainer checkpoints, never published
@@ -155,6 +157,10 @@ class RunFolder:
         return self.root / "manifest.json"
 
     @property
+    def data_report_path(self) -> Path:
+        return self.root / "data_report.json"
+
+    @property
     def model_dir(self) -> Path:
         return self.root / "model"
 
@@ -273,6 +279,10 @@ class RunFolder:
     def write_results(self, results: dict[str, Any]) -> None:
         text = json.dumps(_finite(results), indent=2, ensure_ascii=False, allow_nan=False)
         atomic_write_text(self.results_path, redact(text) + "\n")
+
+    def write_data_report(self, report: dict[str, Any]) -> None:
+        text = json.dumps(_finite(report), indent=2, ensure_ascii=False, allow_nan=False)
+        atomic_write_text(self.data_report_path, redact(text) + "\n")
 
     def update_results(self, **sections: Any) -> dict[str, Any]:
         results = self.read_results()

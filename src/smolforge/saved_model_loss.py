@@ -9,7 +9,6 @@ training recorded, which is what makes the variants' numbers comparable to it.
 
 from __future__ import annotations
 
-import gc
 import logging
 import tempfile
 from contextlib import nullcontext
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from smolforge.config import SmolforgeConfig
 from smolforge.data import apply_length_filters, prepare
-from smolforge.modelio import load_model, load_saved, load_tokenizer, model_source
+from smolforge.modelio import load_model, load_saved, load_tokenizer, model_source, release, weight_bytes
 from smolforge.runfolder import RunFolder
 from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
 
@@ -76,8 +75,9 @@ class Evaluator:
             trainer = self._build(model)
         loss = float(trainer.evaluate()["eval_loss"])
         log.info("eval loss of %s: %.6f", folder, loss)
+        size = weight_bytes(model)
         del trainer, model
-        gc.collect()
+        release(size)
         return loss
 
     def close(self) -> None:

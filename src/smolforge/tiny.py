@@ -37,7 +37,8 @@ TINY_BUILD_VERSION = 2  # bump when the build recipe changes, so caches are not 
 
 
 def _spec_key(spec: TinySpec) -> str:
-    blob = json.dumps({"v": TINY_BUILD_VERSION, **spec.model_dump()}, sort_keys=True)
+    template = hashlib.sha256(training_chat_template().encode()).hexdigest()  # a new template, a new build
+    blob = json.dumps({"v": TINY_BUILD_VERSION, "template": template, **spec.model_dump()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -104,6 +104,12 @@ class DataSection(Section):
         "auto", description="SmolLM3 reasoning mode per row: auto thinks where the answer has a <think> trace.")
     loss_on: Literal["auto", "assistant", "completion", "all"] = Field(
         "auto", description="Which tokens carry the loss; auto: assistant turns, completions, or all for text.")
+    tools: str | None = Field(None, description="A JSON file with a list of function schemas (OpenAI style), the "
+                                                "tools of every conversation that has no `tools` of its own.")
+    on_template_loss: Literal["auto", "drop", "error"] = Field(
+        "auto", description="A row the chat template renders without some of its content (a turn, a tool call, a "
+                            "tool) or whose loss mask misses an assistant turn: drop it (counted), stop (error), or "
+                            "auto: drop up to 1% of the rows, stop above that.")
 
 
 class SmolforgeConfig(Section):

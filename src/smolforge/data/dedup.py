@@ -20,7 +20,9 @@ def _norm(value: Any) -> Any:
     if isinstance(value, str):
         return " ".join(value.lower().split())
     if isinstance(value, dict):
-        return {k: _norm(v) for k, v in sorted(value.items()) if k != "chat_template_kwargs"}
+        # the reasoning switch is derived from the text; smolforge's own marks (a row's index) are not content
+        return {k: _norm(v) for k, v in sorted(value.items())
+                if k != "chat_template_kwargs" and not k.startswith("_smolforge")}
     if isinstance(value, list):
         return [_norm(v) for v in value]
     return value

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from smolforge.config import DataSection
-from smolforge.data.turns import UNKNOWN_ROLE, UnknownRoles, as_turns, norm_turns, text_of
+from smolforge.data.tools import TOOL_REASONS, BadToolData, tools_list
+from smolforge.data.turns import UNKNOWN_ROLE, UnknownRoles, as_turns, norm_turns, text_of, turn
 from smolforge.errors import DataError
 
 MESSAGE_COLUMNS = ("messages", "conversations", "conversation", "chat", "dialog")
@@ -33,9 +34,9 @@ FORMAT_HELP = (
 
 # Which role of each format reads which column; `data.fields` overrides these.
 DEFAULT_FIELDS: dict[str, dict[str, str]] = {
-    "messages": {"messages": "messages"},
-    "sharegpt": {"messages": "conversations"},
-    "prompt_completion": {"prompt": "prompt", "completion": "completion"},
+    "messages": {"messages": "messages", "tools": "tools"},
+    "sharegpt": {"messages": "conversations", "tools": "tools"},
+    "prompt_completion": {"prompt": "prompt", "completion": "completion", "tools": "tools"},
     "alpaca": {"instruction": "instruction", "input": "input", "output": "output"},
     "question_answer": {"question": "question", "answer": "answer"},
     "text": {"text": "text"},
@@ -87,6 +88,8 @@ def _candidate_fields(fmt: str, cols: set[str], overrides: dict[str, str]) -> di
         fields["question"] = next((c for c in QUESTION_COLUMNS if c in cols), "question")
         fields["answer"] = next((c for c in ANSWER_COLUMNS if c in cols), "answer")
     fields.update(overrides)
+    if "tools" in fields and fields["tools"] not in cols:  # optional: only a column that is there
+        del fields["tools"]
     return fields
 
 
@@ -182,8 +185,12 @@ def resolve_loss_on(loss_on: str, kind: str) -> str:
     return loss_on
 
 
+def _says_something(m: dict) -> bool:
+    return bool(m["content"].strip() or m.get("tool_calls"))
+
+
 def _check_conversation(messages: list[dict]) -> str:
-    if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+    if not any(m["role"] == "assistant" and _says_something(m) for m in messages):
         return "no non-empty assistant turn"
     if not any(m["role"] == "user" and m["content"].strip() for m in messages):
         return "no non-empty user turn"
@@ -192,7 +199,7 @@ def _check_conversation(messages: list[dict]) -> str:
 
 def _with_system(messages: list[dict], system_prompt: str | None) -> list[dict]:
     if system_prompt and not (messages and messages[0]["role"] == "system"):
-        return [{"role": "system", "content": system_prompt}, *messages]
+        return [turn("system", system_prompt), *messages]
     return messages
 
 
@@ -202,12 +209,23 @@ def _split_prompt(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     return messages[:last], messages[last:]
 
 
-def normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | None, str, list[str]]:
-    """One raw row -> (TRL-format row, "", []) or (None, why it was dropped, its unknown roles as written)."""
+def normalize_row(row: dict, det: Detected, cfg: DataSection,
+                  default_tools: str | None = None) -> tuple[dict | None, str, list[str]]:
+    """One raw row -> (TRL-format row, "", []) or (None, why it was dropped, its unknown roles as written).
+
+    Conversations (and conversational prompt/completion rows) also get `tools`: the row's own tool list, else
+    `default_tools` (data.tools), as canonical JSON text, or None.
+    """
     try:
-        return (*_normalize_row(row, det, cfg), [])
+        out, why = _normalize_row(row, det, cfg)
+        if out is not None and det.kind in ("conversational", "prompt_completion"):
+            own = tools_list(row.get(det.fields["tools"])) if "tools" in det.fields else None
+            out["tools"] = own or default_tools
+        return out, why, []
     except UnknownRoles as e:
         return None, UNKNOWN_ROLE, e.names
+    except BadToolData as e:
+        return None, str(e), []
 
 
 def _normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | None, str]:
@@ -238,16 +256,19 @@ def _normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | N
         return None, "empty prompt"
     if not completion or not completion.strip():
         return None, "empty completion"
-    p = _with_system([{"role": "user", "content": prompt}], cfg.system_prompt)
-    return {"prompt": p, "completion": [{"role": "assistant", "content": completion}]}, ""
+    p = _with_system([turn("user", prompt)], cfg.system_prompt)
+    return {"prompt": p, "completion": [turn("assistant", completion)]}, ""
 
 
 def _normalize_chat_pair(prompt_raw: Any, completion_raw: Any, cfg: DataSection) -> tuple[dict | None, str]:
-    prompt, _ = norm_turns(prompt_raw, False, cfg.roles)
-    completion, _ = norm_turns(completion_raw, False, cfg.roles)
+    prompt, prompt_why = norm_turns(prompt_raw, False, cfg.roles)
+    completion, completion_why = norm_turns(completion_raw, False, cfg.roles)
+    tool_problem = next((w for w in (prompt_why, completion_why) if w in TOOL_REASONS), "")
+    if tool_problem:
+        return None, tool_problem
     if prompt is None or not any(m["role"] == "user" and m["content"].strip() for m in prompt):
         return None, "empty prompt"
-    if completion is None or not any(m["role"] == "assistant" and m["content"].strip() for m in completion):
+    if completion is None or not any(m["role"] == "assistant" and _says_something(m) for m in completion):
         return None, "empty completion"
     return {"prompt": _with_system(prompt, cfg.system_prompt), "completion": completion}, ""
 
@@ -274,15 +295,15 @@ def _normalize_preference(row: dict, f: dict[str, str], cfg: DataSection) -> tup
             text = text_of(prompt_raw)
             if not text or not text.strip():
                 return None, "empty prompt"
-            prompt = [{"role": "user", "content": text}]
+            prompt = [turn("user", text)]
     else:
         text, c, r = text_of(prompt_raw), text_of(chosen_raw), text_of(rejected_raw)
         if not text or not text.strip():
             return None, "empty prompt"
         if not c or not c.strip() or not r or not r.strip():
             return None, "empty chosen or rejected"
-        prompt = [{"role": "user", "content": text}]
-        chosen, rejected = [{"role": "assistant", "content": c}], [{"role": "assistant", "content": r}]
+        prompt = [turn("user", text)]
+        chosen, rejected = [turn("assistant", c)], [turn("assistant", r)]
     if not any(m["content"].strip() for m in chosen) or not any(m["content"].strip() for m in rejected):
         return None, "empty chosen or rejected"
     if not any(m["role"] == "user" and m["content"].strip() for m in prompt):

@@ -24,6 +24,7 @@ from smolforge.data.formats import (
     resolve_loss_on,
 )
 from smolforge.data.sources import EVAL_SPLIT_NAMES, display_name, is_local_source, load_splits, local_recipe
+from smolforge.data.tools import load_tools_file
 from smolforge.data.turns import UNKNOWN_ROLE, unknown_roles_help
 from smolforge.errors import DataError
 
@@ -32,6 +33,7 @@ log.addHandler(logging.NullHandler())  # records reach the run log; the console 
 
 DROP = "_smolforge_drop"  # the column that carries each row's drop reason ("" = kept) during normalisation
 ROLES = "_smolforge_roles"  # ...and the roles of a dropped row that the chat template does not know
+ROW = "_smolforge_row"  # each kept row's index in the file, so a report can name it; removed before training
 OUTSIDE_TOKENS = "outside data.min_tokens/max_tokens"  # drop reasons of the length stage (lengths.py)
 NO_SUPERVISED = "no supervised token within training.max_length"
 LENGTH_REASONS = (OUTSIDE_TOKENS, NO_SUPERVISED)
@@ -58,17 +60,20 @@ def _features(kind: str) -> Any:
     """Arrow schema of a normalised split, given up front so dropped rows (all None) cannot confuse inference."""
     from datasets import Features, List, Value
 
-    turns = List({"role": Value("string"), "content": Value("string")})
+    call = {"type": Value("string"), "function": {"name": Value("string"), "arguments": Value("string")}}
+    turns = List({"role": Value("string"), "content": Value("string"), "tool_calls": List(call)})
     columns = {"conversational": ["messages"], "prompt_completion": ["prompt", "completion"],
                "preference": ["prompt", "chosen", "rejected"]}
-    marks = {DROP: Value("string"), ROLES: List(Value("string"))}
+    marks = {DROP: Value("string"), ROLES: List(Value("string")), ROW: Value("int64")}
     if kind == "text":
         return Features({"text": Value("string"), **marks})
-    return Features({**{c: turns for c in columns[kind]}, "chat_template_kwargs": {"enable_thinking": Value("bool")},
-                     **marks})
+    tools = {"tools": Value("string")} if kind in ("conversational", "prompt_completion") else {}
+    return Features({**{c: turns for c in columns[kind]}, **tools,
+                     "chat_template_kwargs": {"enable_thinking": Value("bool")}, **marks})
 
 
-def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Counter, Counter]:
+def _normalize_split(ds: Any, det: Detected, cfg: DataSection,
+                     default_tools: str | None = None) -> tuple[Any, Counter, Counter]:
     """Map a split to the TRL format; return the kept rows (None if none), the drop reasons and the unknown
     roles (rows with each).
 
@@ -78,25 +83,26 @@ def _normalize_split(ds: Any, det: Detected, cfg: DataSection) -> tuple[Any, Cou
     features = _features(det.kind)
     columns = list(ds.column_names)
 
-    def normalise(batch: dict[str, list]) -> dict[str, list]:
+    def normalise(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {name: [] for name in features}
-        for values in zip(*(batch[c] for c in columns), strict=True):
-            row, why, unknown = normalize_row(dict(zip(columns, values, strict=True)), det, cfg)
+        for index, values in zip(indices, zip(*(batch[c] for c in columns), strict=True), strict=True):
+            row, why, unknown = normalize_row(dict(zip(columns, values, strict=True)), det, cfg, default_tools)
             if row is not None and det.kind != "text":
                 row["chat_template_kwargs"] = reasoning_kwargs(row, cfg.reasoning)
             for name in features:
-                out[name].append(why if name == DROP else unknown if name == ROLES else (row or {}).get(name))
+                out[name].append(why if name == DROP else unknown if name == ROLES else index if name == ROW
+                                 else (row or {}).get(name))
         return out
 
-    mapped = ds.map(normalise, batched=True, remove_columns=columns, features=features, num_proc=None,
-                    desc="Normalising rows")
+    mapped = ds.map(normalise, batched=True, with_indices=True, remove_columns=columns, features=features,
+                    num_proc=None, desc="Normalising rows")
     drops = list(mapped[DROP])
     reasons = Counter(r for r in drops if r)
     unknown = Counter(name for names in mapped[ROLES] for name in names) if reasons[UNKNOWN_ROLE] else Counter()
     keep = [i for i, r in enumerate(drops) if not r]
     if not keep:
         return None, reasons, unknown
-    kept = mapped.remove_columns([DROP, ROLES])
+    kept = mapped.remove_columns([DROP, ROLES])  # ROW stays until the template check has named the rows
     return (kept if len(keep) == len(drops) else kept.select(keep)), reasons, unknown
 
 
@@ -137,8 +143,9 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
         raise DataError(f"data.eval_split: {eval_name!r} is also data.split, so the model would be evaluated on "
                         "its training rows. Choose another split, or leave data.eval_split unset.")
 
+    default_tools = load_tools_file(cfg.tools) if cfg.tools else None
     rows_read = len(train_raw)
-    train, reasons, unknown = _normalize_split(train_raw, det, cfg)
+    train, reasons, unknown = _normalize_split(train_raw, det, cfg, default_tools)
     if train is None:
         raise _all_dropped(cfg, det, rows_read, reasons, unknown)
     seen: set[str] = set()
@@ -154,7 +161,7 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
     if eval_name is not None:
         eval_raw = splits[eval_name]
         eval_read = len(eval_raw)
-        eval_ds, eval_reasons, eval_unknown = _normalize_split(eval_raw, det, cfg)
+        eval_ds, eval_reasons, eval_unknown = _normalize_split(eval_raw, det, cfg, default_tools)
         eval_desc = f"the dataset's `{eval_name}` split"
         if eval_ds is not None and cfg.dedup:
             eval_ds, n = drop_duplicates(eval_ds, set(seen))  # duplicates, and copies of training rows

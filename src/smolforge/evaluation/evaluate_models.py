@@ -25,7 +25,7 @@ from smolforge.evaluation.cache import ResultCache, tokenizer_fingerprint
 from smolforge.evaluation.contamination import report as contamination_report
 from smolforge.evaluation.generation import has_chat_template, supports_thinking
 from smolforge.evaluation.model_pass import Context, ModelOutcome, ModelPass
-from smolforge.evaluation.models import BASE, TUNED, ModelRef, normalise, release
+from smolforge.evaluation.models import BASE, TUNED, ModelRef, normalise
 from smolforge.evaluation.output import SUMMARY, summary_text, write_folder
 from smolforge.evaluation.plan import active_modes, make_plan
 from smolforge.evaluation.progress import EvalProgress
@@ -33,6 +33,7 @@ from smolforge.evaluation.quiet import quiet
 from smolforge.evaluation.samples import pick, split_row
 from smolforge.evaluation.suite import GEN_TASK, SUITE_DIR
 from smolforge.evaluation.tasks import TaskResolver, benchmark_items
+from smolforge.modelio import release, weight_bytes
 
 log = logging.getLogger("smolforge.evaluation")
 
@@ -136,8 +137,9 @@ def evaluate_models(
             model_pass.generations()
             outcomes[name] = model_pass.finish()
             outcomes[name].info["seconds"] = round(time.perf_counter() - t0, 3)
+            size = weight_bytes(model)
             del model, model_pass
-            release()
+            release(size)
 
     rows, variant_rows, files = report.comparisons(tasks, outcomes, modes, settings)
     retention, retention_file = report.retention_section(outcomes, prompts, thinking_ok, settings.retention_prompts)

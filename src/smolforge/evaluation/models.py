@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +42,3 @@ def normalise(models: Mapping[str, ModelRef | str | Path]) -> dict[str, ModelRef
     return {BASE: refs[BASE], TUNED: refs[TUNED], **{n: r for n, r in refs.items() if n not in (BASE, TUNED)}}
 
 
-def release() -> None:
-    """Give a dropped model's memory back before the next one loads (the caller deletes its reference)."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
