@@ -28,7 +28,7 @@ import sys
 WARM_MODULES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "lm_eval",
                 "lm_eval.models.huggingface", "smolforge.cli", "smolforge.commands.run", "smolforge.commands.evaluate",
                 "smolforge.commands.quantize", "smolforge.commands.publish", "smolforge.commands.reproduce",
-                "smolforge.commands.plan")
+                "smolforge.commands.plan", "smolforge.commands.data", "trackio", "matplotlib.pyplot")
 
 
 def _child(conn: socket.socket, request: dict) -> None:
@@ -73,6 +73,9 @@ def _child(conn: socket.socket, request: dict) -> None:
 def serve(path: str) -> None:
     import importlib
 
+    import matplotlib
+
+    matplotlib.use("Agg")  # what the card's loss plot selects; pyplot then imports no GUI toolkit
     for name in WARM_MODULES:
         importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
+from typing import Any
 
 # HuggingFaceTB/SmolLM3-3B's chat_template.jinja (the revision that reads `tools=` as xml_tools): a base whose
 # template is exactly this gets `official_with_tool_calls()`, which renders everything else byte for byte alike.
@@ -34,3 +35,18 @@ def is_official_smollm3(template: str | None) -> bool:
 def renders_tool_calls(template: str | None) -> bool:
     """Whether a template reads structured tool calls at all (one that does not drops them without a word)."""
     return template is not None and "tool_calls" in template
+
+
+# A tool conversation as training data holds it (structured call, tool result, `tools=`): the GGUF parity check
+# renders it, and the card shows how the saved template writes it.
+TOOL_EXAMPLE: tuple[list[dict[str, Any]], list[dict[str, Any]]] = (
+    [{"role": "user", "content": "Weather in Paris?"},
+     {"role": "assistant", "content": "", "tool_calls": [
+         {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+     {"role": "tool", "content": "21 C, sunny"},
+     {"role": "assistant", "content": "It is 21 degrees in Paris."},
+     {"role": "user", "content": "And tomorrow?"}],
+    [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.",
+                                       "parameters": {"type": "object",
+                                                      "properties": {"city": {"type": "string"}}}}}],
+)

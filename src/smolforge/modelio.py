@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.chat_templates import (
+    TOOL_EXAMPLE,
     is_official_smollm3,
     official_with_tool_calls,
     renders_tool_calls,
@@ -291,6 +292,11 @@ def template_facts(tokenizer) -> dict[str, Any]:
     if switch:
         facts["default_mode"] = "think" if default == think else "no_think" if default == no_think else None
         facts["prompt_example_no_think"] = no_think
+    if facts["smolforge_template"] or facts["official_with_tool_calls"]:  # the two that write SmolLM3's call text
+        messages, tools = TOOL_EXAMPLE
+        facts["tool_example"] = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
+                                                              add_generation_prompt=True,
+                                                              **({"enable_thinking": False} if switch else {}))
     return facts
 
 

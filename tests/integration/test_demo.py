@@ -18,8 +18,8 @@ import yaml
 
 from tests.conftest import run_cli
 
-RUN_FILES = {"config.yaml", "results.json", "manifest.json", "model", "checkpoints", "logs", "evaluation",
-             "overrides.yaml"}
+RUN_FILES = {"config.yaml", "results.json", "manifest.json", "data_report.json", "model", "checkpoints", "logs",
+             "evaluation", "overrides.yaml"}
 FAKE_TOKEN = "hf_" + "Zq7" * 12
 
 

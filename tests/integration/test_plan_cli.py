@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,12 +31,14 @@ def test_prediction_is_close_to_what_the_run_measures(name, tmp_path):
     repeat that, at ~25 s each)."""
     options = ["--preset", "tiny", *ACCURACY[name], *SHORT]
     calibrated = name == next(iter(ACCURACY))
+    # Fresh processes, as a user runs them: a command forked from the tests' warm process starts with that
+    # process's libraries resident, which a run that does not load them would not have (its peak RSS is the claim).
     plan = json.loads(run_cli("plan", *options, *(["--calibrate"] if calibrated else []), "--json",
-                              cwd=tmp_path).stdout)
+                              cwd=tmp_path, fresh=True).stdout)
     if calibrated:
         assert plan["calibrated"] and plan["formula"]["calibrated"] is False
         assert "in 3 processes" in plan["rate"]["how"], plan["rate"]
-    run_cli("run", *options, "--yes", "--experiment-name", name, cwd=tmp_path)
+    run_cli("run", *options, "--yes", "--experiment-name", name, cwd=tmp_path, fresh=True)
     results = json.loads((tmp_path / "runs" / name / "results.json").read_text())
     check = results["plan"]
     assert check["predicted"]["calibrated"] is calibrated, "run shows the plan, calibrated when it was"
@@ -70,14 +74,23 @@ def test_a_hub_model_offline_needs_its_config_json_cached(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "HuggingFaceTB/SmolLM3-3B has no config.json in the Hugging Face cache" in proc.stderr
 
-    # SmolLM3-3B's config.json in the cache (transformers' SmolLM3Config defaults are the 3B's shape)
-    hub = tmp_path / "hf" / "hub" / "models--HuggingFaceTB--SmolLM3-3B"
+    # SmolLM3-3B's config.json in the session's Hugging Face cache (transformers' SmolLM3Config defaults are the
+    # 3B's shape), removed again at the end: the warm CLI reads the cache folder it was started with
+    hub = Path(os.environ["HF_HOME"]) / "hub" / "models--HuggingFaceTB--SmolLM3-3B"
+    assert not hub.exists()
     commit = "a" * 40
     SmolLM3Config(max_position_embeddings=65536, bos_token_id=None, eos_token_id=128012).save_pretrained(
         hub / "snapshots" / commit)
     (hub / "refs").mkdir()
     (hub / "refs" / "main").write_text(commit)
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    try:
+        _plan_from_the_cached_config(tmp_path)
+    finally:
+        shutil.rmtree(hub)
+
+
+def _plan_from_the_cached_config(tmp_path: Path) -> None:
+    env: dict[str, str] = {}
     proc = run_cli("plan", "--preset", "smollm3-sft", "--gpu", "h100", cwd=tmp_path, env=env)
     out = " ".join(proc.stdout.replace("│", " ").split())  # the table's cells, unwrapped
     assert "HuggingFaceTB/SmolLM3-3B: 3.08B parameters, 3.08B trained (full fine-tune)" in out

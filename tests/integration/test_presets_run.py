@@ -69,6 +69,10 @@ def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
     assert {weights, "README.md", "tokenizer.json", "chat_template.jinja"} <= files
     card = (run / "model" / "README.md").read_text()
     assert f"| Preset | `{name}` |" in card
+    if t.method == "dpo":  # the card names the preference loss the run used (SmolLM3's recipe: APO-zero)
+        assert f"(beta {t.dpo.beta:g}, {t.dpo.loss_type} loss)" in card
+        if t.dpo.loss_type == "apo_zero":
+            assert "anchored preference optimisation (APO-zero, DPO's trainer with the apo_zero loss)" in card
     assert_weights_moved(run, t.adapters and not t.lora.merge)
     if t.four_bit_base:
         assert results["four_bit_base"]["quant_type"] == "nf4"

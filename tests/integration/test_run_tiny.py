@@ -35,7 +35,8 @@ def _log_lines(run: Path) -> list[dict]:
 
 def test_run_folder_has_exactly_the_contract_files(tiny_run):
     top = {p.name for p in tiny_run.iterdir()}
-    assert top == {"config.yaml", "results.json", "manifest.json", "model", "checkpoints", "logs", "evaluation"}
+    assert top == {"config.yaml", "results.json", "manifest.json", "data_report.json", "model", "checkpoints", "logs",
+                   "evaluation"}
     assert _files(tiny_run / "evaluation") == {"summary.json", "retention.jsonl",
                                                "items/smolforge_chat_facts_mc.no_think.jsonl",
                                                "items/smolforge_chat_facts_gen.no_think.jsonl"}

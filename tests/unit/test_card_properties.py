@@ -19,7 +19,7 @@ from smolforge.runfolder import RunFolder
 
 TAG_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "card" / "smollm3_reasoning"
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NASTY = st.sampled_from([
     "a\nlicense: mit", "---", "---\nlicense: mit\n---", "x: y # z", "'q' \"dq\"", "{{ 7*7 }}", "{% if x %}",
     "{{#if license}}x{{/if}}", "<script>alert(1)</script>", "é 日本 🤗", "\x85", "\u2028", "\ufeff", "\r\n",

@@ -15,7 +15,7 @@ def test_all_presets_are_shipped():
     assert set(ALL_PRESETS) == {
         "tiny", "smollm3-sft", "smollm3-sft-h100-lightweight", "smollm3-sft-a100-large",
         "smollm3-sft-multiple-passes", "smollm3-sft-long-context", "smollm3-lora", "smollm3-qlora",
-        "smollm3-dpo",
+        "smollm3-dpo", "smollm3-apo",
     }
 
 
@@ -95,7 +95,7 @@ def test_file_overrides_preset_and_set_overrides_file(tmp_path):
 
 
 def test_unknown_preset():
-    with pytest.raises(SmolforgeError, match="Unknown preset 'nope'. Available presets: smollm3-dpo"):
+    with pytest.raises(SmolforgeError, match="Unknown preset 'nope'. Available presets: smollm3-apo, smollm3-dpo"):
         load_config(preset="nope")
 
 

@@ -14,18 +14,22 @@ def test_exported_template_renders_the_same_text_without_generation_markers():
     """The template written into GGUF files, rendered as llama.cpp's Python runtimes render it, gives the text
     transformers renders from the training template, for every check conversation in both reasoning modes."""
     from smolforge.gguf.source import export_chat_template
-    from smolforge.gguf.verify import TEMPLATE_CONVERSATIONS, _render_gguf_template
+    from smolforge.gguf.verify import TEMPLATE_CONVERSATIONS, _render_gguf_template, rendering_cases
     from smolforge.tiny import build_tokenizer
 
     tok = build_tokenizer(512)
     exported = export_chat_template(tok.chat_template)
     assert "generation" in tok.chat_template and not re.search(r"\{%-?\s*(end)?generation", exported)
-    for messages in TEMPLATE_CONVERSATIONS:
-        for think in (True, False):
-            gen = messages[-1]["role"] == "user"
-            want = tok.apply_chat_template(messages, tokenize=False, enable_thinking=think, add_generation_prompt=gen)
-            assert _render_gguf_template(exported, messages, enable_thinking=think, add_generation_prompt=gen,
-                                         bos=None, eos=tok.eos_token) == want
+    cases = rendering_cases(TEMPLATE_CONVERSATIONS)
+    assert any(tools for *_, tools in cases)  # the tool conversation is one of them
+    for messages, think, gen, tools in cases:
+        want = tok.apply_chat_template(messages, tokenize=False, enable_thinking=think, add_generation_prompt=gen,
+                                       tools=tools)
+        got = _render_gguf_template(exported, messages, enable_thinking=think, add_generation_prompt=gen,
+                                    bos=None, eos=tok.eos_token, tools=tools)
+        assert got == want
+        if tools:
+            assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in got
 
 
 def test_exported_template_keeps_whitespace_control_of_the_markers():

@@ -79,12 +79,20 @@ def base_hub_id(cfg: SmolforgeConfig) -> str | None:
 
 
 METHODS = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}
+# DPO losses whose name is not "DPO": the card names the one a run used (TRL's DPOConfig.loss_type).
+PREFERENCE_LOSSES = {
+    "ipo": "identity preference optimisation (IPO, DPO's trainer with the IPO loss)",
+    "apo_zero": "anchored preference optimisation (APO-zero, DPO's trainer with the apo_zero loss)",
+    "apo_down": "anchored preference optimisation (APO-down, DPO's trainer with the apo_down loss)",
+}
 
 
 def method_name(cfg: SmolforgeConfig) -> str:
     """The training method as the card names it: a model trained from random weights was not fine-tuned."""
     if cfg.training.method == "sft" and cfg.model.is_tiny and not cfg.training.adapters:
         return "supervised training (TRL's SFT trainer)"
+    if cfg.training.method == "dpo" and cfg.training.dpo.loss_type in PREFERENCE_LOSSES:
+        return PREFERENCE_LOSSES[cfg.training.dpo.loss_type]
     return METHODS[cfg.training.method]
 
 

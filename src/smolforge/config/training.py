@@ -51,7 +51,10 @@ class LoraSection(Section):
 class DpoSection(Section):
     beta: float = Field(0.1, gt=0.0, le=100.0, description="DPO temperature: how far the policy may move from "
                                                            "the reference.")
-    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "apo_zero", "apo_down"] = Field(
+        "sigmoid", description="Preference loss (TRL's DPO loss_type): sigmoid is DPO's own; apo_zero and apo_down "
+                               "are Anchored Preference Optimization, the loss of SmolLM3's own preference stage "
+                               "(apo_zero when the chosen answers are better than the model's, apo_down when not).")
 
 
 class TrainingSection(Section):

@@ -43,7 +43,7 @@ def _named(rows: list[LostRow]) -> str:
 
 def refuse_template_loss(lost: dict[str, list[LostRow]], setting: str, train_rows: int) -> None:
     """Stop the run (DataError) when data.on_template_loss says so; otherwise the lost rows are dropped, counted."""
-    rows = [r for split in ("train", "eval") for r in lost.get(split, [])]
+    rows = sorted((r for split in ("train", "eval") for r in lost.get(split, [])), key=lambda r: r.index)
     if not rows or setting == "drop":
         return
     share = len(lost.get("train", [])) / max(train_rows, 1)
@@ -83,7 +83,7 @@ def build_report(stats: dict[str, Any], checked: int, kept: list, facts: list[Ro
         "duplicates": reasons.get(DUPLICATE, 0),
         "template_check": {"rows_checked": checked, "rows_lost": len(lost_rows), "by_reason": template_reasons(reasons),
                            "first": [{"row": r.index, "excerpt": r.excerpt, "lost": r.why}
-                                     for r in lost_rows[:NAMED_ROWS]]},
+                                     for r in sorted(lost_rows, key=lambda r: r.index)[:NAMED_ROWS]]},
         "truncated": {"rows": len(truncated), "tokens_lost": sum(truncated), "max_length": max_length},
         "tokens": {"total": processed, "with_loss": with_loss, "without_loss": processed - with_loss},
         "turns_per_row": _turns(facts),

@@ -2,9 +2,9 @@
 
 Structure: the file reads back with gguf-py's reader; its architecture is the model's; every weight of the
 safetensors folder is in it (names mapped with gguf-py's own tensor map) with the same shape, and nothing
-else; its chat template renders the same text as the trained tokenizer's for a set of conversations in both
-reasoning modes; llama.cpp's tokenizer gives the same ids for those texts; and the BOS/EOS/end-of-turn/PAD
-tokens llama.cpp loads are the trained tokenizer's.
+else; its chat template renders the same text as the trained tokenizer's for a set of conversations (one with
+a tool call, a tool result and tools) in both reasoning modes; llama.cpp's tokenizer gives the same ids for those
+texts; and the BOS/EOS/end-of-turn/PAD tokens llama.cpp loads are the trained tokenizer's.
 
 Numbers: each tensor dequantized (gguf-py) against the safetensors weight: max and mean absolute error, and
 the max error must stay within what the tensor's storage type can cause, as a fraction of the tensor's
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from smolforge.chat_templates import TOOL_EXAMPLE
 
 # Largest |dequantized - original| as a fraction of the tensor's max |w|, per GGUF storage type.
 MAX_ERROR = {
@@ -42,7 +44,7 @@ def conversations_for_checks(eval_rows: list[list[dict[str, str]]]) -> list[list
 
 
 def _render_gguf_template(template: str, messages, *, enable_thinking: bool, add_generation_prompt: bool,
-                          bos: str | None, eos: str | None) -> str:
+                          bos: str | None, eos: str | None, tools: list | None = None) -> str:
     """Render a template as llama.cpp's Python runtimes do: Jinja2's immutable sandbox, trim/lstrip blocks."""
     from jinja2.exceptions import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -53,12 +55,15 @@ def _render_gguf_template(template: str, messages, *, enable_thinking: bool, add
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
     return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                            enable_thinking=enable_thinking, bos_token=bos or "", eos_token=eos or "")
+                                            enable_thinking=enable_thinking, bos_token=bos or "", eos_token=eos or "",
+                                            tools=tools)
 
 
-def rendering_cases(conversations) -> list[tuple[list[dict[str, str]], bool, bool]]:
-    """(messages, enable_thinking, add_generation_prompt): both reasoning modes for every conversation."""
-    return [(m, think, m[-1]["role"] == "user") for m in conversations for think in (True, False)]
+def rendering_cases(conversations) -> list[tuple[list[dict[str, Any]], bool, bool, list | None]]:
+    """(messages, enable_thinking, add_generation_prompt, tools): both reasoning modes for every conversation, and
+    the tool conversation."""
+    cases = [(m, None) for m in conversations] + [TOOL_EXAMPLE]
+    return [(m, think, m[-1]["role"] == "user", tools) for m, tools in cases for think in (True, False)]
 
 
 def check_template(reader_fields: dict[str, Any], tokenizer, conversations) -> dict[str, Any]:
@@ -67,11 +72,11 @@ def check_template(reader_fields: dict[str, Any], tokenizer, conversations) -> d
         return {"passed": False, "why": "the GGUF has no tokenizer.chat_template"}
     cases = rendering_cases(conversations)
     mismatches = []
-    for messages, think, gen in cases:
+    for messages, think, gen, tools in cases:
         want = tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=think,
-                                             add_generation_prompt=gen)
+                                             add_generation_prompt=gen, tools=tools)
         got = _render_gguf_template(template, messages, enable_thinking=think, add_generation_prompt=gen,
-                                    bos=tokenizer.bos_token, eos=tokenizer.eos_token)
+                                    bos=tokenizer.bos_token, eos=tokenizer.eos_token, tools=tools)
         if got != want:
             mismatches.append({"messages": len(messages), "enable_thinking": think, "expected": want[:400],
                                "got": got[:400]})
@@ -82,9 +87,9 @@ def check_template(reader_fields: dict[str, Any], tokenizer, conversations) -> d
 def check_tokenizer(llama, tokenizer, conversations) -> dict[str, Any]:
     cases = rendering_cases(conversations)
     differing = []
-    for messages, think, gen in cases:
+    for messages, think, gen, tools in cases:
         text = tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=think,
-                                             add_generation_prompt=gen)
+                                             add_generation_prompt=gen, tools=tools)
         want = tokenizer(text, add_special_tokens=False)["input_ids"]
         got = llama.tokenize(text)
         if got != want:
