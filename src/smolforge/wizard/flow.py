@@ -93,12 +93,15 @@ def step_model(console, preset: str | None, flags: dict[str, Any], sets: list[st
 # ---------------------------------------------------------------- 3. trainer
 
 def _preset_with(model: str, method: str, finetune: str) -> str | None:
+    """The preset made for this model, method and weights; the one named after the method first
+    (smollm3-dpo before smollm3-apo, a DPO preset with a special loss)."""
+    found = []
     for name in presets.names():
         p = preset_dump(name)
         if p["model"]["name_or_path"] == model and (p["training"]["method"], p["training"]["finetune"]) == \
                 (method, finetune):
-            return name
-    return None
+            found.append(name)
+    return min(found, key=lambda name: (not name.endswith(f"-{method}"), name), default=None)
 
 
 def step_trainer(console, draft: Draft, flags: dict[str, Any], sets: list[str]) -> Draft:
