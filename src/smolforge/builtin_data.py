@@ -17,6 +17,12 @@ BUILTIN_NAME = "smolforge built-in chats"  # a display name, not a Hub id: the d
 BUILTIN_PATH = Path(__file__).parent / "resources" / "builtin_chat.jsonl"
 BUILTIN_ROWS = 600
 BUILTIN_SEED = 1234
+PROMPTS_NAME = "smolforge built-in verifiable prompts"  # GRPO's bundled data: questions with checkable answers
+PROMPTS_PATH = Path(__file__).parent / "resources" / "builtin_prompts.jsonl"
+PROMPTS_ROWS = 200
+# The bundled datasets by data.name: chats (SFT), and prompts with answers a reward can check (GRPO).
+BUILTIN_FILES = {"builtin": BUILTIN_PATH, "builtin-prompts": PROMPTS_PATH}
+BUILTIN_NAMES = {"builtin": BUILTIN_NAME, "builtin-prompts": PROMPTS_NAME}
 
 COUNTRIES = {
     "France": "Paris", "Spain": "Madrid", "Italy": "Rome", "Germany": "Berlin",
@@ -258,6 +264,23 @@ def generate(n: int = BUILTIN_ROWS, seed: int = BUILTIN_SEED) -> list[dict]:
     return rows
 
 
+def generate_prompts(seed: int = BUILTIN_SEED) -> list[dict]:
+    """Questions with a checkable answer, no two alike, asked as the chats ask them (a model trained on the chats
+    knows the form) and in two more ways: the capital of each country (checked by name) and sums and
+    differences of small numbers (checked by value), shuffled with `seed`."""
+    capitals = [{"prompt": q.format(country=country), "answer": city}
+                for country, city in sorted(COUNTRIES.items())
+                for q in ("What is the capital of {country}?", "Which city is the capital of {country}?",
+                          "Name the capital of {country}.", "What city is the capital of {country}?")]
+    sums = [{"prompt": q.format(a=a, op=op, b=b), "answer": str(a + b if op == "plus" else a - b)}
+            for a in range(2, 12) for b in range(2, 12) for op in ("plus", "minus")
+            for q in ("What is {a} {op} {b}?",)]
+    rng = random.Random(seed)
+    rows = capitals + rng.sample(sums, PROMPTS_ROWS - len(capitals))
+    rng.shuffle(rows)
+    return rows
+
+
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -267,4 +290,5 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 
 if __name__ == "__main__":  # regenerate the shipped file: python -m smolforge.builtin_data
     write_jsonl(generate(), BUILTIN_PATH)
-    print(f"wrote {BUILTIN_ROWS} rows to {BUILTIN_PATH}")
+    write_jsonl(generate_prompts(), PROMPTS_PATH)
+    print(f"wrote {BUILTIN_ROWS} rows to {BUILTIN_PATH} and {PROMPTS_ROWS} to {PROMPTS_PATH}")

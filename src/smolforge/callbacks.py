@@ -83,6 +83,7 @@ class ProgressLog(TrainerCallback):
         self.t0 = None
         self.step0 = 0
         self.last_loss: float | None = None
+        self.last_reward: float | None = None
 
     def _tokens_per_s(self) -> float | None:
         trainer = self.trainer_ref()
@@ -112,6 +113,8 @@ class ProgressLog(TrainerCallback):
         parts = []
         if self.last_loss is not None:
             parts.append(f"loss {self.last_loss:.4f}")
+        if self.last_reward is not None:  # GRPO: the mean reward of the step's sampled completions
+            parts.append(f"reward {self.last_reward:.3f}")
         tps = self._tokens_per_s()
         if tps:
             parts.append(f"{tps:,.0f} tok/s")
@@ -126,6 +129,8 @@ class ProgressLog(TrainerCallback):
             return
         if "loss" in logs:
             self.last_loss = float(logs["loss"])
+        if "reward" in logs:
+            self.last_reward = float(logs["reward"])
         # full precision (repr): the log is the independent record results.json is checked against
         line = f"step {state.global_step}/{state.max_steps} " + " ".join(f"{k}={v!r}" for k, v in logs.items())
         log.info(line)

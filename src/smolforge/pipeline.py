@@ -48,6 +48,7 @@ from smolforge.resume import (
     default_run_folder,
     resume_point,
 )
+from smolforge.rewards import check_rewards
 from smolforge.runfolder import RunFolder
 from smolforge.runtime import resolve
 from smolforge.train import train
@@ -228,7 +229,8 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
         return join_run(cfg, opts, console)
     cfg, run, resume_from = prepare_run(cfg, opts, console)
     data = prepare(cfg.data, cfg.training.method)
-    precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: fails before any folder
+    tokenizer = precheck(cfg, data)  # token lengths vs training.max_length, with only the tokenizer: before any folder
+    check_rewards(cfg, [dict(data.train[i]) for i in range(min(2, len(data.train)))], tokenizer)  # GRPO's rewards
 
     resolve(cfg)  # settings this machine cannot run (fp16 or Liger without CUDA, ...) fail before any folder
     if cfg.evaluation.tasks:

@@ -26,7 +26,10 @@ PROGRESS_FILE = "smolforge_progress.json"
 
 def default_experiment_name(cfg: SmolforgeConfig, now: datetime | None = None) -> str:
     now = now or datetime.now()
-    model = "tiny" if cfg.model.is_tiny else slugify(Path(cfg.model.name_or_path.rstrip("/")).name)
+    path = Path(cfg.model.name_or_path.rstrip("/"))
+    if path.name == "model" and path.parent.name:  # a run's model/ folder goes by its run's name
+        path = path.parent
+    model = "tiny" if cfg.model.is_tiny else slugify(path.name)
     method = cfg.training.method + (f"-{cfg.training.finetune}" if cfg.training.adapters else "")
     return f"{model}-{method}-{now:%Y%m%d-%H%M%S}"
 

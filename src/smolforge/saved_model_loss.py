@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from smolforge.config import SmolforgeConfig
-from smolforge.data import apply_length_filters, prepare
+from smolforge.data import apply_length_filters, completion_room, prepare
 from smolforge.modelio import load_model, load_saved, load_tokenizer, model_source, release, weight_bytes
 from smolforge.runfolder import RunFolder
 from smolforge.trainers import loss_flags, make_trainer, trainer_arguments
@@ -30,13 +30,13 @@ class Evaluator:
     def __init__(self, cfg: SmolforgeConfig, run: RunFolder, rt):
         self.cfg, self.run, self.rt = cfg, run, rt
         data = prepare(cfg.data, cfg.training.method)
-        self.available = data.eval is not None
+        self.available = data.eval is not None and cfg.training.method != "grpo"  # GRPO has no loss to compare
         self._ref = None
         self._tmp = tempfile.TemporaryDirectory(prefix="smolforge-eval-")
         if not self.available:
             return
         self.tokenizer = load_tokenizer(cfg, str(run.model_dir), needs_markers=data.kind != "text")
-        apply_length_filters(data, self.tokenizer, cfg.data, cfg.training.max_length)
+        apply_length_filters(data, self.tokenizer, cfg.data, cfg.training.max_length, completion_room(cfg))
         # The trainer insists on a train set and tokenises it; evaluation never reads it, so one batch will do.
         n = min(len(data.train), cfg.training.batch_size)
         self.data = replace(data, train=data.train.select(range(n)))

@@ -20,7 +20,7 @@ from typing import Any
 
 from smolforge import hardware, lmhead, tracking
 from smolforge.config import SmolforgeConfig
-from smolforge.data import PreparedData, apply_length_filters
+from smolforge.data import PreparedData, apply_length_filters, completion_room
 from smolforge.errors import Interrupted
 from smolforge.launch import this_command
 from smolforge.modelio import (
@@ -39,6 +39,8 @@ from smolforge.modelio import (
 )
 from smolforge.nodes import single_process
 from smolforge.resume import last_checkpoint, read_progress
+from smolforge.rewards import RewardSpec, reward_functions, reward_specs, samples_thinking
+from smolforge.rollouts import score_rollouts
 from smolforge.runfolder import RunFolder
 from smolforge.runtime import Runtime, resolve, tune_malloc
 from smolforge.trainers import (
@@ -78,6 +80,8 @@ class Built:
     runtime: Runtime
     loss_on: str
     params_total: int
+    rewards: list[RewardSpec] | None = None  # GRPO: the reward functions, as results.json records them
+    reward_funcs: list[Any] | None = None
 
 
 def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, baseline: bool = False) -> Built:
@@ -101,7 +105,7 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     source = model_source(cfg)
     loss = loss_flags(cfg, data.kind) if t.method == "sft" else {"loss_on": "completion"}
     tokenizer = load_tokenizer(cfg, source, needs_markers=data.kind != "text")
-    apply_length_filters(data, tokenizer, cfg.data, t.max_length)
+    apply_length_filters(data, tokenizer, cfg.data, t.max_length, completion_room(cfg))
     model = load_model(cfg, source, rt, four_bit=t.four_bit_base)
     if t.adapters:
         check_lora_targets(model, t.lora.target_modules)
@@ -109,14 +113,19 @@ def build_trainer(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, base
     torch.manual_seed(t.seed)
 
     total_steps = planned_steps(cfg, len(data.train), rt.world_size)
-    common = trainer_arguments(cfg, rt, run.checkpoints_dir, data.eval is not None, total_steps)
-    common["eval_on_start"] = baseline and data.eval is not None
+    # GRPO has no loss to evaluate: its held-out prompts are sampled and scored before and after training instead
+    has_eval = data.eval is not None and t.method != "grpo"
+    common = trainer_arguments(cfg, rt, run.checkpoints_dir, has_eval, total_steps)
+    common["eval_on_start"] = baseline and has_eval
     peft_config = lora_config(cfg) if t.adapters else None
-    trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config)
+    specs = reward_specs(cfg) if t.method == "grpo" else None
+    funcs = reward_functions(cfg, specs) if specs is not None else None
+    trainer = make_trainer(cfg, rt, model, tokenizer, data, common, loss, peft_config=peft_config,
+                           reward_funcs=funcs)
     if t.four_bit_base:
         _adapters_in_run_dtype(trainer.model, rt)
     trainer.remove_callback(PrinterCallback)  # smolforge's ProgressLog prints and logs instead
-    return Built(trainer, tokenizer, rt, loss["loss_on"], params_total)
+    return Built(trainer, tokenizer, rt, loss["loss_on"], params_total, specs, funcs)
 
 
 def _adapters_in_run_dtype(model, rt) -> None:
@@ -153,6 +162,7 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
     trainer.add_callback(ProgressLog(weakref.ref(trainer), console if trainer.is_world_process_zero() else None))
     log.info("runtime: %s", rt.as_dict())
 
+    before = _held_out_rollouts(cfg, run, built, data, "before", resume_from)
     stopper.install()
     try:
         trainer.sf_segment_t0 = time.perf_counter()
@@ -168,7 +178,8 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
                           str(ckpt) if ckpt else None)
 
     train_log = dict(trainer.state.log_history[-1])  # the trainer's final summary (train_loss, runtime...)
-    final_eval = _final_eval(trainer) if data.eval is not None else None
+    final_eval = _final_eval(trainer) if data.eval is not None and cfg.training.method != "grpo" else None
+    after = _held_out_rollouts(cfg, run, built, data, "after") if trainer.is_world_process_zero() else None
     counts = trainer.sf_total_counts()
     gathered = _full_weights(trainer)  # every process takes part in an FSDP gather
     peak = _peak_memory(rt)  # and in the peak-memory gather
@@ -184,9 +195,57 @@ def train(cfg: SmolforgeConfig, run: RunFolder, data: PreparedData, console=None
                               **_model_facts(trainer, tokenizer, data)}
 
     results.update(peak_memory=peak, topology=topology or single_process())
+    if built.rewards is not None:
+        results["grpo"] = _grpo_results(cfg, built, trainer, before, after)
     if cfg.training.four_bit_base:
         results["four_bit_base"] = four_bit_facts(trainer.model)
     return results
+
+
+GRPO_BEFORE = "grpo_held_out_before.json"  # in checkpoints/: the base's held-out rollouts, kept for a resume
+
+
+def _held_out_rollouts(cfg: SmolforgeConfig, run: RunFolder, built: Built, data: PreparedData, when: str,
+                       resume_from: Path | None = None) -> dict[str, Any] | None:
+    """GRPO: sample and score the held-out prompts (`before` training: the starting model; `after`: the trained
+    one), with the run's sampling settings and a fixed seed. A resumed run reads the first segment's `before`."""
+    import json
+
+    g = cfg.training.grpo
+    if built.reward_funcs is None or data.eval is None or g.eval_prompts == 0:
+        return None
+    saved = run.checkpoints_dir / GRPO_BEFORE
+    if when == "before" and resume_from is not None:
+        return json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
+    if not built.trainer.is_world_process_zero():
+        return None
+    rows = [dict(data.eval[i]) for i in range(min(g.eval_prompts, len(data.eval)))]
+    columns = {k: [r[k] for r in rows] for k in rows[0] if k not in ("prompt", "chat_template_kwargs")}
+    model = built.trainer.accelerator.unwrap_model(built.trainer.model)
+    scored = score_rollouts(model, built.tokenizer, [r["prompt"] for r in rows], columns, built.reward_funcs,
+                            cfg.training.grpo.weights, samples=g.num_generations,
+                            max_new_tokens=g.max_completion_length, temperature=g.temperature,
+                            think=samples_thinking(cfg), seed=cfg.training.seed)
+    log.info("held-out rollouts %s training: %s", when, {k: v for k, v in scored.items() if k != "examples"})
+    if when == "before":
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(scored, indent=2) + "\n", encoding="utf-8")
+    return scored
+
+
+def _grpo_results(cfg: SmolforgeConfig, built: Built, trainer, before, after) -> dict[str, Any]:
+    """results.json's `grpo` section: the rewards (user functions with their file's SHA-256), the settings, the
+    training curve of the rewards, and the held-out rollouts before and after training."""
+    g = cfg.training.grpo
+    curve = [{"step": h["step"], "reward": h["reward"], "reward_std": h.get("reward_std"),
+              **{k: v for k, v in h.items() if k.startswith("rewards/") or k in (
+                  "kl", "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std")}}
+             for h in trainer.state.log_history if "reward" in h]
+    return {"rewards": [s.record() for s in built.rewards], "weights": g.weights,
+            "num_generations": g.num_generations, "max_completion_length": g.max_completion_length,
+            "temperature": g.temperature, "beta": g.beta, "loss_type": g.loss_type,
+            "mode": "think" if samples_thinking(cfg) else "no_think", "generation": "transformers generate",
+            "training_curve": curve, "held_out": {"before": before, "after": after}}
 
 
 def _model_facts(trainer, tokenizer, data: PreparedData) -> dict[str, Any]:

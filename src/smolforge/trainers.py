@@ -22,6 +22,7 @@ from smolforge.config import SmolforgeConfig
 from smolforge.data import resolve_loss_on
 from smolforge.errors import SmolforgeError
 from smolforge.resume import PROGRESS_FILE
+from smolforge.rewards import samples_thinking
 from smolforge.runtime import Runtime
 
 COUNTS = ("processed", "real", "supervised")
@@ -68,6 +69,11 @@ class TokenAccounting:
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
             ids = inputs.get("input_ids")
+            if ids is None and "completion_ids" in inputs:  # GRPO: a prompt and a sampled completion (the loss's)
+                counts = self._sf_counts()
+                counts["processed"] += inputs["prompt_ids"].numel() + inputs["completion_ids"].numel()
+                counts["real"] += int(inputs["prompt_mask"].sum()) + int(inputs["completion_mask"].sum())
+                counts["supervised"] += int(inputs["completion_mask"].sum())
             if ids is not None:
                 counts = self._sf_counts()
                 counts["processed"] += ids.numel()
@@ -161,6 +167,16 @@ def make_dpo_trainer_class():
     return SmolforgeDPOTrainer
 
 
+def make_grpo_trainer_class():
+    """GRPOTrainer + token accounting: prompt and completion tokens processed, completion tokens trained."""
+    from trl import GRPOTrainer
+
+    class SmolforgeGRPOTrainer(TokenAccounting, GRPOTrainer):
+        pass
+
+    return SmolforgeGRPOTrainer
+
+
 def trainer_arguments(cfg: SmolforgeConfig, rt: Runtime, output_dir: Path, has_eval: bool,
                       total_steps: int) -> dict[str, Any]:
     """The TrainingArguments shared by SFTConfig and DPOConfig, from the config and the resolved runtime."""
@@ -224,11 +240,19 @@ def loss_flags(cfg: SmolforgeConfig, kind: str) -> dict[str, Any]:
 
 
 def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data, common: dict, loss: dict,
-                 peft_config=None, ref_model=None):
+                 peft_config=None, ref_model=None, reward_funcs=None):
     """The TRL trainer for the config's method, with smolforge's additions."""
-    from trl import DPOConfig, SFTConfig
+    from trl import DPOConfig, GRPOConfig, SFTConfig
 
     t = cfg.training
+    if t.method == "grpo":
+        g = t.grpo
+        args = GRPOConfig(**common, num_generations=g.num_generations, max_completion_length=g.max_completion_length,
+                          temperature=g.temperature, beta=g.beta, loss_type=g.loss_type, reward_weights=g.weights,
+                          chat_template_kwargs={"enable_thinking": samples_thinking(cfg)}, log_completions=False)
+        train = data.train.remove_columns(["chat_template_kwargs"])  # the mode is the run's, not a reward's input
+        return make_grpo_trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train,
+                                         processing_class=tokenizer, peft_config=peft_config)
     if t.method == "sft":
         padding_free = rt.batching == "padding_free"
         args = SFTConfig(
@@ -279,6 +303,9 @@ def planned_steps(cfg: SmolforgeConfig, train_rows: int, world: int) -> int:
     t = cfg.training
     if t.max_steps > 0:
         return t.max_steps
+    if t.method == "grpo":  # a step trains on global batch / num_generations prompts, each sampled that often
+        per_step = t.batch_size * t.gradient_accumulation_steps * world
+        return max(1, math.ceil(t.epochs * train_rows * t.grpo.num_generations / per_step))
     per_step = t.batch_size * t.gradient_accumulation_steps * world
     return max(1, math.ceil(t.epochs * math.ceil(train_rows / t.batch_size / world) / t.gradient_accumulation_steps)) \
         if per_step else 1

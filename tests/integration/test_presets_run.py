@@ -30,24 +30,37 @@ def fixtures(tmp_path_factory) -> dict[str, Path]:
     pairs = [p for p in preference_rows() if len(p["chosen"]) < 80][:72]
     write_rows(root / "dpo" / "train_prefs.jsonl", pairs[:64])
     write_rows(root / "dpo" / "test_prefs.jsonl", pairs[64:])
-    return {"sft": root / "sft", "dpo": root / "dpo"}
+    questions = [{"question": f"What is {a} plus {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
+                 for a in range(2, 11) for b in range(2, 10)][:72]  # GSM8K's columns and answer form
+    write_rows(root / "grpo" / "train.jsonl", questions[:64])
+    write_rows(root / "grpo" / "test.jsonl", questions[64:])
+    return {"sft": root / "sft", "dpo": root / "dpo", "grpo": root / "grpo"}
 
 
 @pytest.mark.parametrize("name", presets.names())
 def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
     preset = load_config(preset=name)
     t = preset.training
-    data = fixtures["dpo" if t.method == "dpo" else "sft"]
+    data = fixtures[t.method if t.method in ("dpo", "grpo") else "sft"]
+    # GRPO samples its completions: a short cap keeps two steps quick (the rest is the preset's own)
+    short = ["--set", "training.grpo.max_completion_length=8", "--set", "training.grpo.eval_prompts=2"] \
+        if t.method == "grpo" else []
     code = run_main("run", "--preset", name, "--yes", "--experiment-name", "p", "--set", "model.name_or_path=tiny",
                     *FAST_TINY, "--set", f"model.tiny.max_position_embeddings={max(2048, t.max_length)}",
-                    "--set", f"data.name={data}", "--set", "training.max_steps=2",
+                    "--set", f"data.name={data}", "--set", "training.max_steps=2", *short,
                     "--set", "tracking.backend=none", "--license", "apache-2.0", cwd=tmp_path)
     assert code == 0
     run = tmp_path / "runs" / "p"
     results = json.loads((run / "results.json").read_text())
     assert results["global_steps"] == 2
     assert (results["method"], results["finetune"]) == (t.method, t.finetune)
-    assert results["train_loss"] > 0 and results["eval_loss"] > 0
+    if t.method == "grpo":  # no loss to evaluate: the held-out prompts are sampled and scored before and after
+        g = results["grpo"]
+        assert [r["name"] for r in g["rewards"]] == t.grpo.rewards and g["num_generations"] == t.grpo.num_generations
+        assert g["held_out"]["after"]["completions"] == 2 * t.grpo.num_generations
+        assert g["mode"] == ("think" if preset.data.reasoning == "think" else "no_think")
+    else:
+        assert results["train_loss"] > 0 and results["eval_loss"] > 0
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     trained = cfg["training"]
@@ -73,7 +86,11 @@ def test_preset_runs_two_steps_on_the_tiny_model(name, fixtures, tmp_path):
         assert f"(beta {t.dpo.beta:g}, {t.dpo.loss_type} loss)" in card
         if t.dpo.loss_type == "apo_zero":
             assert "anchored preference optimisation (APO-zero, DPO's trainer with the apo_zero loss)" in card
-    assert_weights_moved(run, t.adapters and not t.lora.merge)
+    if t.method == "grpo" and all(c["frac_reward_zero_std"] == 1 for c in results["grpo"]["training_curve"]):
+        # a random tiny model never answers right: every group scored the same, so GRPO had nothing to learn from
+        assert "so GRPO had no differences to learn from" in card
+    else:
+        assert_weights_moved(run, t.adapters and not t.lora.merge)
     if t.four_bit_base:
         assert results["four_bit_base"]["quant_type"] == "nf4"
 

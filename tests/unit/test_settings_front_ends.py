@@ -37,14 +37,16 @@ SAMPLES = {
     "training.max_steps": 5, "data.max_tokens": 99, "training.eval_steps": 7, "card.template": "t.md",
     "model.tiny.hidden_size": 64, "model.tiny.num_heads": 2, "model.tiny.num_kv_heads": 1, "data.max_samples": 100,
     "training.activation_checkpointing": True, "training.liger_kernel": False, "evaluation.limit": 50,
-    "evaluation.modes": ["think"],
+    "evaluation.modes": ["think"], "training.grpo.reward_weights": [0.5],
     "evaluation.max_gen_tokens": 64, "evaluation.tasks": ["builtin"],
     "training.rdzv_endpoint": "node0:29400", "training.global_batch_size": 16,
+    "training.grpo.rewards": ["accuracy", "length"], "training.grpo.length_target": 100,
 }
 # Settings that are valid only together with others (a multi-node topology).
 COMPANIONS = {
     "training.nnodes": {"training.rdzv_endpoint": "node0:29400", "experiment_name": "run-7"},
     "training.node_rank": {"training.nnodes": 2, "training.rdzv_endpoint": "node0:29400", "experiment_name": "run-7"},
+    "training.grpo.reward_weights": {"training.grpo.rewards": ["accuracy"]},
 }
 # A value each flagged setting must refuse (as typed on the command line).
 BAD_TEXT = {int: "abc", float: "abc", str: None}

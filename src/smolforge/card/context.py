@@ -14,6 +14,7 @@ from typing import Any
 
 from smolforge.card import citations, defaults, facts
 from smolforge.card.gguf import gguf_rows
+from smolforge.card.grpo import grpo_facts
 from smolforge.config import SmolforgeConfig
 from smolforge.data import is_hub_dataset_id
 from smolforge.hardware import run_summary
@@ -250,6 +251,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "plan_check": facts.plan_check(results.get("plan")),  # predicted memory/time next to the measured
         "trained": bool(results.get("global_steps")),
         "dpo_eval": _dpo_eval(results) if t.method == "dpo" else {},
+        "grpo": grpo_facts(results),
         "evaluation": evaluation,
         "benchmarks": _benchmarks(evaluation),
         "benchmark_intervals": sorted({r.get("interval", "bootstrap") for r in _benchmarks(evaluation)}),

@@ -78,7 +78,8 @@ def base_hub_id(cfg: SmolforgeConfig) -> str | None:
     return base.ancestor
 
 
-METHODS = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)"}
+METHODS = {"sft": "supervised fine-tuning (SFT)", "dpo": "direct preference optimisation (DPO)",
+           "grpo": "reinforcement learning with reward functions (GRPO, group relative policy optimisation)"}
 # DPO losses whose name is not "DPO": the card names the one a run used (TRL's DPOConfig.loss_type).
 PREFERENCE_LOSSES = {
     "ipo": "identity preference optimisation (IPO, DPO's trainer with the IPO loss)",

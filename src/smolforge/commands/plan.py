@@ -14,7 +14,7 @@ from smolforge.errors import SmolforgeError
 from smolforge.plan import calibrate
 from smolforge.plan.estimate import Estimate, estimate
 from smolforge.plan.gpus import lookup
-from smolforge.plan.inputs import read_inputs
+from smolforge.plan.inputs import check_plannable, read_inputs
 from smolforge.plan.model import read_model
 from smolforge.plan.report import record, table_rows
 from smolforge.plan.target import Target, detect, named
@@ -31,6 +31,7 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
             raise SmolforgeError("--calibrate measures this machine, so it cannot be combined with --gpu. Drop "
                                  "--gpu (on the GPU itself the detected device is used), or drop --calibrate.")
     cfg = load_config(config, preset, sets)
+    check_plannable(cfg)
     say = make_console(stderr=True) if as_json else console  # with --json, stdout holds only the JSON
     processenv.prepare(cfg, say)
     target: Target = named(cfg, gpu) if gpu else detect(cfg)

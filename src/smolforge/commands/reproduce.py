@@ -30,7 +30,7 @@ from smolforge.reproduce.compare import (
     later_variants,
 )
 from smolforge.reproduce.environment import capture, differences
-from smolforge.reproduce.identity import data_identity, identity_differences, model_identity
+from smolforge.reproduce.identity import data_identity, identity_differences, model_identity, reward_identity
 from smolforge.reproduce.manifest import read
 from smolforge.runfolder import RunFolder
 
@@ -70,6 +70,8 @@ def _differences(original: RunFolder, manifest: dict[str, Any], cfg) -> tuple[li
         inputs.append(f"data {manifest['data'].get('repo')}: its commit was not recorded, so the Hub's current "
                       "revision is used")
     inputs += identity_differences("base model", manifest["model"], model_identity(cfg))
+    if manifest.get("rewards"):
+        inputs += identity_differences("reward function", manifest["rewards"], reward_identity(cfg))
     if manifest["model"].get("kind") == "hub" and not manifest["model"].get("revision"):
         inputs.append(f"base model {manifest['model'].get('repo')}: its commit was not recorded, so the current "
                       "revision is used")

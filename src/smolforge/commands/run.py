@@ -97,6 +97,12 @@ def print_summary(console, run_folder) -> None:
         lines.append(f"{results['global_steps']} steps in {results.get('train_runtime_s', 0):.1f} s")
     if results.get("tokens_per_second"):
         lines.append(f"{results['tokens_per_second']:,.0f} supervised tokens/s")
+    held = ((results.get("grpo") or {}).get("held_out")) or {}
+    if held.get("after"):
+        before = (held.get("before") or {}).get("total", {}).get("mean")
+        after = held["after"]["total"]["mean"]
+        lines.append(f"held-out reward {before:.3f} -> {after:.3f}" if before is not None
+                     else f"held-out reward {after:.3f}")
     console.print("Done: " + ", ".join(lines), markup=False)
     console.print(f"Run folder: {run_folder.root}", markup=False)
 

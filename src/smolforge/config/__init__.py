@@ -6,6 +6,7 @@ from smolforge.config.schema import (
     DataSection,
     DpoSection,
     EvaluationSection,
+    GrpoSection,
     LoraSection,
     ModelSection,
     PublishSection,
@@ -16,5 +17,6 @@ from smolforge.config.schema import (
     dump_dict,
 )
 
-__all__ = ["CardSection", "DataSection", "DpoSection", "EvaluationSection", "LoraSection", "ModelSection",
+__all__ = ["CardSection", "DataSection", "DpoSection", "EvaluationSection", "GrpoSection", "LoraSection",
+           "ModelSection",
            "PublishSection", "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection", "dump_dict"]

@@ -22,7 +22,7 @@ from smolforge.config.outputs import (
     QuantizeSection,
     TrackingSection,
 )
-from smolforge.config.training import DpoSection, LoraSection, TrainingSection
+from smolforge.config.training import DpoSection, GrpoSection, LoraSection, TrainingSection
 from smolforge.identifiers import ExperimentName
 
 
@@ -66,7 +66,8 @@ class ModelSection(Section):
 
 
 DataFormat = Literal[
-    "auto", "messages", "sharegpt", "prompt_completion", "alpaca", "question_answer", "text", "preference"
+    "auto", "messages", "sharegpt", "prompt_completion", "alpaca", "question_answer", "text", "preference",
+    "prompt_answer",
 ]
 
 
@@ -133,6 +134,12 @@ class SmolforgeConfig(Section):
     def _coherent(self) -> SmolforgeConfig:
         if self.training.method == "dpo" and self.data.format not in ("auto", "preference"):
             raise ValueError("training.method 'dpo' needs data.format 'preference' (or 'auto')")
+        if self.training.method == "grpo" and self.data.format not in ("auto", "prompt_answer"):
+            raise ValueError("training.method 'grpo' needs data.format 'prompt_answer' (or 'auto'): prompts and the "
+                             "answers the rewards check")
+        if self.training.method != "grpo" and self.data.format == "prompt_answer":
+            raise ValueError("data.format 'prompt_answer' (prompts with answers to check) is GRPO's data; use "
+                             "training.method grpo, or another format")
         if self.training.nnodes > 1 and not (self.experiment_name or self.output_dir):
             raise ValueError(f"training.nnodes {self.training.nnodes}: every node must name the same run folder, so "
                              "set experiment_name (--experiment-name) or output_dir (--output-dir), the same on "
@@ -145,6 +152,7 @@ def dump_dict(cfg: SmolforgeConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
-__all__ = ["CardSection", "DataSection", "DpoSection", "EvaluationSection", "LoraSection", "ModelSection",
+__all__ = ["CardSection", "DataSection", "DpoSection", "EvaluationSection", "GrpoSection", "LoraSection",
+           "ModelSection",
            "PublishSection", "QuantizeSection", "SmolforgeConfig", "TinySpec", "TrackingSection", "TrainingSection",
            "dump_dict"]

@@ -4,6 +4,7 @@ process topology (nodes, processes, rendezvous), and the LoRA and DPO settings."
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from annotated_types import Le
@@ -57,9 +58,88 @@ class DpoSection(Section):
                                "(apo_zero when the chosen answers are better than the model's, apo_down when not).")
 
 
+BUILTIN_REWARDS = ("accuracy", "think_format", "length")
+
+
+def split_reward(name: str) -> tuple[str, str] | None:
+    """`path/to/file.py:function` -> (path, function); None for a built-in's name."""
+    if ":" not in name:
+        return None
+    path, _, function = name.rpartition(":")
+    return path, function
+
+
+def _rewards(names: list[str]) -> list[str]:
+    """Built-in names as they are; a function's file stored absolute (as the run folder records it), so a resume
+    or `smolforge reproduce` from another folder finds it."""
+    out = []
+    for name in names:
+        parts = split_reward(name)
+        if parts is None and name not in BUILTIN_REWARDS:
+            raise ValueError(f"{name!r} is not a built-in reward ({', '.join(BUILTIN_REWARDS)}); name your own "
+                             "function as path/to/file.py:function_name")
+        if parts is not None and (not parts[0].endswith(".py") or not parts[1].isidentifier()):
+            raise ValueError(f"{name!r} must be path/to/file.py:function_name (a Python file, a colon, the "
+                             "function's name)")
+        out.append(name if parts is None else f"{Path(parts[0]).expanduser().resolve()}:{parts[1]}")
+    if len(set(out)) != len(out):
+        raise ValueError("names a reward twice; give each once (reward_weights weighs them)")
+    return out
+
+
+class GrpoSection(Section):
+    rewards: Annotated[list[str], AfterValidator(_rewards)] = Field(
+        default_factory=lambda: ["accuracy"], min_length=1,
+        description="Reward functions, added up (weighted by reward_weights): accuracy (the final answer, after any "
+                    "</think>, checked against the row's answer: by value with math-verify for maths, by normalised "
+                    "text otherwise), think_format (one closed <think> block then an answer in /think mode, no "
+                    "reasoning in /no_think mode; the mode is data.reasoning), length (a soft penalty beyond "
+                    "length_target tokens), or your own function as path/to/file.py:function (TRL's signature: "
+                    "completions, prompts and the data's other columns as keyword arguments -> one float per "
+                    "completion).")
+    reward_weights: list[float] | None = Field(
+        None, description="One weight per reward, in order; unset: 1.0 each.")
+    num_generations: int = Field(
+        8, ge=2, le=1024, description="Completions sampled per prompt, the group whose rewards are compared. "
+                                      "training.batch_size counts completions, so the global batch must be a "
+                                      "multiple of this.")
+    max_completion_length: int = Field(
+        512, gt=0, le=131072, description="Tokens generated per completion at most; prompts longer than "
+                                          "training.max_length minus this are dropped (counted).")
+    temperature: float = Field(1.0, gt=0.0, le=10.0, description="Sampling temperature of the completions.")
+    beta: float = Field(0.0, ge=0.0, le=10.0, description="KL penalty towards the starting model; 0 (TRL's default) "
+                                                          "loads no reference copy.")
+    loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = Field(
+        "dapo", description="How token losses are averaged (TRL's GRPOConfig.loss_type): dapo (TRL's default, no "
+                            "length bias), grpo (per sequence), dr_grpo (by a constant), bnpo (per local batch).")
+    length_target: int | None = Field(
+        None, gt=0, le=131072, description="Tokens the `length` reward allows before it penalises; unset: 3/4 of "
+                                           "max_completion_length.")
+    eval_prompts: int = Field(
+        64, ge=0, le=100000, description="Held-out prompts sampled before and after training to measure the "
+                                         "rewards (num_generations completions each); 0 skips the measurement.")
+
+    @model_validator(mode="after")
+    def _weights(self) -> GrpoSection:
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards; "
+                             "give one weight per reward, in order")
+        return self
+
+    @property
+    def weights(self) -> list[float]:
+        return list(self.reward_weights) if self.reward_weights is not None else [1.0] * len(self.rewards)
+
+    @property
+    def length_goal(self) -> int:
+        return self.length_target or max(1, self.max_completion_length * 3 // 4)
+
+
 class TrainingSection(Section):
-    method: Annotated[Literal["sft", "dpo"], Flag("--method")] = Field(
-        "sft", title="Training method", description="sft (supervised fine-tuning) or dpo (preference pairs).")
+    method: Annotated[Literal["sft", "dpo", "grpo"], Flag("--method")] = Field(
+        "sft", title="Training method",
+        description="sft (supervised fine-tuning), dpo (preference pairs) or grpo (reinforcement learning with "
+                    "reward functions: sampled completions scored by programs).")
     finetune: Annotated[Literal["full", "lora", "qlora"], Flag("--finetune")] = Field(
         "full", title="Which weights train",
         description="full (all weights), lora (small adapters) or qlora (LoRA adapters over the base held in "
@@ -124,6 +204,7 @@ class TrainingSection(Section):
                                                                     "and optimizer state sharded; full fine-tunes).")
     lora: LoraSection = Field(default_factory=LoraSection)
     dpo: DpoSection = Field(default_factory=DpoSection)
+    grpo: GrpoSection = Field(default_factory=GrpoSection)
 
     @property
     def adapters(self) -> bool:
@@ -160,6 +241,11 @@ class TrainingSection(Section):
             # assigned through __dict__: a derived value, and validate_assignment would run this validator again
             self.__dict__["gradient_accumulation_steps"] = _accumulation(self)
             self.__pydantic_fields_set__.add("gradient_accumulation_steps")
+        if self.method == "grpo" and self.global_batch % self.grpo.num_generations:
+            raise ValueError(f"grpo: the global batch ({self.global_batch} completions: batch_size {self.batch_size} x "
+                             f"gradient_accumulation_steps {self.gradient_accumulation_steps} x {self.world_size} "
+                             f"processes) is not a multiple of grpo.num_generations {self.grpo.num_generations}; "
+                             "make batch_size a multiple of it")
         return self
 
 

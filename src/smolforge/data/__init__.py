@@ -24,7 +24,7 @@ from smolforge.data.formats import (
     reasoning_kwargs,
     resolve_loss_on,
 )
-from smolforge.data.lengths import apply_length_filters, length_stats, measure, precheck, token_length
+from smolforge.data.lengths import apply_length_filters, completion_room, length_stats, measure, precheck, token_length
 from smolforge.data.prepare import PreparedData, drop_report, prepare
 from smolforge.data.report import report_lines, summary_lines
 from smolforge.data.sources import (
@@ -40,7 +40,8 @@ from smolforge.data.turns import STANDARD_ROLES
 
 __all__ = [
     "DEFAULT_FIELDS", "EVAL_SPLIT_NAMES", "FORMAT_HELP", "KIND_OF_FORMAT", "LOCAL_SUFFIXES", "REQUIRED_ROLES",
-    "STANDARD_ROLES", "Detected", "PreparedData", "apply_length_filters", "check_method_fits", "detect_format",
+    "STANDARD_ROLES", "Detected", "PreparedData", "apply_length_filters", "completion_room", "check_method_fits",
+    "detect_format",
     "display_name", "drop_report", "hub_error_message", "is_hub_dataset_id", "is_local_source", "length_stats",
     "load_splits", "measure", "normalize_row", "precheck", "prepare", "reasoning_kwargs", "report_lines",
     "resolve_loss_on", "summary_lines", "token_length",

@@ -7,6 +7,8 @@ everything the same way:
 - ``{"prompt": [...], "completion": [...]}``      prompt/completion, Alpaca, Q&A (loss: the completion)
 - ``{"prompt": [...], "chosen": [...], "rejected": [...]}``  preference pairs for DPO
 - ``{"text": "..."}``                             plain text (loss: every token)
+- ``{"prompt": [...], "answer": "...", ...}``      prompts and the answers rewards check, for GRPO (the other
+                                                   columns travel along: reward functions get them)
 
 A row that cannot be used yields the reason it is dropped; nothing falls back to ``str(row)``.
 """
@@ -24,12 +26,15 @@ from smolforge.errors import DataError
 MESSAGE_COLUMNS = ("messages", "conversations", "conversation", "chat", "dialog")
 QUESTION_COLUMNS = ("question", "query", "input_text")
 ANSWER_COLUMNS = ("answer", "response", "output_text")
+PROMPT_COLUMNS = ("prompt", "question", "problem", "query", "instruction", *MESSAGE_COLUMNS)  # GRPO's prompt
+REFERENCE_COLUMNS = ("answer", "solution", "reference", "ground_truth", "target")  # ...and what rewards check
 
 FORMAT_HELP = (
     "messages (a `messages`/`conversations` column of {role, content} turns), "
     "sharegpt (turns of {from, value}), prompt_completion (`prompt` + `completion`), "
     "alpaca (`instruction` + optional `input` + `output`), question_answer (`question` + `answer`), "
-    "text (`text`), preference (`chosen` + `rejected`, optional `prompt`; for DPO)"
+    "text (`text`), preference (`chosen` + `rejected`, optional `prompt`; for DPO), "
+    "prompt_answer (`prompt` as text or turns ending in a user turn + `answer`; for GRPO)"
 )
 
 # Which role of each format reads which column; `data.fields` overrides these.
@@ -41,16 +46,17 @@ DEFAULT_FIELDS: dict[str, dict[str, str]] = {
     "question_answer": {"question": "question", "answer": "answer"},
     "text": {"text": "text"},
     "preference": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"},
+    "prompt_answer": {"prompt": "prompt", "answer": "answer"},
 }
 REQUIRED_ROLES = {
     "messages": ["messages"], "sharegpt": ["messages"], "prompt_completion": ["prompt", "completion"],
     "alpaca": ["instruction", "output"], "question_answer": ["question", "answer"], "text": ["text"],
-    "preference": ["chosen", "rejected"],
+    "preference": ["chosen", "rejected"], "prompt_answer": ["prompt", "answer"],
 }
 KIND_OF_FORMAT = {
     "messages": "conversational", "sharegpt": "conversational", "prompt_completion": "prompt_completion",
     "alpaca": "prompt_completion", "question_answer": "prompt_completion", "text": "text",
-    "preference": "preference",
+    "preference": "preference", "prompt_answer": "prompt_answer",
 }
 
 
@@ -84,6 +90,9 @@ def _candidate_fields(fmt: str, cols: set[str], overrides: dict[str, str]) -> di
     fields = dict(DEFAULT_FIELDS[fmt])
     if fmt in ("messages", "sharegpt"):
         fields["messages"] = next((c for c in MESSAGE_COLUMNS if c in cols), fields["messages"])
+    if fmt == "prompt_answer":
+        fields["prompt"] = next((c for c in PROMPT_COLUMNS if c in cols), "prompt")
+        fields["answer"] = next((c for c in REFERENCE_COLUMNS if c in cols), "answer")
     if fmt == "question_answer":
         fields["question"] = next((c for c in QUESTION_COLUMNS if c in cols), "question")
         fields["answer"] = next((c for c in ANSWER_COLUMNS if c in cols), "answer")
@@ -112,11 +121,12 @@ def _check_fields(fmt: str, fields: dict[str, str], overrides: dict[str, str], c
 DETECT_ORDER = ("preference", "messages", "prompt_completion", "alpaca", "question_answer", "text")
 
 
-def detect_format(columns: list[str], sample: list[dict], cfg: DataSection) -> Detected:
+def detect_format(columns: list[str], sample: list[dict], cfg: DataSection, method: str = "sft") -> Detected:
     """Choose the format from the columns (or check the explicit `data.format` + `data.fields`).
 
     With `data.format: auto`, a `data.fields` mapping narrows the choice to the formats that
     have those fields, so `fields: {question: q, answer: a}` works without naming the format.
+    GRPO reads every dataset as prompt_answer (a prompt, and the answer its rewards check).
     """
     cols, overrides = set(columns), dict(cfg.fields)
     absent = [f"data.fields.{k} -> '{v}'" for k, v in overrides.items() if v not in cols]
@@ -129,7 +139,7 @@ def detect_format(columns: list[str], sample: list[dict], cfg: DataSection) -> D
         det = Detected(cfg.format, fields)
     else:
         det = None
-        for fmt in DETECT_ORDER:
+        for fmt in (("prompt_answer",) if method == "grpo" else DETECT_ORDER):
             if not set(overrides) <= set(DEFAULT_FIELDS[fmt]):
                 continue
             fields = _candidate_fields(fmt, cols, overrides)
@@ -138,6 +148,14 @@ def detect_format(columns: list[str], sample: list[dict], cfg: DataSection) -> D
                     fmt = "sharegpt"
                 det = Detected(fmt, fields)
                 break
+        if det is None and method == "grpo":
+            fields = _candidate_fields("prompt_answer", cols, overrides)
+            missing = [role for role in REQUIRED_ROLES["prompt_answer"] if fields[role] not in cols]
+            raise DataError(
+                f"data: GRPO needs a prompt and the answer its rewards check, and the dataset has no column for "
+                f"{' or '.join(missing)}. Columns found: {', '.join(columns) or '(none)'}. Prompts are read from "
+                f"{'/'.join(PROMPT_COLUMNS[:5])}/messages, answers from {'/'.join(REFERENCE_COLUMNS)}; map yours "
+                "with --set data.fields.prompt=<column> --set data.fields.answer=<column>.")
         if det is None:
             mapped = (f" with data.fields {', '.join(f'{k}={v}' for k, v in overrides.items())}"
                       if overrides else "")
@@ -170,6 +188,12 @@ def check_method_fits(method: str, kind: str, fmt: str, columns: list[str]) -> N
     if method == "sft" and kind == "preference":
         raise DataError("training.method is 'sft' but the dataset holds preference pairs (chosen/rejected). "
                         "Use --set training.method=dpo, or an SFT dataset.")
+    if method != "grpo" and kind == "prompt_answer":
+        raise DataError(f"training.method is {method!r} but data.format is 'prompt_answer' (prompts with answers to "
+                        "check, GRPO's data). Use --set training.method=grpo, or another format.")
+    if method == "grpo" and kind != "prompt_answer":
+        raise DataError(f"training.method is 'grpo' but the dataset was read as {fmt!r}. GRPO needs prompts and the "
+                        "answers its rewards check: set --set data.format=prompt_answer (or auto).")
 
 
 def resolve_loss_on(loss_on: str, kind: str) -> str:
@@ -241,6 +265,8 @@ def _normalize_row(row: dict, det: Detected, cfg: DataSection) -> tuple[dict | N
         return (None, "empty text") if not text or not text.strip() else ({"text": text}, "")
     if fmt == "preference":
         return _normalize_preference(row, f, cfg)
+    if fmt == "prompt_answer":
+        return _normalize_prompt_answer(row, f, cfg)
     if fmt == "prompt_completion":
         prompt_raw, completion_raw = as_turns(row.get(f["prompt"])), as_turns(row.get(f["completion"]))
         if isinstance(prompt_raw, list) or isinstance(completion_raw, list):  # already TRL's conversational form
@@ -271,6 +297,33 @@ def _normalize_chat_pair(prompt_raw: Any, completion_raw: Any, cfg: DataSection)
     if completion is None or not any(m["role"] == "assistant" and _says_something(m) for m in completion):
         return None, "empty completion"
     return {"prompt": _with_system(prompt, cfg.system_prompt), "completion": completion}, ""
+
+
+NO_ANSWER = "no answer to check"
+PROMPT_NOT_USER = "prompt does not end with a user turn"
+
+
+def _normalize_prompt_answer(row: dict, f: dict[str, str], cfg: DataSection) -> tuple[dict | None, str]:
+    """GRPO's rows: the prompt as turns that end with a user turn (a string becomes one user turn), the answer as
+    text. The data's other columns are added by the caller: reward functions receive them."""
+    raw = as_turns(row.get(f["prompt"]))
+    if isinstance(raw, list):
+        prompt, why = norm_turns(raw, False, cfg.roles)
+        if prompt is None:
+            return None, why or "prompt is not valid turns"
+        if not prompt or prompt[-1]["role"] != "user":
+            return None, PROMPT_NOT_USER
+        if not prompt[-1]["content"].strip():
+            return None, "empty prompt"
+    else:
+        text = text_of(raw)
+        if not text or not text.strip():
+            return None, "empty prompt"
+        prompt = [turn("user", text)]
+    answer = text_of(row.get(f["answer"]))
+    if not answer or not answer.strip():
+        return None, NO_ANSWER
+    return {"prompt": _with_system(prompt, cfg.system_prompt), "answer": answer}, ""
 
 
 def _normalize_preference(row: dict, f: dict[str, str], cfg: DataSection) -> tuple[dict | None, str]:

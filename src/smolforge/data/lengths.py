@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from smolforge.config import DataSection
 from smolforge.data.formats import resolve_loss_on
-from smolforge.data.prepare import NO_SUPERVISED, OUTSIDE_TOKENS, ROW, PreparedData, log_drops
+from smolforge.data.prepare import NO_SUPERVISED, OUTSIDE_TOKENS, PROMPT_TOO_LONG, ROW, PreparedData, log_drops
 from smolforge.data.report import RowFacts, build_report, refuse_template_loss, row_facts
 from smolforge.data.sources import quiet_logger
 from smolforge.data.survival import LostRow, excerpt, has_loss_marks, lost, template_reasons
@@ -93,6 +93,8 @@ def measure(row: dict, tokenizer: Any, kind: str, loss_on: str) -> Measured:
             return Measured(len(out["input_ids"]), first, None)
         return Measured(len(out["input_ids"]), positions[0], positions)
     prompt = _chat_ids(row["prompt"], tokenizer, kw, tools, add_generation_prompt=True)
+    if kind == "prompt_answer":  # GRPO: the prompt only; the completions are sampled during training
+        return Measured(len(prompt), len(prompt), ())
     if kind == "prompt_completion":
         full = _chat_ids(row["prompt"] + row["completion"], tokenizer, kw, tools)
         return Measured(len(full), _common_prefix(prompt, full) if loss_on == "completion" else 0, None)
@@ -114,9 +116,11 @@ def length_stats(lengths: list[int]) -> dict[str, float | int]:
             "mean": round(sum(s) / len(s), 1), "total": sum(s)}
 
 
-def _drop_reason(full: int, prompt: int, cfg: DataSection, max_length: int) -> str:
+def _drop_reason(full: int, prompt: int, cfg: DataSection, max_length: int, completion_room: int = 0) -> str:
     if full < cfg.min_tokens or (cfg.max_tokens is not None and full > cfg.max_tokens):
         return OUTSIDE_TOKENS
+    if completion_room:  # GRPO: the prompt and the longest completion it samples must fit in max_length
+        return PROMPT_TOO_LONG if prompt + completion_room > max_length else ""
     if prompt >= max_length:  # TRL's rule: a supervised token must sit at a position below max_length
         return NO_SUPERVISED
     return ""
@@ -146,18 +150,20 @@ def _check_split(ds: Any, tokenizer: Any, kind: str, loss_on: str, marks: bool,
     return measured, lost_rows, facts
 
 
-def apply_length_filters(data: PreparedData, tokenizer: Any, cfg: DataSection, max_length: int) -> None:
+def apply_length_filters(data: PreparedData, tokenizer: Any, cfg: DataSection, max_length: int,
+                         completion_room: int = 0) -> None:
     """The checks that need the tokenizer, on every row: the template-survival check (rows the chat template
     renders without some of their content), then token lengths (with the chat template): drop rows outside
     data.min_tokens/max_tokens and rows training.max_length leaves nothing to learn from, counted by reason;
-    record length stats and the data report.
+    record length stats and the data report. `completion_room`: GRPO's training.grpo.max_completion_length (a prompt
+    must leave that many tokens below max_length).
 
     Done once per max_length: `pipeline.execute` runs it before the run folder exists (see `precheck`),
     and the trainer's own call then finds it done.
     """
     if data.length_checked == max_length:
         return
-    loss_on = "completion" if data.kind == "preference" else resolve_loss_on(cfg.loss_on, data.kind)
+    loss_on = "completion" if data.kind in ("preference", "prompt_answer") else resolve_loss_on(cfg.loss_on, data.kind)
     marks = has_loss_marks(tokenizer.chat_template)
     measured: list[tuple[int, int]] = []
     checked: dict[str, tuple[list, list, list]] = {}
@@ -169,7 +175,7 @@ def apply_length_filters(data: PreparedData, tokenizer: Any, cfg: DataSection, m
                          len(data.train))
     for split, (sizes, lost_rows, facts) in checked.items():
         ds = getattr(data, split)
-        why = [_drop_reason(m.full, m.prompt, cfg, max_length) if m else "" for m in sizes]
+        why = [_drop_reason(m.full, m.prompt, cfg, max_length, completion_room) if m else "" for m in sizes]
         for r in lost_rows:
             why[r.position] = r.why
         keep = [i for i, w in enumerate(why) if not w]
@@ -191,6 +197,12 @@ def apply_length_filters(data: PreparedData, tokenizer: Any, cfg: DataSection, m
             report_inputs = (len(sizes), kept, [facts[i] for i in keep], lost_rows)
     if data.train is None:
         fits = [(f, p) for f, p in measured if _drop_reason(f, 0, cfg, max_length) == ""]
+        if fits and completion_room:
+            shortest = min(p for _, p in fits)
+            raise DataError(f"training.max_length: {max_length} tokens cannot hold any training prompt (the shortest "
+                            f"is {shortest} tokens with the chat template) and training.grpo.max_completion_length "
+                            f"{completion_room} tokens after it. Raise training.max_length to at least "
+                            f"{shortest + completion_room}, or lower max_completion_length.")
         if fits:
             raise DataError(_max_length_message(fits, max_length, data.kind))
         if not measured:
@@ -220,6 +232,11 @@ def _max_length_message(sizes: list[tuple[int, int]], max_length: int, kind: str
             "fits 90% of them), or shorten the prompts.")
 
 
+def completion_room(cfg: SmolforgeConfig) -> int:
+    """Tokens a prompt must leave free below training.max_length: GRPO's completions (0 for other methods)."""
+    return cfg.training.grpo.max_completion_length if cfg.training.method == "grpo" else 0
+
+
 def check_model_length(cfg: SmolforgeConfig, source: str) -> None:
     """training.max_length must fit the model's positions (read from its config.json, no weights loaded)."""
     from transformers import AutoConfig
@@ -242,12 +259,14 @@ def check_model_length(cfg: SmolforgeConfig, source: str) -> None:
                     f"Set --set training.max_length={limit} or less.")
 
 
-def precheck(cfg: SmolforgeConfig, data: PreparedData) -> None:
+def precheck(cfg: SmolforgeConfig, data: PreparedData) -> Any:
     """Apply the length filters with only the tokenizer, so a training.max_length that fits no row (or not the
-    model) fails before the run folder is created or the model loads; the trainer then reuses the result."""
+    model) fails before the run folder is created or the model loads; the trainer then reuses the result.
+    Returns the tokenizer."""
     source = model_source(cfg)
     # trl imports torchao, which warns that it skips its C++ extensions (the process environment asks it to)
     with quiet_logger("torchao"):
         tokenizer = load_tokenizer(cfg, source, needs_markers=data.kind != "text")
     check_model_length(cfg, source)
-    apply_length_filters(data, tokenizer, cfg.data, cfg.training.max_length)
+    apply_length_filters(data, tokenizer, cfg.data, cfg.training.max_length, completion_room(cfg))
+    return tokenizer

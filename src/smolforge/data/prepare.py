@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from smolforge.builtin_data import BUILTIN_FILES
 from smolforge.config import DataSection
 from smolforge.data.dedup import COPY_OF_TRAINING, DUPLICATE, drop_duplicates, prompt_overlap
 from smolforge.data.formats import (
@@ -36,7 +37,8 @@ ROLES = "_smolforge_roles"  # ...and the roles of a dropped row that the chat te
 ROW = "_smolforge_row"  # each kept row's index in the file, so a report can name it; removed before training
 OUTSIDE_TOKENS = "outside data.min_tokens/max_tokens"  # drop reasons of the length stage (lengths.py)
 NO_SUPERVISED = "no supervised token within training.max_length"
-LENGTH_REASONS = (OUTSIDE_TOKENS, NO_SUPERVISED)
+PROMPT_TOO_LONG = "prompt + training.grpo.max_completion_length longer than training.max_length"
+LENGTH_REASONS = (OUTSIDE_TOKENS, NO_SUPERVISED, PROMPT_TOO_LONG)
 WARN_SHARE = 0.05  # above this share of dropped rows, drop_report adds a warning
 
 
@@ -56,8 +58,9 @@ class PreparedData:
         return self.detected.kind
 
 
-def _features(kind: str) -> Any:
-    """Arrow schema of a normalised split, given up front so dropped rows (all None) cannot confuse inference."""
+def _features(kind: str, extra: dict[str, Any] | None = None) -> Any:
+    """Arrow schema of a normalised split, given up front so dropped rows (all None) cannot confuse inference.
+    `extra`: the source's other columns with their features, which GRPO rows keep for the reward functions."""
     from datasets import Features, List, Value
 
     call = {"type": Value("string"), "function": {"name": Value("string"), "arguments": Value("string")}}
@@ -67,6 +70,9 @@ def _features(kind: str) -> Any:
     marks = {DROP: Value("string"), ROLES: List(Value("string")), ROW: Value("int64")}
     if kind == "text":
         return Features({"text": Value("string"), **marks})
+    if kind == "prompt_answer":
+        return Features({"prompt": turns, "answer": Value("string"), **(extra or {}),
+                         "chat_template_kwargs": {"enable_thinking": Value("bool")}, **marks})
     tools = {"tools": Value("string")} if kind in ("conversational", "prompt_completion") else {}
     return Features({**{c: turns for c in columns[kind]}, **tools,
                      "chat_template_kwargs": {"enable_thinking": Value("bool")}, **marks})
@@ -80,15 +86,20 @@ def _normalize_split(ds: Any, det: Detected, cfg: DataSection,
     Runs as one `Dataset.map` (Arrow, cached for Hub data), so a million-row split is not copied
     through Python lists; each row's drop reason travels in a column and is counted exactly.
     """
-    features = _features(det.kind)
     columns = list(ds.column_names)
+    extra = {c: ds.features[c] for c in columns if c not in det.fields.values() and not c.startswith("_smolforge")} \
+        if det.kind == "prompt_answer" else {}
+    features = _features(det.kind, extra)
 
     def normalise(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {name: [] for name in features}
         for index, values in zip(indices, zip(*(batch[c] for c in columns), strict=True), strict=True):
-            row, why, unknown = normalize_row(dict(zip(columns, values, strict=True)), det, cfg, default_tools)
+            raw = dict(zip(columns, values, strict=True))
+            row, why, unknown = normalize_row(raw, det, cfg, default_tools)
             if row is not None and det.kind != "text":
                 row["chat_template_kwargs"] = reasoning_kwargs(row, cfg.reasoning)
+            if row is not None and extra:
+                row.update({c: raw[c] for c in extra})
             for name in features:
                 out[name].append(why if name == DROP else unknown if name == ROLES else index if name == ROW
                                  else (row or {}).get(name))
@@ -128,7 +139,7 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
                         f"Set --set data.split=<one of those>.")
     train_raw = splits[cfg.split]
     sample = [train_raw[i] for i in range(min(20, len(train_raw)))]
-    det = detect_format(list(train_raw.column_names), sample, cfg)
+    det = detect_format(list(train_raw.column_names), sample, cfg, method)
     check_method_fits(method, det.kind, det.format, list(train_raw.column_names))
     if method == "sft":
         resolve_loss_on(cfg.loss_on, det.kind)  # a mismatch fails here, before anything is written
@@ -179,7 +190,7 @@ def prepare(cfg: DataSection, method: str = "sft") -> PreparedData:
     local = is_local_source(cfg.name)
     stats = {
         "name": display_name(cfg),
-        "source": "builtin" if cfg.name == "builtin" else ("local" if local else "hub"),
+        "source": "builtin" if cfg.name in BUILTIN_FILES else ("local" if local else "hub"),
         "config": None if local else cfg.config,
         "local_files": local_recipe(cfg),
         "split": cfg.split,
@@ -242,6 +253,7 @@ def drop_report(stats: dict[str, Any], stages: tuple[str, ...] = ("read", "lengt
                          f"{_fmt_reasons(length_drops)}")
             if n / total > WARN_SHARE:
                 fix = " or ".join(fix for reason, fix in ((NO_SUPERVISED, "raise training.max_length"),
+                                                          (PROMPT_TOO_LONG, "raise training.max_length"),
                                                           (OUTSIDE_TOKENS, "widen data.min_tokens / data.max_tokens"))
                                   if reason in length_drops)
                 lines.append(f"warning: {n / total:.1%} of the {label} rows were dropped by token length (more "

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from smolforge.builtin_data import BUILTIN_NAME, BUILTIN_PATH
+from smolforge.builtin_data import BUILTIN_FILES, BUILTIN_NAMES
 from smolforge.config import DataSection
 from smolforge.errors import DataError, first_line
 from smolforge.identifiers import dataset_id, local_or_hub_problem
@@ -25,7 +25,7 @@ EVAL_SPLIT_NAMES = ("validation", "valid", "val", "test", "eval", "dev")
 
 def is_local_source(name: str) -> bool:
     """`builtin`, an existing path, or anything that looks like one (so a typo is not sent to the Hub)."""
-    return (name == "builtin" or Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+    return (name in BUILTIN_FILES or Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
             or Path(name).suffix.lower() in LOCAL_SUFFIXES)
 
 
@@ -41,15 +41,13 @@ def source_problem(name: str) -> str | None:
             return f"{path} has an unsupported extension {path.suffix!r}; use a {', '.join(LOCAL_SUFFIXES)} file"
         return None
 
-    if name == "builtin":
+    if name in BUILTIN_FILES:
         return None
     return local_or_hub_problem(name, is_local_source(name), unsupported, dataset_id, "dataset")
 
 
 def display_name(cfg: DataSection) -> str:
-    if cfg.name == "builtin":
-        return BUILTIN_NAME
-    return cfg.name
+    return BUILTIN_NAMES.get(cfg.name, cfg.name)
 
 
 def _local_files(path: Path, named: tuple[str, ...] = ()) -> dict[str, list[str]]:
@@ -82,8 +80,8 @@ def _local_files(path: Path, named: tuple[str, ...] = ()) -> dict[str, list[str]
 
 def source_files(cfg: DataSection) -> list[Path]:
     """The local files `load_splits` reads (builtin: the bundled file; a Hub dataset: none)."""
-    if cfg.name == "builtin":
-        return [BUILTIN_PATH]
+    if cfg.name in BUILTIN_FILES:
+        return [BUILTIN_FILES[cfg.name]]
     if not is_local_source(cfg.name) or source_problem(cfg.name):
         return []
     path = Path(cfg.name).expanduser()
@@ -95,7 +93,8 @@ def check_source(cfg: DataSection) -> None:
     """data.name names something loadable (the message `smolforge run` stops with, before the Hub is asked)."""
     problem = source_problem(cfg.name)
     if problem:
-        raise DataError(f"data.name: {problem}. Give an existing file or folder, `builtin`, or a Hub dataset id "
+        raise DataError(f"data.name: {problem}. Give an existing file or folder, `builtin` (or `builtin-prompts` "
+                        "for GRPO), or a Hub dataset id "
                         "like `HuggingFaceTB/smoltalk`.")
 
 
@@ -106,7 +105,7 @@ def load_splits(cfg: DataSection) -> dict[str, Any]:
     datasets.disable_progress_bars()
     check_source(cfg)
     if is_local_source(cfg.name):
-        path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
+        path = BUILTIN_FILES.get(cfg.name) or Path(cfg.name).expanduser()
         return read_local(path, _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n)))
     try:
         dd = datasets.load_dataset(cfg.name, cfg.config, revision=cfg.revision)
@@ -120,7 +119,7 @@ def local_recipe(cfg: DataSection) -> dict[str, Any] | None:
     names only, since a published card holds no local paths. None for Hub datasets."""
     if not is_local_source(cfg.name):
         return None
-    path = BUILTIN_PATH if cfg.name == "builtin" else Path(cfg.name).expanduser()
+    path = BUILTIN_FILES.get(cfg.name) or Path(cfg.name).expanduser()
     files = _local_files(path, tuple(n for n in (cfg.split, cfg.eval_split) if n))
     first = next(iter(files.values()))[0]
     return {"builder": LOCAL_SUFFIXES[Path(first).suffix.lower()],

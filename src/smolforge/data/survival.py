@@ -125,6 +125,8 @@ def lost(row: dict, kind: str, tokenizer: Any, loss_on: str, marks: bool) -> str
         conversations = [row["messages"]]
     elif kind == "prompt_completion":
         conversations = [row["prompt"] + row["completion"]]
+    elif kind == "prompt_answer":
+        conversations = [row["prompt"]]
     else:
         conversations = [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]]
     for messages in conversations:

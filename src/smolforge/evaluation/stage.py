@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
-from smolforge.data import apply_length_filters, prepare
+from smolforge.data import apply_length_filters, completion_room, prepare
 from smolforge.errors import SmolforgeError
 from smolforge.evaluation import ModelRef, evaluate_models
 from smolforge.evaluation.contamination import row_text
@@ -61,7 +61,7 @@ def evaluate_run(run: RunFolder, cfg: SmolforgeConfig, console, resolver=None) -
     rt = for_inference()
     data = prepare(cfg.data, cfg.training.method)
     tokenizer = load_tokenizer(cfg, str(run.model_dir), needs_markers=data.kind != "text")
-    apply_length_filters(data, tokenizer, cfg.data, cfg.training.max_length)
+    apply_length_filters(data, tokenizer, cfg.data, cfg.training.max_length, completion_room(cfg))
     eval_rows = [dict(r) for r in data.eval] if data.eval is not None else []
     with scratch_dir(run.root, ".evaluation-work-") as work:
         summary = evaluate_models(_models(run, cfg, rt, work), tokenizer, settings, run.evaluation_dir,

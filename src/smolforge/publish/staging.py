@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smolforge.builtin_data import BUILTIN_FILES
 from smolforge.card.gguf import gguf_entries, gguf_repo_id, published_gguf
 from smolforge.card.lineage import lineage
 from smolforge.card.render import render_card
@@ -187,7 +188,7 @@ def stage(run: RunFolder, cfg: SmolforgeConfig, req: PublishRequest, root: Path,
         (folder / "adapter_config.json").write_text(json.dumps(adapter, indent=2) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(card_text, encoding="utf-8")
     header = PUBLISHED_CONFIG_HEADER
-    if cfg.data.name != "builtin" and is_local_source(cfg.data.name):
+    if cfg.data.name not in BUILTIN_FILES and is_local_source(cfg.data.name):
         header += ("# data.name was a local path, shown here by its last part only (the data is not published): "
                    "run this\n# where that file or folder is, or pass --set data.name=PATH.\n")
     config_text = RunFolder.config_text(dump_dict(cfg), header)

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from smolforge.builtin_data import BUILTIN_PATH
+from smolforge.builtin_data import BUILTIN_FILES
 from smolforge.config import SmolforgeConfig
+from smolforge.config.training import split_reward
 from smolforge.data import is_local_source
 from smolforge.data.sources import source_files
 from smolforge.modelio import model_source
@@ -51,8 +52,8 @@ def _dataset_commit_from_cache_files(data) -> str | None:
 
 def data_identity(cfg: SmolforgeConfig, data) -> dict[str, Any]:
     d = cfg.data
-    if d.name == "builtin":
-        return {"kind": "builtin", "files": [_file_entry(BUILTIN_PATH, "builtin")]}
+    if d.name in BUILTIN_FILES:
+        return {"kind": "builtin", "files": [_file_entry(BUILTIN_FILES[d.name], d.name)]}
     if is_local_source(d.name):
         root = Path(d.name).expanduser()
         files = [_file_entry(p, str(Path(d.name) / p.relative_to(root)) if root.is_dir() else d.name)
@@ -76,6 +77,17 @@ def model_identity(cfg: SmolforgeConfig) -> dict[str, Any]:
                 "files": [_file_entry(p, str(p.relative_to(folder))) for p in files]}
     return {"kind": "hub", "repo": m.name_or_path, "requested_revision": m.revision,
             "revision": _hub_commit(m.name_or_path, "config.json", m.revision, "model")}
+
+
+def reward_identity(cfg: SmolforgeConfig) -> dict[str, Any]:
+    """GRPO's own reward functions: the SHA-256 of each file (a built-in is part of smolforge's version). A file
+    that is gone is left out, so `identity_differences` reports it missing."""
+    files = []
+    for name in cfg.training.grpo.rewards if cfg.training.method == "grpo" else []:
+        parts = split_reward(name)
+        if parts is not None and Path(parts[0]).is_file():
+            files.append(_file_entry(Path(parts[0]), parts[0]))
+    return {"kind": "local", "files": files}
 
 
 def _files_by_path(entry: dict[str, Any]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from smolforge.config import SmolforgeConfig, dump_dict
 from smolforge.credentials import redact
 from smolforge.errors import SmolforgeError
 from smolforge.reproduce.environment import capture, differences
-from smolforge.reproduce.identity import data_identity, model_identity
+from smolforge.reproduce.identity import data_identity, model_identity, reward_identity
 from smolforge.runfolder import RunFolder, atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -36,6 +36,7 @@ def build(cfg: SmolforgeConfig, run: RunFolder, command: str | None, data) -> di
         "environment": capture(),
         "data": data_identity(cfg, data),
         "model": model_identity(cfg),
+        **({"rewards": reward_identity(cfg)} if cfg.training.method == "grpo" else {}),
     }
 
 

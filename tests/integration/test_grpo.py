@@ -1,0 +1,114 @@
+"""GRPO through the real CLI, from the shared tiny SFT run: rewards (built-in and a user's function), the held-out
+rollouts before and after, the card, the manifest, bad reward functions and a resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+FAST_GRPO = ["--set", "training.max_steps=4", "--set", "training.save_steps=2", "--set", "training.logging_steps=1",
+             "--set", "training.batch_size=8", "--set", "training.grpo.max_completion_length=12",
+             "--set", "training.grpo.eval_prompts=6", "--set", "training.grpo.num_generations=4"]
+USER_REWARD = '''"""A user's reward: shorter answers score higher; the bundled prompts' answers arrive as a column."""
+
+
+def brevity(completions, answer, **kwargs):
+    assert len(answer) == len(completions)
+    return [-len(c[0]["content"]) / 100 for c in completions]
+'''
+
+
+def _grpo(tiny_run: Path, cwd: Path, *extra: str, name: str = "g", check: bool = True):
+    return run_cli("run", "--preset", "tiny-grpo", "--yes", "--experiment-name", name,
+                   "--set", f"model.name_or_path={tiny_run / 'model'}", *FAST_GRPO, *extra, cwd=cwd, check=check)
+
+
+def test_a_grpo_run_records_every_reward_before_and_after_and_the_card_shows_them(tiny_run, tmp_path):
+    reward_file = tmp_path / "my_rewards.py"
+    reward_file.write_text(USER_REWARD)
+    sha = hashlib.sha256(reward_file.read_bytes()).hexdigest()
+    proc = _grpo(tiny_run, tmp_path, "--set", "training.grpo.rewards=[accuracy,think_format,my_rewards.py:brevity]",
+                 "--set", "training.grpo.reward_weights=[1,0.5,2]")
+    assert "held-out reward " in proc.stdout and "No memory/time plan: the plan does not price GRPO" in proc.stdout
+    run = tmp_path / "runs" / "g"
+    results = json.loads((run / "results.json").read_text())
+    assert (results["method"], results["global_steps"]) == ("grpo", 4)
+    g = results["grpo"]
+    assert [r["name"] for r in g["rewards"]] == ["accuracy", "think_format", "my_rewards.py:brevity"]
+    assert g["rewards"][2] == {"name": "my_rewards.py:brevity", "builtin": False, "file": str(reward_file.resolve()),
+                               "function": "brevity", "sha256": sha}
+    assert g["weights"] == [1.0, 0.5, 2.0] and g["num_generations"] == 4 and g["mode"] == "no_think"
+    names = [r["name"] for r in g["rewards"]]
+    for when in ("before", "after"):
+        side = g["held_out"][when]
+        assert (side["prompts"], side["completions"], side["samples_per_prompt"]) == (6, 24, 4)
+        assert set(side["rewards"]) == set(names) and all(side["rewards"][n]["n"] == 24 for n in names)
+        means = [side["rewards"][n]["mean"] for n in names]
+        assert side["total"]["mean"] == pytest.approx(means[0] + 0.5 * means[1] + 2 * means[2], abs=1e-3)
+        assert side["rewards"]["my_rewards.py:brevity"]["mean"] < 0  # the user's function scored every completion
+        assert 0 <= side["truncated_share"] <= 1 and side["completion_tokens"]["max"] <= 12
+    assert [c["step"] for c in g["training_curve"]] == [1, 2, 3, 4]
+    assert "rewards/my_rewards.py:brevity/mean" in g["training_curve"][0]
+    assert results["tokens"]["supervised"] > 0 and results["tokens"]["processed"] > results["tokens"]["supervised"]
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["rewards"]["files"][0]["sha256"] == sha
+
+    card = (run / "model" / "README.md").read_text()
+    assert "**Rewards on held-out prompts.** 6 prompts this run held out, 4 completions each" in card
+    assert f"`my_rewards.py:brevity` (SHA-256 `{sha}`) × 2" in card
+    assert "| Rewards | `accuracy` (built-in) × 1, `think_format` (built-in) × 0.5" in card
+    assert "reinforcement learning with reward functions (GRPO" in card
+    after = g["held_out"]["after"]["rewards"]["accuracy"]
+    assert f"| {after['mean']:.3f} ± {after['std']:.3f} |" in card
+    assert "Validation loss measures" not in card and "perplexity" not in card.lower()
+
+    # seeded sampling on a CPU: the same run again gives every number and every weight bit for bit
+    proc = run_cli("reproduce", str(run), cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    again = json.loads((tmp_path / "runs" / "g-reproduced" / "results.json").read_text())
+    assert again["reproduction"]["reproduced"]
+    for when in ("before", "after"):  # all but the sampling speed
+        assert {**again["grpo"]["held_out"][when], "tokens_per_second": 0} == \
+            {**g["held_out"][when], "tokens_per_second": 0}
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("def other(completions, **kw):\n    return [0.0] * len(completions)\n", "defines no function 'brevity'"),
+    ("def brevity(completions, **kw):\n    return [0.0]\n", "returned 1 values for 2 completions"),
+])
+def test_a_broken_reward_function_stops_before_any_folder_exists(tiny_run, tmp_path, body, expected):
+    (tmp_path / "my_rewards.py").write_text(body)
+    proc = _grpo(tiny_run, tmp_path, "--set", "training.grpo.rewards=[accuracy,my_rewards.py:brevity]", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert expected in proc.stderr and "training.grpo.rewards" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resumed_grpo_run_finishes_and_keeps_the_first_segments_baseline(tiny_run, tmp_path):
+    _grpo(tiny_run, tmp_path, "--set", "tracking.backend=none")
+    run = tmp_path / "runs" / "g"
+    first = json.loads((run / "results.json").read_text())
+    # as if the process had died after checkpoint-2
+    (run / "results.json").unlink()
+    shutil.rmtree(run / "model")
+    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
+    run_cli("run", str(run), "--resume", "--yes", cwd=tmp_path)
+    results = json.loads((run / "results.json").read_text())
+    assert results["global_steps"] == 4 and results["resumed_from"] == "checkpoint-2"
+    assert results["grpo"]["held_out"]["before"] == first["grpo"]["held_out"]["before"]
+    assert results["grpo"]["held_out"]["after"]["completions"] == 24
+
+
+def test_plan_says_it_does_not_price_grpo(tmp_path):
+    proc = run_cli("plan", "--preset", "smollm3-grpo", "--gpu", "h100", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the plan does not price GRPO yet" in proc.stderr
