@@ -46,6 +46,12 @@ def model_problem(name: str) -> str | None:
 def check_model_name(cfg: SmolforgeConfig) -> None:
     """model.name_or_path names something loadable, checked before the Hub is asked or anything is written."""
     problem = model_problem(cfg.model.name_or_path)
+    path = Path(cfg.model.name_or_path).expanduser()
+    if problem and path.name == "model" and not path.exists():  # a run's model/ folder: that run comes first
+        raise SmolforgeError(f"model.name_or_path: {cfg.model.name_or_path} does not exist. It names the model/ "
+                             f"folder of a smolforge run, so train that run first (into {path.parent}, e.g. with "
+                             f"--experiment-name {path.parent.name}), or point model.name_or_path at the model/ "
+                             "folder of a run you have (--set model.name_or_path=runs/<run>/model).")
     if problem:
         raise SmolforgeError(f"model.name_or_path: {problem}. Give a local model folder, `tiny`, or a Hub model id "
                              "like HuggingFaceTB/SmolLM3-3B (--base-model or --set model.name_or_path=...).")

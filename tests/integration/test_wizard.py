@@ -353,3 +353,16 @@ def test_choosing_dpo_offers_the_dpo_preset(tmp_path):
     child.expect(pat("Dataset:") + r".*HuggingFaceH4/ultrafeedback_binarized")  # the DPO preset's data
     child.send(CTRL_C)
     assert finish(child) == 130 and list(tmp_path.iterdir()) == []
+
+
+def test_choosing_grpo_offers_the_grpo_preset_and_its_data(tmp_path):
+    child, screen = spawn(tmp_path, "--output", "cfg.yaml")
+    answer(child, "Hugging Face token:", ENTER)
+    answer(child, "Base model:", UP, ENTER)  # SmolLM3-3B
+    answer(child, "Preset:", ENTER)
+    answer(child, "Training method:", DOWN + DOWN, ENTER)  # GRPO
+    answer(child, "Which weights train:", DOWN, ENTER)  # LoRA
+    answer(child, "The smollm3-grpo preset is made for GRPO lora", "y")
+    child.expect(pat("Dataset:") + r".*openai/gsm8k")  # the GRPO preset's prompts with checkable answers
+    child.send(CTRL_C)
+    assert finish(child) == 130 and list(tmp_path.iterdir()) == []

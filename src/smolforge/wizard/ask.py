@@ -18,7 +18,8 @@ from smolforge.wizard.draft import Draft
 # How a choice is described in a select (the values are the schema's own).
 CHOICE_LABELS: dict[str, dict[Any, str]] = {
     "training.method": {"sft": "SFT: supervised fine-tuning on conversations or prompt/answer pairs",
-                        "dpo": "DPO: preference tuning on chosen/rejected answer pairs"},
+                        "dpo": "DPO: preference tuning on chosen/rejected answer pairs",
+                        "grpo": "GRPO: reinforcement learning; sampled answers scored by reward functions"},
     "training.finetune": {"full": "full fine-tune: all weights (best quality, most memory)",
                           "lora": "LoRA: small adapters (~1% of the weights; fits smaller GPUs, quick to share)",
                           "qlora": "QLoRA: LoRA adapters over a 4-bit base (least memory; needs bitsandbytes)"},

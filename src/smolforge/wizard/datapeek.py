@@ -55,7 +55,7 @@ def read_rows(section: DataSection, online: bool) -> tuple[list[str], list[dict[
     return columns, rows
 
 
-def peek(section: DataSection, online: bool) -> Peek | None:
+def peek(section: DataSection, online: bool, method: str = "sft") -> Peek | None:
     try:
         got = read_rows(section, online)
     except DataError as e:
@@ -65,7 +65,7 @@ def peek(section: DataSection, online: bool) -> Peek | None:
     columns, rows = got
     result = Peek(columns=columns, rows=rows)
     try:
-        det = detect_format(columns, rows, section)
+        det = detect_format(columns, rows, section, method)
     except DataError as e:
         result.problem = str(e)
         return result

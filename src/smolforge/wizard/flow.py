@@ -126,8 +126,9 @@ def step_trainer(console, draft: Draft, flags: dict[str, Any], sets: list[str]) 
 
 def _map_fields(console, draft: Draft, columns: list[str]) -> None:
     console.print(f"[dim]Formats: {esc(FORMAT_HELP)}.[/]")
-    dpo = draft.get("training.method") == "dpo"
-    formats = [f for f in DEFAULT_FIELDS if (f == "preference") == dpo]
+    method = draft.get("training.method")
+    own = {"dpo": "preference", "grpo": "prompt_answer"}.get(method)  # DPO and GRPO each read one format
+    formats = [own] if own else [f for f in DEFAULT_FIELDS if f not in ("preference", "prompt_answer")]
     fmt = prompts.select("Which format is it?", [(f, f) for f in formats], default=formats[0])
     mapping = {}
     for role, usual in DEFAULT_FIELDS[fmt].items():
@@ -152,9 +153,13 @@ def _fits_method(console, draft: Draft, peeked) -> bool:
 
 def step_dataset(console, draft: Draft, online: bool) -> None:
     prompts.step(console, 4, "Dataset", "checked now, so a wrong column fails here and not after the model loads")
-    dpo_without_pairs = draft.get("training.method") == "dpo" and draft.get("data.name") == "builtin"
+    method = draft.get("training.method")
+    dpo_without_pairs = method == "dpo" and draft.get("data.name") == "builtin"
+    if method == "grpo" and draft.get("data.name") == "builtin":  # the bundled chats have no answers to check
+        draft.set("data.name", "builtin-prompts")
     while True:
-        hint = "; DPO needs preference pairs, e.g. HuggingFaceH4/ultrafeedback_binarized" if dpo_without_pairs else ""
+        hint = "; DPO needs preference pairs, e.g. HuggingFaceH4/ultrafeedback_binarized" if dpo_without_pairs else \
+            ("; GRPO needs prompts with answers, e.g. openai/gsm8k or builtin-prompts" if method == "grpo" else "")
         name = prompts.text("Dataset:", checks.parse_dataset,
                             default="" if dpo_without_pairs else draft.get("data.name"),
                             instruction=f"(Hub id, local .jsonl/.json/.csv/.parquet file or folder, or builtin{hint})")
@@ -167,7 +172,7 @@ def step_dataset(console, draft: Draft, online: bool) -> None:
             console.print("Offline: the dataset's format is detected when the run starts.")
             break
         console.print("Reading a few rows...")
-        result = peek(DataSection.model_validate(draft.get("data")), online)
+        result = peek(DataSection.model_validate(draft.get("data")), online, method)
         if result.unread:
             console.print(f"[red]Cannot read this dataset: {esc(result.unread)}[/]")
             continue
@@ -175,7 +180,7 @@ def step_dataset(console, draft: Draft, online: bool) -> None:
             console.print(f"[yellow]The format could not be detected from the columns: "
                           f"{esc(', '.join(result.columns) or '(none)')}. Map them below.[/]")
             _map_fields(console, draft, result.columns)
-            result = peek(DataSection.model_validate(draft.get("data")), online)
+            result = peek(DataSection.model_validate(draft.get("data")), online, method)
             if result.problem or result.unread:
                 console.print(f"[red]{esc(result.problem or result.unread or '')}[/]")
                 continue
