@@ -7,6 +7,7 @@ Tiny models are built once per session (they are cached by spec in SMOLFORGE_CAC
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,6 +67,17 @@ def isolated_env(tmp_path_factory):
     yield root
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def no_env_drift():
+    """Each test starts from the session's environment. A command run in this process (`run_main`, or a stage
+    called directly) sets variables of its own (processenv's offline and quiet switches, TORCHINDUCTOR_CACHE_DIR,
+    HF_XET_HIGH_PERFORMANCE...); left behind, they would differ from the warm CLI's environment and send every
+    later `run_cli` to a fresh interpreter (7 s of imports each)."""
+    saved = dict(os.environ)
+    yield
+    _restore_env(saved)
 
 
 # Environment variables that libraries read when they are imported (Hub endpoint, caches, offline switches,
@@ -129,9 +141,97 @@ class WarmCLI:
             path.unlink()
         return subprocess.CompletedProcess([SMOLFORGE, *args], code, out, err)
 
+    def start(self, args: list[str], cwd: Path | str, env: dict[str, str]) -> WarmProcess:
+        """Start `smolforge ARGS` forked from the warm process and return at once, with its pid (to signal it)."""
+        import socket
+
+        self.calls += 1
+        files = {name: self.folder / f"{self.calls}.{name}" for name in ("stdin", "stdout", "stderr")}
+        for path in files.values():
+            path.write_bytes(b"")
+        request = {"argv": [SMOLFORGE, *args], "cwd": str(Path(cwd).resolve()), "env": env,
+                   **{name: str(path) for name, path in files.items()}}
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(self.socket)
+        conn.sendall((json.dumps(request) + "\n").encode())
+        reply = b""
+        while not reply.endswith(b"\n"):
+            reply += conn.recv(1)
+        return WarmProcess(conn, int(reply), files)
+
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+class WarmProcess:
+    """A command the warm process forked and did not wait for: what the tests use of `subprocess.Popen` (pid,
+    `poll`, `send_signal`, `kill`, `wait`, `communicate`, `returncode`). The command is not this process's child:
+    its exit code arrives on the socket, and a socket closed without one means a signal ended it."""
+
+    def __init__(self, conn, pid: int, files: dict[str, Path]):
+        self.conn, self.pid, self.files = conn, pid, files
+        self.returncode: int | None = None
+        self._reply = b""
+
+    def _read(self, timeout: float | None) -> None:
+        self.conn.settimeout(timeout)
+        try:
+            while not self._reply.endswith(b"\n"):
+                chunk = self.conn.recv(64)
+                if not chunk:
+                    self.returncode = -signal.SIGKILL  # died from a signal before reporting
+                    return
+                self._reply += chunk
+        except (TimeoutError, BlockingIOError):
+            return
+        self.returncode = int(self._reply)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._read(0.0)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self._read(timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(["smolforge"], timeout)
+        self.conn.close()
+        return self.returncode
+
+    def output(self) -> str:
+        return self.files["stdout"].read_text(encoding="utf-8") + self.files["stderr"].read_text(encoding="utf-8")
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
+        self.wait(timeout)
+        return self.output(), None
+
+
+def start_cli(*args: str, cwd: Path | str, env: dict | None = None) -> WarmProcess | subprocess.Popen:
+    """Start `smolforge *args` without waiting (to signal or kill it mid-run): forked from the warm process like
+    `run_cli`, or the console script itself when the environment needs a fresh interpreter (stdout and stderr
+    together in `.output()` / `communicate()`)."""
+    global _warm
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    if os.environ.get("SMOLFORGE_TEST_FRESH") != "1":
+        if _warm is None:
+            import tempfile
+
+            _warm = WarmCLI(Path(tempfile.mkdtemp(prefix="smolforge-warm-")))
+        if not needs_fresh_interpreter(full_env, _warm.env):
+            return _warm.start(list(args), cwd, full_env)
+    proc = subprocess.Popen([SMOLFORGE, *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    proc.output = lambda: proc.stdout.read() if proc.stdout else ""  # type: ignore[attr-defined]
+    return proc
 
 
 _warm: WarmCLI | None = None
@@ -218,7 +318,7 @@ def run_main(*args: str, cwd: Path | str) -> int:
 
     from smolforge.cli import main
 
-    old_argv, old_cwd = sys.argv, os.getcwd()
+    old_argv, old_cwd, old_env = sys.argv, os.getcwd(), dict(os.environ)
     sys.argv = ["smolforge", *args]
     try:
         os.chdir(cwd)
@@ -231,6 +331,13 @@ def run_main(*args: str, cwd: Path | str) -> int:
     finally:
         sys.argv = old_argv
         os.chdir(old_cwd)
+        _restore_env(old_env)  # the run set variables (processenv, libraries): later commands must not see them
+
+
+def _restore_env(saved: dict[str, str]) -> None:
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 def kill_when(argv: list[str], cwd: Path, appears: Callable[[], bool], timeout: float = 300) -> None:
@@ -238,7 +345,7 @@ def kill_when(argv: list[str], cwd: Path, appears: Callable[[], bool], timeout: 
     out-of-memory kill or a pulled plug does to a stage in the middle of its work."""
     import time
 
-    proc = subprocess.Popen([SMOLFORGE, *argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli(*argv, cwd=cwd)
     deadline = time.monotonic() + timeout
     try:
         while not appears():

@@ -33,16 +33,18 @@ def test_prediction_is_close_to_what_the_run_measures(name, tmp_path):
     calibrated = name == next(iter(ACCURACY))
     # Fresh processes, as a user runs them: a command forked from the tests' warm process starts with that
     # process's libraries resident, which a run that does not load them would not have (its peak RSS is the claim).
-    plan = json.loads(run_cli("plan", *options, *(["--calibrate"] if calibrated else []), "--json",
-                              cwd=tmp_path, fresh=True).stdout)
+    # `run` computes and records the same plan before it trains; `smolforge plan` itself is run (and checked to
+    # predict what `run` shows) for the calibrated configuration.
     if calibrated:
+        plan = json.loads(run_cli("plan", *options, "--calibrate", "--json", cwd=tmp_path, fresh=True).stdout)
         assert plan["calibrated"] and plan["formula"]["calibrated"] is False
         assert "in 3 processes" in plan["rate"]["how"], plan["rate"]
     run_cli("run", *options, "--yes", "--experiment-name", name, cwd=tmp_path, fresh=True)
     results = json.loads((tmp_path / "runs" / name / "results.json").read_text())
     check = results["plan"]
     assert check["predicted"]["calibrated"] is calibrated, "run shows the plan, calibrated when it was"
-    assert check["predicted"]["tokens_per_step"] == plan["tokens_per_step"]
+    if calibrated:
+        assert check["predicted"]["tokens_per_step"] == plan["tokens_per_step"]
     measured = check["measured"]
     assert measured["peak_memory_mib"] == results["peak_memory"]["cpu_rss_mib"]
     assert abs(check.get("formula_error", check["error"])["peak_memory_mib"]) <= 0.25, check

@@ -6,13 +6,12 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_TINY, SMOLFORGE, run_cli
+from tests.conftest import FAST_TINY, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +20,11 @@ LONG = ["--set", f"training.max_steps={TOTAL}", "--set", "training.save_steps=10
         "--set", "training.eval_steps=1000", "--set", "data.eval_ratio=0.02"]
 
 
-def _wait_for_step(log: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for_step(log: Path, step: int, proc, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"run ended early: {proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(f"run ended early: {proc.output()}")
         if log.exists():
             steps = [int(s) for s in re.findall(r"step (\d+)/\d+ loss=", log.read_text())]
             if steps and max(steps) >= step:
@@ -36,9 +35,7 @@ def _wait_for_step(log: Path, step: int, proc: subprocess.Popen, timeout: float 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, sig):
-    proc = subprocess.Popen([SMOLFORGE, "run", "--preset", "tiny", "--yes", "--experiment-name", "stop",
-                             *FAST_TINY, *LONG], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=os.environ.copy())
+    proc = start_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "stop", *FAST_TINY, *LONG, cwd=tmp_path)
     run = tmp_path / "runs" / "stop"
     _wait_for_step(run / "logs" / "run.log", 25, proc)
     proc.send_signal(sig)
@@ -72,8 +69,7 @@ def test_signal_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, si
 def test_resume_finds_the_run_of_a_config_file(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("preset: tiny\n")
-    proc = subprocess.Popen([SMOLFORGE, "run", str(cfg), "--yes", *FAST_TINY, *LONG], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_cli("run", str(cfg), "--yes", *FAST_TINY, *LONG, cwd=tmp_path)
     deadline = time.time() + 60
     while not list((tmp_path / "runs").glob("*/logs/run.log")) and time.time() < deadline:
         time.sleep(0.2)
@@ -134,8 +130,8 @@ def _trackio_steps(run_name: str) -> list[int]:
 
 @pytest.mark.slow
 def test_kill_9_then_resume_continues_from_the_last_complete_checkpoint_without_repeated_points(tmp_path):
-    proc = subprocess.Popen([SMOLFORGE, "run", "--preset", "tiny", "--yes", "--experiment-name", "killed",
-                             *FAST_TINY, *LONG], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli("run", "--preset", "tiny", "--yes", "--experiment-name", "killed", *FAST_TINY, *LONG,
+                     cwd=tmp_path)
     run = tmp_path / "runs" / "killed"
     deadline = time.time() + 180
     while not any(step > 30 for step in _trackio_steps("killed")):  # points after checkpoint-30 reached trackio

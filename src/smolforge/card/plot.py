@@ -15,6 +15,12 @@ def loss_points(results: dict[str, Any]) -> tuple[list[tuple[int, float]], list[
     return sorted(train.items()), sorted(evals.items())
 
 
+def reward_points(results: dict[str, Any]) -> list[tuple[int, float]]:
+    """GRPO: (step, mean reward of the step's sampled completions), as TRL logged it."""
+    curve = (results.get("grpo") or {}).get("training_curve") or []
+    return [(c["step"], c["reward"]) for c in curve if isinstance(c.get("reward"), (int, float))]
+
+
 def steps_per_epoch(results: dict[str, Any]) -> float | None:
     """From the log's last (step, epoch) pair: how many optimizer steps one pass over the data took."""
     pairs = [(h["step"], h["epoch"]) for h in results.get("log_history") or []
@@ -28,7 +34,8 @@ def steps_per_epoch(results: dict[str, Any]) -> float | None:
 def write_loss_plot(results: dict[str, Any], path: Path, title: str | None = None) -> Path | None:
     """Write the plot; None when the run logged no losses (nothing to draw, no empty chart)."""
     train, evals = loss_points(results)
-    if not train and not evals:
+    rewards = reward_points(results)
+    if not train and not evals and not rewards:
         return None
     import matplotlib
 
@@ -50,7 +57,14 @@ def write_loss_plot(results: dict[str, Any], path: Path, title: str | None = Non
     ax.set_ylabel("loss")
     ax.set_title(title or str(results.get("experiment_name") or "training"))
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if rewards:  # GRPO: the reward the loss pushes up, on its own axis beside the loss
+        right = ax.twinx()
+        right.plot(*zip(*rewards, strict=True), color="tab:green", linewidth=1.5, label="mean reward (sampled)")
+        right.set_ylabel("reward")
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
