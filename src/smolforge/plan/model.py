@@ -17,6 +17,7 @@ sequence lengths separate that quadratic term.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,9 +210,21 @@ def _per_token(model) -> tuple[float, float, float, float]:
     return layer, outside, i1 / t1, quad
 
 
+_READ: dict[str, ModelFacts] = {}  # this process's probes: a plan's suggestions re-plan the same model many times
+
+
 def read_model(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
     """Count and probe the base model (with the run's LoRA adapters; qlora: which weights are 4-bit) on the meta
-    device, in `dtype_name`."""
+    device, in `dtype_name`. What it reads is the model section, which weights train, the LoRA settings and the
+    dtype; a plan that tries other batch sizes, checkpointing or process counts probes each model once."""
+    key = json.dumps([cfg.model.model_dump(mode="json"), cfg.training.finetune,
+                      cfg.training.lora.model_dump(mode="json"), dtype_name], sort_keys=True)
+    if key not in _READ:
+        _READ[key] = _probe(cfg, dtype_name)
+    return _READ[key]
+
+
+def _probe(cfg: SmolforgeConfig, dtype_name: str) -> ModelFacts:
     import torch
     from accelerate.utils import calculate_maximum_sizes
 
