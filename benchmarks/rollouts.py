@@ -51,8 +51,7 @@ def main() -> None:
     rate(args.prompts)  # warm-up: first calls allocate
     batched = statistics.median(rate(args.prompts) for _ in range(args.repeats))
     single = statistics.median(rate(1) for _ in range(args.repeats))
-    machine = detect()
-    print(f"machine: {machine.get('cpu', {}).get('model', 'cpu')} ({os.cpu_count()} cores), torch threads default")
+    print(f"machine: {detect().get('cpu')} ({os.cpu_count()} cores)")
     print(f"{args.prompts} prompts x {args.samples} samples, up to {args.tokens} new tokens, tiny SmolLM3 (CPU)")
     print(f"one prompt at a time: {single:,.0f} tokens/s (median of {args.repeats})")
     print(f"batched ({args.prompts} prompts per generate call): {batched:,.0f} tokens/s (median of {args.repeats})")

@@ -18,6 +18,7 @@ import numbers
 import re
 import string
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,10 +150,12 @@ def answer_matches(answer: str, reference: str) -> bool:
     first), anything else by normalised text, equal or as the answer's closing words ('... is Santiago.')."""
     from math_verify import parse, verify  # lazy: sympy takes a second to import
 
-    gold = parse(reference, parsing_timeout=None)
+    # math-verify bounds each parse with SIGALRM, which only the main thread can use: elsewhere, no bound
+    bound = {} if threading.current_thread() is threading.main_thread() else {"parsing_timeout": None}
+    gold = parse(reference, **bound)
     if gold:
-        guess = parse(answer, parsing_timeout=None)
-        return bool(guess) and bool(verify(gold, guess, timeout_seconds=None))
+        guess = parse(answer, **bound)
+        return bool(guess) and bool(verify(gold, guess, **({} if not bound else {"timeout_seconds": None})))
     want, got = normalize_text(reference), normalize_text(answer)
     return bool(want) and (got == want or got.endswith(" " + want))
 
