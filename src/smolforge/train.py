@@ -7,6 +7,7 @@ it processed; nothing is estimated.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import resource
@@ -208,11 +209,13 @@ GRPO_BEFORE = "grpo_held_out_before.json"  # in checkpoints/: the base's held-ou
 def _held_out_rollouts(cfg: SmolforgeConfig, run: RunFolder, built: Built, data: PreparedData, when: str,
                        resume_from: Path | None = None) -> dict[str, Any] | None:
     """GRPO: sample and score the held-out prompts (`before` training: the starting model; `after`: the trained
-    one), with the run's sampling settings and a fixed seed. A resumed run reads the first segment's `before`."""
-    import json
-
+    one), with the run's sampling settings and a fixed seed. A resumed run reads the first segment's `before`.
+    Not under FSDP: there rank 0 holds a shard of each weight and cannot sample alone (the run says so)."""
     g = cfg.training.grpo
     if built.reward_funcs is None or data.eval is None or g.eval_prompts == 0:
+        return None
+    if getattr(built.trainer, "is_fsdp_enabled", False):
+        log.warning("held-out rollouts skipped: under FSDP no single process holds the whole model to sample from")
         return None
     saved = run.checkpoints_dir / GRPO_BEFORE
     if when == "before" and resume_from is not None:

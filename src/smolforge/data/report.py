@@ -76,6 +76,7 @@ def build_report(stats: dict[str, Any], checked: int, kept: list, facts: list[Ro
     no_think = sum(1 for f in facts if f.think is False)
     longest = sorted(zip(kept, facts, strict=True), key=lambda mf: -mf[0].full)[:NAMED_ROWS]
     report: dict[str, Any] = {
+        "format": stats.get("format"),
         "rows_read": stats.get("rows_read"),
         "rows_used": len(kept),
         "eval_rows_used": stats.get("eval_size"),
@@ -93,7 +94,7 @@ def build_report(stats: dict[str, Any], checked: int, kept: list, facts: list[Ro
         "eval_copies_removed": (stats.get("eval_drop_reasons") or {}).get(COPY_OF_TRAINING, 0),
     }
     warnings = []
-    if no_think and not think and default_mode == "think":
+    if no_think and not think and default_mode == "think" and stats.get("format") != "prompt_answer":
         warnings.append(f"every one of the {no_think:,} training rows is in /no_think mode (no reasoning trace), but "
                         "the chat template reasons by default: the fine-tune is not trained to reason, so ask it for "
                         "/no_think (enable_thinking=False), or add rows with <think> traces")
@@ -125,9 +126,13 @@ def summary_lines(report: dict[str, Any], drops: bool = True) -> list[str]:
     lines.append("template check: " + (f"{_rows(tc['rows_lost'])} lost content and were dropped"
                                        if tc["rows_lost"] else "every row's content survives the chat template"
                                        + (" and the loss covers each assistant turn" if t["with_loss"] else "")))
-    lines.append(f"tokens: {t['total']:,} ({t['with_loss']:,} with loss, {t['without_loss']:,} without)"
-                 + (f"; {_rows(report['truncated']['rows'])} cut at {report['truncated']['max_length']} tokens, "
-                    f"{report['truncated']['tokens_lost']:,} tokens lost" if report["truncated"]["rows"] else ""))
+    if report.get("format") == "prompt_answer":  # GRPO: the rows are prompts; the completions are sampled in training
+        lines.append(f"tokens: {t['total']:,} in the prompts (with the chat template; the completions are sampled "
+                     "during training)")
+    else:
+        lines.append(f"tokens: {t['total']:,} ({t['with_loss']:,} with loss, {t['without_loss']:,} without)"
+                     + (f"; {_rows(report['truncated']['rows'])} cut at {report['truncated']['max_length']} tokens, "
+                        f"{report['truncated']['tokens_lost']:,} tokens lost" if report["truncated"]["rows"] else ""))
     turns, r = report["turns_per_row"], report["reasoning"]
     if turns:
         lines.append(f"turns per row: {turns['min']}-{turns['max']} (median {turns['median']:g}); reasoning: "
