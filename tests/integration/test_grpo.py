@@ -67,6 +67,7 @@ def test_a_grpo_run_records_every_reward_before_and_after_and_the_card_shows_the
     assert f"`my_rewards.py:brevity` (SHA-256 `{sha}`) × 2" in card
     assert "| Rewards | `accuracy` (built-in) × 1, `think_format` (built-in) × 0.5" in card
     assert "reinforcement learning with reward functions (GRPO" in card
+    assert "GRPO sampled every training completion in `/no_think` mode, without reasoning" in card
     after = g["held_out"]["after"]["rewards"]["accuracy"]
     assert f"| {after['mean']:.3f} ± {after['std']:.3f} |" in card
     assert "Validation loss measures" not in card and "perplexity" not in card.lower()
