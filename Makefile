@@ -8,8 +8,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.smolforge-installed
 GGUF_STAMP := $(VENV)/.smolforge-gguf-installed
+# SkyPilot in a virtualenv of its own: the tests load `smolforge skypilot`'s task files with SkyPilot's own
+# loader (sky.Task.from_yaml), and skypilot 0.14 pins click<8.2, which huggingface_hub 2.4 does not accept.
+SKY_VENV := .venv-sky
+SKY_STAMP := $(SKY_VENV)/.skypilot-installed
 
-.PHONY: run test test-all test-extra test-fast lint install gguf clean browser-deps
+.PHONY: run test test-all test-extra test-fast lint install gguf clean browser-deps sky
 
 install: $(STAMP)
 
@@ -35,12 +39,19 @@ $(GGUF_STAMP): $(STAMP)
 		echo "error: a CUDA package was installed; torch must stay the 2.13.0 CPU build" >&2; exit 1; fi
 	touch $(GGUF_STAMP)
 
+sky: $(SKY_STAMP)
+
+$(SKY_STAMP):
+	test -x $(SKY_VENV)/bin/python || $(PYTHON) -m venv $(SKY_VENV)
+	$(SKY_VENV)/bin/python -m pip install --quiet skypilot==0.14.1
+	touch $(SKY_STAMP)
+
 run: $(STAMP)
 	$(BIN)/smolforge run --preset tiny --yes
 
 # Everything but the multi-process lane (one two-process DDP test stays in), the transformers-floor check (a
 # fresh environment per release) and two more plan-accuracy configurations: see README, Tests.
-test: $(GGUF_STAMP) browser-deps
+test: $(GGUF_STAMP) $(SKY_STAMP) browser-deps
 	$(BIN)/python -m pytest -m "not multiproc and not floor and not accuracy"
 
 # What `make test` leaves out: the multi-process lane (torchrun, FSDP, two nodes on this machine), the
@@ -48,11 +59,11 @@ test: $(GGUF_STAMP) browser-deps
 test-extra: $(GGUF_STAMP)
 	$(BIN)/python -m pytest -m "multiproc or floor or accuracy"
 
-test-all: $(GGUF_STAMP) browser-deps
+test-all: $(GGUF_STAMP) $(SKY_STAMP) browser-deps
 	$(BIN)/python -m pytest
 
 # Everyday lane: everything that does not train a model (one to two minutes on 2 cores).
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(SKY_STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
 # Debian packages the tests use (CI runs as root): headless Chromium + its WebDriver for the demo app's
@@ -68,4 +79,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(SKY_VENV) runs .pytest_cache

@@ -81,6 +81,8 @@ def slurm(
                                                            "(default: the cluster's, often 1).")] = None,
     port: Annotated[int | None, typer.Option(help="Rendezvous port on the first node (default: torch's c10d "
                                                   "port, 29400).")] = None,
+    gpu: Annotated[str | None, typer.Option(help="The GPU type (h100, a100-80gb, l4, ...: `smolforge plan --gpu`'s "
+                                                 "names), to check that it holds the run.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="The script to write (default: "
                                                                        "<experiment>.sbatch here).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
@@ -88,11 +90,47 @@ def slurm(
     """Write an sbatch script that runs CONFIG on several nodes of a SLURM cluster (srun + torchrun), and print
     how to submit it. Options not given are left to the cluster's defaults."""
     from smolforge.commands.slurm import slurm_command
-    from smolforge.slurm import SlurmRequest
+    from smolforge.launchers.slurm import SlurmRequest
 
     slurm_command(SlurmRequest(config=config, nodes=nodes, gpus_per_node=gpus_per_node, preset=preset,
                               sets=list(set_ or []), partition=partition, time=time, account=account,
-                              cpus_per_node=cpus_per_node, port=port, output=output, force=force), _console())
+                              cpus_per_node=cpus_per_node, port=port, gpu=gpu, output=output, force=force),
+                  _console())
+
+
+@app.command()
+def skypilot(
+    config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml, or use --preset.")] = None,
+    gpus: Annotated[str, typer.Option(help="GPUs of one node, NAME:COUNT as SkyPilot names them, e.g. H100:8 "
+                                           "(sets training.nproc).")] = ...,
+    nodes: Annotated[int, typer.Option(help="Nodes to train on (num_nodes; sets training.nnodes).")] = 1,
+    cloud: Annotated[str | None, typer.Option(help="Where to run: aws, gcp, azure, kubernetes, lambda, ... "
+                                                   "with /region (default: the cheapest SkyPilot finds).")] = None,
+    use_spot: Annotated[bool, typer.Option("--use-spot", help="Spot instances as a managed job: restarted after a "
+                                                              "preemption, resumed from the bucket.")] = False,
+    output_bucket: Annotated[str | None, typer.Option(help="Bucket for the run folder (s3://, gs://, r2://, ...): "
+                                                           "kept after the cluster; required for --nodes > 1 and "
+                                                           "--use-spot.")] = None,
+    disk_size: Annotated[int, typer.Option(help="Disk per node, GB.")] = 256,
+    preset: Annotated[str | None, typer.Option(help="Start from a preset (see `smolforge presets`).")] = None,
+    set_: SetOpt = None,
+    install: Annotated[str | None, typer.Option(help="pip requirement the nodes install smolforge from (default: "
+                                                     "a wheel of this installation).")] = None,
+    port: Annotated[int | None, typer.Option(help="Rendezvous port on node 0 (default 29400).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The task file to write (default: "
+                                                                       "<experiment>.sky.yaml here).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Write a SkyPilot task that runs CONFIG on rented GPUs (any cloud or Kubernetes; one node or several), and
+    print the `sky launch` command. Checks the config and that the GPU holds the run first."""
+    from smolforge.commands.skypilot import skypilot_command
+    from smolforge.launchers.skypilot import SkyRequest, parse_gpus
+
+    accelerator, count = parse_gpus(gpus)
+    skypilot_command(SkyRequest(config=config, nodes=nodes, gpus_per_node=count, preset=preset,
+                                sets=list(set_ or []), port=port, accelerator=accelerator, infra=cloud,
+                                use_spot=use_spot, output_bucket=output_bucket, disk_size=disk_size, install=install,
+                                output=output, force=force), _console())
 
 
 @app.command()

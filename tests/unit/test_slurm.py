@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.canary import CANARY, assert_written_nowhere
 from tests.conftest import run_cli
 
 STAND_INS = Path(__file__).resolve().parents[1] / "fixtures" / "slurm"
@@ -108,3 +109,15 @@ def test_an_existing_script_is_kept_without_force(tmp_path):
                    cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "--force" in proc.stderr
     assert (tmp_path / "job.sbatch").read_text() == "mine"
+
+
+def test_no_secret_is_written_and_the_gpu_is_checked_against_the_plan(tmp_path):
+    proc = run_cli("slurm", "--preset", "tiny", "--nodes", "2", "--gpus-per-node", "1", "--gpu", "l4", "--set",
+                   "publish.repo_id=me/tiny", "-o", "job.sbatch", cwd=tmp_path, env={"HF_TOKEN": CANARY})
+    assert "Fits: the plan predicts" in proc.stdout and "NVIDIA L4 (24 GB)" in proc.stdout
+    assert_written_nowhere(tmp_path, proc.stdout, proc.stderr)
+
+    bad = run_cli("slurm", "--preset", "tiny", "--nodes", "2", "--gpus-per-node", "1", "--gpu", "h1000", "-o",
+                  "other.sbatch", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--gpu: unknown GPU 'h1000'" in bad.stderr
+    assert not (tmp_path / "other.sbatch").exists()

@@ -167,3 +167,24 @@ def resolve_data_files(dataset_kwargs: Any, path: Path) -> Any:
     return {**dataset_kwargs, "data_files": fix(files, key)}
 
 
+
+
+def task_input_files(path: Path) -> list[Path]:
+    """Every local file a task file reads, for copying it to another machine: the YAML, the YAML and Python files
+    beside it (its `include:` files and `!function` modules are found there) and its resolved data files."""
+    cfg = load_task_file(path)
+    beside = [p for p in sorted(path.parent.iterdir()) if p.is_file() and p.suffix in (".yaml", ".yml", ".py")]
+    data: list[Path] = []
+
+    def collect(v: Any) -> None:
+        if isinstance(v, str) and "://" not in v:
+            data.append(Path(v))
+        elif isinstance(v, list):
+            for x in v:
+                collect(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                collect(x)
+
+    collect((cfg.get("dataset_kwargs") or {}).get("data_files"))
+    return list(dict.fromkeys([path.resolve(), *(p.resolve() for p in beside), *data]))
