@@ -134,6 +134,22 @@ def skypilot(
 
 
 @app.command()
+def ui(
+    port: Annotated[int | None, typer.Option(help="Port (default: the first free one from 7860).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but 127.0.0.1 lets other machines start "
+                                           "runs here.")] = "127.0.0.1",
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+    runs_dir: Annotated[Path | None, typer.Option(help="The runs folder to list and start runs in (default: "
+                                                       "runs).")] = None,
+) -> None:
+    """Configure, plan, start, watch and compare runs in a local web app (every field is a setting of `smolforge
+    run`, checked by the same rules). Ctrl-C stops the app; runs it started keep going."""
+    from smolforge.commands.ui import ui_command
+
+    ui_command(port, host, not no_browser, runs_dir, _console())
+
+
+@app.command()
 def plan(
     config: Annotated[Path | None, typer.Argument(metavar="[CONFIG]", help="smolforge.yaml to plan.")] = None,
     preset: Annotated[str | None, typer.Option(help="Plan a preset (see `smolforge presets`).")] = None,

@@ -12,13 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from smolforge import processenv
 from smolforge.config.loading import load_config
 from smolforge.console import make_console
-from smolforge.data import drop_report, precheck, prepare, summary_lines
-from smolforge.data.sources import check_source
+from smolforge.data.check import check_data
 from smolforge.errors import SmolforgeError
-from smolforge.modelio import check_model_name
 
 
 def data_check_command(config: Path | None, preset: str | None, sets: list[str], as_json: bool, console) -> None:
@@ -27,15 +24,9 @@ def data_check_command(config: Path | None, preset: str | None, sets: list[str],
                              "`smolforge data check --preset tiny` or `smolforge data check smolforge.yaml`.")
     cfg = load_config(config, preset, sets)
     say = make_console(stderr=True) if as_json else console  # with --json, stdout holds only the JSON
-    check_model_name(cfg)
-    check_source(cfg.data)
-    processenv.prepare(cfg, say)
-    data = prepare(cfg.data, cfg.training.method)
-    precheck(cfg, data)  # the template-survival check and the token lengths, with the model's tokenizer
-    report = data.stats["report"]
+    report, lines = check_data(cfg, say)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         return
-    drops = [line for line in drop_report(data.stats) if not line.startswith("removed ")]
-    for line in [*summary_lines(report), *drops]:
+    for line in lines:
         console.print(line, markup=False, soft_wrap=True)

@@ -7,17 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from smolforge import processenv
 from smolforge.config.loading import load_config
 from smolforge.console import make_console, print_rows
 from smolforge.errors import SmolforgeError
 from smolforge.plan import calibrate
+from smolforge.plan.configured import plan_config
 from smolforge.plan.estimate import Estimate, estimate
 from smolforge.plan.gpus import lookup
-from smolforge.plan.inputs import check_plannable, read_inputs
-from smolforge.plan.model import read_model
 from smolforge.plan.report import record, table_rows
-from smolforge.plan.target import Target, detect, named
 
 
 def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: str | None, calibrate_now: bool,
@@ -31,15 +28,9 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
             raise SmolforgeError("--calibrate measures this machine, so it cannot be combined with --gpu. Drop "
                                  "--gpu (on the GPU itself the detected device is used), or drop --calibrate.")
     cfg = load_config(config, preset, sets)
-    check_plannable(cfg)
     say = make_console(stderr=True) if as_json else console  # with --json, stdout holds only the JSON
-    processenv.prepare(cfg, say)
-    target: Target = named(cfg, gpu) if gpu else detect(cfg)
-    model = read_model(cfg, target.dtype_name)  # config.json only: an uncached model offline stops here
-    inputs, data = read_inputs(cfg, say)
-    key = calibrate.calibration_key(cfg, target.label)
-    stored = calibrate.load(key) if target.detected and not calibrate_now else None
-    est = estimate(inputs, target, stored, model=model)
+    est, inputs, data, key = plan_config(cfg, gpu, say, use_stored=not calibrate_now)
+    target, model = est.target, est.model
     if calibrate_now:
         if data is None:
             raise SmolforgeError("--calibrate runs real training steps, so it needs the data, which cannot be read "
