@@ -90,7 +90,7 @@ def _wait(client, run_dir: str, until, timeout: float = 300) -> dict:
 
 def test_every_endpoint_is_named_and_documented(ui):
     endpoints = ui.client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/validate", "/plan", "/start", "/status", "/stop", "/runs"} <= set(endpoints)
+    assert {"/validate", "/plan", "/start", "/status", "/stop", "/runs", "/after_training"} <= set(endpoints)
 
 
 def test_validate_returns_the_problems_smolforge_run_stops_on(ui, tmp_path):
@@ -142,6 +142,13 @@ def test_a_run_starts_is_watched_to_the_end_and_listed(ui):
     started = yaml.safe_load((ui.runs / ".smolforge-ui" / "first.yaml").read_text())
     assert started == yaml.safe_load(config("first"))
 
+    # after training: the CLI's own quantize, its output and exit code; the card now lists the variant
+    done = ui.client.predict(run_dir, "quantize", "int8", api_name="/after_training")
+    assert done["exit_code"] == 0 and "int8" in done["output"], done
+    assert "int8" in (ui.runs / "first" / "model" / "README.md").read_text()
+    with pytest.raises(Exception, match="Unknown action 'train'"):
+        ui.client.predict(run_dir, "train", "", api_name="/after_training")
+
 
 def test_a_stopped_run_is_listed_as_resumable(ui):
     run_dir = ui.client.predict(config("second", max_steps=400, save_steps=4, eval_steps=400), api_name="/start")
@@ -154,6 +161,8 @@ def test_a_stopped_run_is_listed_as_resumable(ui):
     assert row["state"] == "stopped"
     with pytest.raises(Exception, match="is not running"):
         ui.client.predict(run_dir, api_name="/stop")
+    with pytest.raises(Exception, match="has not finished training"):
+        ui.client.predict(run_dir, "evaluate", "", api_name="/after_training")
 
 
 def test_every_flagged_setting_is_in_the_form_with_its_bounds():
@@ -283,6 +292,8 @@ def test_in_a_browser_configure_start_watch_open_the_card_and_stop(ui, browser):
     wait.until(lambda d: "No problems" in text("#sf-problems"))
     assert "Input should be" not in text("#sf-training-learning-rate")
     assert "experiment_name: in-browser" in text("#sf-yaml") and "max_steps: 8" in text("#sf-yaml")
+    _click(browser, "#sf-preview")  # `smolforge data check` of the config
+    wait.until(lambda d: "451 for training, 51 for evaluation" in text("#sf-data"))
     if shots:
         browser.save_screenshot(f"{shots}/configure.png")
 

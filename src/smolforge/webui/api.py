@@ -81,18 +81,18 @@ def start(config_yaml: str, ctx: UiContext, env: dict[str, str] | None = None) -
 
 
 def status(run_dir: str, ctx: UiContext) -> dict[str, Any]:
-    return runs_mod.status(_run_path(run_dir, ctx), ctx.runs_dir)
+    return runs_mod.status(run_path(run_dir, ctx), ctx.runs_dir)
 
 
 def stop(run_dir: str, ctx: UiContext) -> dict[str, Any]:
-    return runs_mod.stop(_run_path(run_dir, ctx), ctx.runs_dir)
+    return runs_mod.stop(run_path(run_dir, ctx), ctx.runs_dir)
 
 
 def runs(ctx: UiContext) -> list[dict[str, Any]]:
     return runs_mod.list_runs(ctx.runs_dir)
 
 
-def _run_path(run_dir: str, ctx: UiContext) -> Path:
+def run_path(run_dir: str, ctx: UiContext) -> Path:
     """A run folder as typed: absolute, or by its name in the runs folder, or relative to the working directory."""
     path = Path(run_dir).expanduser()
     if not path.is_absolute():

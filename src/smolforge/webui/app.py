@@ -16,7 +16,7 @@ from smolforge.data.check import check_data
 from smolforge.errors import SmolforgeError
 from smolforge.plan.gpus import GPUS
 from smolforge.runfolder import RunFolder
-from smolforge.webui import api
+from smolforge.webui import actions, api
 from smolforge.webui.configs import baseline, form_values, resolved_data, with_file, yaml_from_form
 from smolforge.webui.form import SECTION_TITLES, Field, form_fields, sections
 
@@ -135,6 +135,20 @@ def build(ctx: api.UiContext):
             with gr.Row():
                 chosen = gr.Dropdown(label="Run", choices=[], elem_id="sf-chosen", allow_custom_value=True)
                 other = gr.Dropdown(label="Compare with", choices=[], elem_id="sf-other", allow_custom_value=True)
+            with gr.Accordion("After training", open=True):
+                with gr.Row():
+                    action = gr.Dropdown(choices=list(actions.ACTIONS), value="evaluate", label="Action",
+                                         elem_id="sf-action")
+                    option = gr.Textbox(label="Tasks / method / repo id (empty: the config's)", elem_id="sf-option",
+                                        info="evaluate --tasks, quantize --method (int8, gguf-q4_k_m, ...), "
+                                             "publish --repo-id user/name")
+                    token = gr.Textbox(label="Hub token (only for publish; kept in memory, never shown or written)",
+                                       type="password", visible=not actions.token_present(), elem_id="sf-token")
+                with gr.Row():
+                    act_btn = gr.Button("Run the action", elem_id="sf-act")
+                    demo_btn = gr.Button("Serve the chat demo", elem_id="sf-demo")
+                act_out = gr.Textbox(label="Output", lines=10, max_lines=20, autoscroll=True, elem_id="sf-act-out")
+                demo_md = gr.Markdown(elem_id="sf-demo-link")
             card_md = gr.Markdown(elem_id="sf-card")
             compare_md = gr.Markdown(elem_id="sf-compare")
 
@@ -242,6 +256,30 @@ def build(ctx: api.UiContext):
         chosen.change(on_choose, [chosen, other], [card_md, compare_md], api_visibility="private")
         other.change(on_choose, [chosen, other], [card_md, compare_md], api_visibility="private")
 
+        def on_act(run_dir, what, opt, typed_token):
+            if not run_dir:
+                yield "Choose a run first."
+                return
+            try:
+                for out, code in actions.stream(what, Path(run_dir), opt.strip() or None, typed_token or None,
+                                                ctx.cwd):
+                    yield out + (f"\n[{what} ended: exit code {code}]" if code is not None else "")
+            except SmolforgeError as e:
+                fail(e)
+
+        act_btn.click(on_act, [chosen, action, option, token], act_out, api_visibility="private")
+
+        def on_demo(run_dir):
+            if not run_dir:
+                return "Choose a run first."
+            try:
+                url = actions.serve_demo(Path(run_dir), ctx.runs_dir / ".smolforge-ui", ctx.cwd)
+            except SmolforgeError as e:
+                fail(e)
+            return f"The chat demo is served at [{url}]({url}) (it keeps running after this UI stops)."
+
+        demo_btn.click(on_demo, [chosen], demo_md, api_visibility="private")
+
         _endpoints(gr, ctx)
     return app
 
@@ -281,7 +319,12 @@ def _endpoints(gr, ctx: api.UiContext) -> None:
         """Every run in the runs folder, newest first."""
         return guarded(api.runs)(ctx)
 
-    for fn in (validate, plan, start, status, stop, runs):
+    def after_training(run_dir: str, action: str, option: str = "") -> dict:
+        """evaluate, quantize or publish a finished run (option: --tasks, --method or --repo-id); the CLI command's
+        exit code and output. A token comes from the UI's environment or the Hub's login cache."""
+        return guarded(lambda: actions.run(action, api.run_path(run_dir, ctx), option or None, None, ctx.cwd))()
+
+    for fn in (validate, plan, start, status, stop, runs, after_training):
         gr.api(fn, api_name=fn.__name__)
 
 
