@@ -202,8 +202,10 @@ def test_beyond_loopback_it_warns_and_reads_only_its_folders(tmp_path):
     ctx = UiContext(work / "runs", work, [work, work / "runs"])
     text = config("x").replace("preset: tiny", f"preset: tiny\ndata:\n  name: {data}", 1)
     (problem,) = validate(text, ctx)
-    assert problem["setting"] == "data.name" and "outside the folders this UI may read" in problem["message"]
+    assert problem["setting"] == "data.name" and "outside the folders this UI may use" in problem["message"]
     assert validate(text, UiContext(work / "runs", work)) == []  # on loopback, any path
+    (problem,) = validate(config("x").replace("preset: tiny", f"preset: tiny\noutput_dir: {outside / 'run'}", 1), ctx)
+    assert problem["setting"] == "output_dir" and "outside the folders this UI may use" in problem["message"]
 
     port = free_port()
     proc = subprocess.Popen([SMOLFORGE, "ui", "--no-browser", "--host", "0.0.0.0", "--port", str(port)], cwd=work,

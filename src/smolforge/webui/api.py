@@ -36,14 +36,19 @@ def _outside_roots(cfg: SmolforgeConfig, ctx: UiContext) -> list[Problem]:
     except SmolforgeError as e:
         return [Problem(None, str(e))]
     roots = [r.resolve() for r in ctx.allowed_roots]
-    out = []
-    for up in inputs.distinct():
-        if not any(up.local == r or r in up.local.parents for r in roots):
-            out.append(Problem(up.what if up.what != "config" else None,
-                               f"{up.local} is outside the folders this UI may read ({', '.join(map(str, roots))}): "
-                               "it listens beyond this machine, so a config may only name files under them. Move "
-                               "the file there, or start the UI on 127.0.0.1."))
-    return out
+
+    def inside(path: Path) -> bool:
+        path = (path if path.is_absolute() else ctx.cwd / path).resolve()
+        return any(path == r or r in path.parents for r in roots)
+
+    named = [(up.what, up.local) for up in inputs.distinct()]
+    named += [(key, Path(value).expanduser()) for key, value in (("output_dir", cfg.output_dir),
+                                                                 ("tracking.dir", cfg.tracking.dir)) if value]
+    return [Problem(what if what != "config" else None,
+                    f"{path} is outside the folders this UI may use ({', '.join(map(str, roots))}): it listens "
+                    "beyond this machine, so a config may only name files and folders under them. Move it there, "
+                    "or start the UI on 127.0.0.1.")
+            for what, path in named if not inside(path)]
 
 
 def check(config_yaml: str, ctx: UiContext) -> tuple[SmolforgeConfig | None, list[Problem]]:
