@@ -45,6 +45,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+_SESSION_ENV: dict[str, str] = {}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("env")
@@ -64,6 +67,7 @@ def isolated_env(tmp_path_factory):
         "TOKENIZERS_PARALLELISM": "false",
         "COLUMNS": "120",
     })
+    _SESSION_ENV.update(os.environ)  # what the warm CLI starts with, whichever test first needs it
     yield root
     os.environ.clear()
     os.environ.update(saved)
@@ -86,19 +90,24 @@ IMPORT_TIME_ENV = ("HF_", "HUGGING", "TRANSFORMERS_", "PYTHON", "OMP_", "MKL_", 
                    "TOKENIZERS_", "DATASETS_", "PATH")
 
 
-def needs_fresh_interpreter(env: dict[str, str], base: dict[str, str]) -> bool:
-    changed = {k for k in set(env) | set(base) if env.get(k) != base.get(k)}
-    return any(k.startswith(IMPORT_TIME_ENV) for k in changed)
+# ...but these are read when a token is needed (huggingface_hub's get_token reads os.environ at each call)
+CALL_TIME_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def import_time_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The variables libraries read when they are imported: one warm process serves the commands that agree on
+    them (a command whose environment changes one needs an interpreter that imported with it)."""
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and k not in CALL_TIME_ENV))
 
 
 class WarmCLI:
     """The `smolforge` command line run by forking a process that already imported the libraries
     (tests/forkserver.py): the console script's behaviour without its ~7 s of imports per call."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, env: dict[str, str] | None = None):
         self.socket = str(folder / "forkserver.sock")
         self.folder = folder
-        self.env = dict(os.environ)
+        self.env = dict(env if env is not None else os.environ)
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.forkserver", self.socket],
                                      cwd=Path(__file__).resolve().parents[1], env=self.env, stdout=subprocess.PIPE,
                                      text=True)
@@ -219,15 +228,10 @@ def start_cli(*args: str, cwd: Path | str, env: dict | None = None) -> WarmProce
     """Start `smolforge *args` without waiting (to signal or kill it mid-run): forked from the warm process like
     `run_cli`, or the console script itself when the environment needs a fresh interpreter (stdout and stderr
     together in `.output()` / `communicate()`)."""
-    global _warm
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
-    if os.environ.get("SMOLFORGE_TEST_FRESH") != "1":
-        if _warm is None:
-            import tempfile
-
-            _warm = WarmCLI(Path(tempfile.mkdtemp(prefix="smolforge-warm-")))
-        if not needs_fresh_interpreter(full_env, _warm.env):
-            return _warm.start(list(args), cwd, full_env)
+    warm = None if os.environ.get("SMOLFORGE_TEST_FRESH") == "1" else _warm_for(full_env)
+    if warm is not None:
+        return warm.start(list(args), cwd, full_env)
     proc = subprocess.Popen([SMOLFORGE, *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     proc.output = lambda: proc.stdout.read() if proc.stdout else ""  # type: ignore[attr-defined]
@@ -235,6 +239,17 @@ def start_cli(*args: str, cwd: Path | str, env: dict | None = None) -> WarmProce
 
 
 _warm: WarmCLI | None = None
+
+
+def _warm_for(full_env: dict[str, str]) -> WarmCLI | None:
+    """The warm process, started with the session's environment; None when this command's import-time
+    environment differs from it (a fork would not re-read it: a fresh interpreter does)."""
+    global _warm
+    if _warm is None:
+        import tempfile
+
+        _warm = WarmCLI(Path(tempfile.mkdtemp(prefix="smolforge-warm-")), _SESSION_ENV)
+    return _warm if import_time_env(full_env) == import_time_env(_warm.env) else None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -249,17 +264,9 @@ def run_cli(*args: str, cwd: Path | str, env: dict | None = None, check: bool = 
     """Run `smolforge *args` as a user would: the console script's behaviour, exit code and output. By default
     a warm process forks it (tests/forkserver.py); `fresh=True`, or an environment that changes what libraries
     read at import, starts the installed console script itself."""
-    global _warm
     full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
-    if fresh or os.environ.get("SMOLFORGE_TEST_FRESH") == "1":
-        proc = None
-    else:
-        if _warm is None:
-            import tempfile
-
-            _warm = WarmCLI(Path(tempfile.mkdtemp(prefix="smolforge-warm-")))
-        proc = None if needs_fresh_interpreter(full_env, _warm.env) else \
-            _warm.run(list(args), cwd, full_env, input, timeout)
+    warm = None if fresh or os.environ.get("SMOLFORGE_TEST_FRESH") == "1" else _warm_for(full_env)
+    proc = None if warm is None else warm.run(list(args), cwd, full_env, input, timeout)
     if proc is None:
         proc = subprocess.run([SMOLFORGE, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                               timeout=timeout, input=input)

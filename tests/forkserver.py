@@ -7,7 +7,7 @@ respect: its own pid, environment, working directory, argv, stdin/stdout/stderr 
 copy of every library's state, so nothing one command does reaches the next (unlike running `main()` in the
 test process). What a fork cannot give is a fresh read of environment variables that libraries read when they
 are imported (HF_ENDPOINT, HF_HOME, offline switches, thread counts): `run_cli` starts a real interpreter
-whenever a test changes one of those (`needs_fresh_interpreter`).
+whenever a test changes one of those (`import_time_env`); a Hub token is read at each call, so it does not.
 
 Protocol, one UNIX-socket connection per command: the client sends one JSON line {argv, cwd, env, stdin,
 stdout, stderr} (file paths); the child answers with a line holding its pid, and, when `main()` returns, a

@@ -296,6 +296,7 @@ def test_in_a_browser_configure_start_watch_open_the_card_and_stop(ui, browser):
     assert "experiment_name: in-browser" in text("#sf-yaml") and "max_steps: 8" in text("#sf-yaml")
     _click(browser, "#sf-preview")  # `smolforge data check` of the config
     wait.until(lambda d: "451 for training, 51 for evaluation" in text("#sf-data"))
+    assert "format: messages" in text("#sf-data") and "row 1: {" in text("#sf-data")
     if shots:
         browser.save_screenshot(f"{shots}/configure.png")
 

@@ -33,11 +33,12 @@ def _write(tmp_path: Path, *args: str, name: str = "task.yaml", env: dict | None
 
 
 def test_the_task_loads_in_skypilot_for_one_and_two_nodes_with_and_without_spot(tmp_path):
+    # GPUs outside the plan's table (not memory-checked: the check has its own test) keep this test short
     variants = {
         "one.yaml": ["--gpus", "L4"],
-        "one-spot.yaml": ["--gpus", "H100:8", "--use-spot", "--output-bucket", BUCKET, "--cloud", "gcp"],
-        "two.yaml": ["--gpus", "A100-80GB:8", "--nodes", "2", "--output-bucket", BUCKET, "--cloud", "kubernetes"],
-        "two-spot.yaml": ["--gpus", "H100:4", "--nodes", "2", "--use-spot", "--output-bucket", BUCKET + "/",
+        "one-spot.yaml": ["--gpus", "V100:8", "--use-spot", "--output-bucket", BUCKET, "--cloud", "gcp"],
+        "two.yaml": ["--gpus", "A10G:8", "--nodes", "2", "--output-bucket", BUCKET, "--cloud", "kubernetes"],
+        "two-spot.yaml": ["--gpus", "RTX6000:4", "--nodes", "2", "--use-spot", "--output-bucket", BUCKET + "/",
                           "--cloud", "aws/us-east-1", "--disk-size", "512"],
     }
     outs = {name: _write(tmp_path, "--preset", "tiny", *args, *INSTALL, name=name).stdout
@@ -51,10 +52,11 @@ def test_the_task_loads_in_skypilot_for_one_and_two_nodes_with_and_without_spot(
     assert re.search(r"Launch it with:  sky launch -c sf-tiny-sft-\S+ \S*one\.yaml\n", outs["one.yaml"])
     assert "rsync -Pavz sf-tiny-sft-" in (tmp_path / "one.yaml").read_text()
 
-    assert (spot["num_nodes"], spot["accelerators"], spot["use_spot"], spot["cloud"]) == (1, {"H100": 8}, True, "gcp")
+    assert (spot["num_nodes"], spot["accelerators"], spot["use_spot"], spot["cloud"]) == (1, {"V100": 8}, True, "gcp")
     assert spot["job_recovery"] == {"strategy": "EAGER_NEXT_REGION", "max_restarts_on_errors": 0}
     assert "sky jobs launch -n sf-tiny-sft-" in outs["one-spot.yaml"]
-    assert (two["num_nodes"], two["accelerators"], two["cloud"]) == (2, {"A100-80GB": 8}, "kubernetes")
+    assert (two["num_nodes"], two["accelerators"], two["cloud"]) == (2, {"A10G": 8}, "kubernetes")
+    assert "Memory not checked: A10G is not in the plan's GPU table" in outs["two.yaml"]
     assert re.search(r"sky launch -c \S+ \S*two\.yaml --down\n", outs["two.yaml"])  # the results are in the bucket
     assert (two_spot["num_nodes"], two_spot["use_spot"], two_spot["disk_size"]) == (2, True, 512)
     for task in (spot, two, two_spot):
@@ -184,8 +186,6 @@ def test_a_gpu_too_small_for_the_plan_is_refused_with_one_that_fits(tmp_path):
     fits = _write(tmp_path, "--preset", "smollm3-sft", "--set", f"model.name_or_path={model}", "--gpus", "H200:8",
                   *INSTALL, env={"HF_HUB_OFFLINE": "1"})
     assert "Fits: the plan predicts" in fits.stdout and "NVIDIA H200" in fits.stdout
-    other = _write(tmp_path, "--preset", "tiny", "--gpus", "RTX6000:1", *INSTALL, name="other.yaml")
-    assert "Memory not checked: RTX6000 is not in the plan's GPU table" in other.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

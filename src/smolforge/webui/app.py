@@ -15,10 +15,12 @@ from smolforge.config.loading import load_config
 from smolforge.data.check import check_data
 from smolforge.errors import SmolforgeError
 from smolforge.plan.gpus import GPUS
+from smolforge.processenv import offline_by_env
 from smolforge.runfolder import RunFolder
 from smolforge.webui import actions, api
 from smolforge.webui.configs import baseline, form_values, resolved_data, with_file, yaml_from_form
 from smolforge.webui.form import SECTION_TITLES, Field, form_fields, sections
+from smolforge.wizard.datapeek import peek, show_row
 
 OPEN_SECTIONS = ("", "model", "data", "training")
 THIS_MACHINE = "this machine"
@@ -125,7 +127,8 @@ def build(ctx: api.UiContext):
             start_btn = gr.Button("Start the run", variant="primary", elem_id="sf-start")
             current = gr.Textbox(label="Run folder", elem_id="sf-current", interactive=True)
             status_md = gr.Markdown(elem_id="sf-status")
-            curve = gr.LinePlot(x="step", y="loss", label="Training loss", elem_id="sf-curve")
+            curve = gr.LinePlot(x="step", y="loss", color="curve", label="Loss (training, evaluation)",
+                                 elem_id="sf-curve")
             console = gr.Textbox(label="Console", lines=12, max_lines=12, autoscroll=True, elem_id="sf-console")
             stop_btn = gr.Button("Stop (saves a checkpoint)", variant="stop", elem_id="sf-stop")
             timer = gr.Timer(2.0)
@@ -218,7 +221,9 @@ def build(ctx: api.UiContext):
                 info = api.status(run_dir, ctx)
             except SmolforgeError as e:
                 return str(e), None, ""
-            points = pd.DataFrame([p for p in info["points"] if "loss" in p], columns=["step", "loss"])
+            points = pd.DataFrame([{"step": p["step"], "loss": p[key], "curve": name} for p in info["points"]
+                                   for key, name in (("loss", "train"), ("eval_loss", "eval")) if key in p],
+                                  columns=["step", "loss", "curve"])
             return _status_markdown(info), points, info["console"]
 
         def on_start(preset_name, *values):
@@ -374,5 +379,11 @@ def data_preview(text: str) -> str:
 
     out = io.StringIO()
     console = Console(file=out, highlight=False, soft_wrap=True, emoji=False, width=120)
-    _, lines = check_data(with_file(text, load_config), console)
+    cfg = with_file(text, load_config)
+    _, lines = check_data(cfg, console)
+    seen = peek(cfg.data, not offline_by_env(), cfg.training.method)  # the wizard's preview: format and rows
+    if seen is not None and seen.format:
+        mapping = ", ".join(f"{role} <- {col}" for role, col in seen.fields.items())
+        lines += [f"format: {seen.format} ({mapping}); columns: {', '.join(seen.columns)}"]
+        lines += [f"row {i}: {show_row(row)}" for i, row in enumerate(seen.rows[:3], 1)]
     return "```\n" + "\n".join([*out.getvalue().strip().splitlines(), *lines]).strip() + "\n```"
