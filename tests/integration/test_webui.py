@@ -317,6 +317,9 @@ def test_in_a_browser_configure_start_watch_open_the_card_and_stop(ui, browser):
     chosen.send_keys(str(ui.runs / "in-browser"))
     chosen.send_keys(Keys.ENTER)
     wait.until(lambda d: "in-browser" in text("#sf-card") and "## " not in text("#sf-card"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sf-plot img"))  # the card's loss curve, served
+    assert browser.execute_script("const i = document.querySelector('#sf-plot img'); return i.complete && "
+                                  "i.naturalWidth > 0")
 
     _tab(browser, "Configure")
     _field(browser, "experiment_name", "in-browser-2")

@@ -28,7 +28,7 @@ def ui_command(port: int | None, host: str, open_browser: bool, runs_dir: Path |
                   "runs it started.", markup=False)
     try:
         app.queue(default_concurrency_limit=4).launch(server_name=host, server_port=chosen, inbrowser=open_browser,
-                                                      quiet=True, show_error=True)
+                                                      quiet=True, show_error=True, allowed_paths=[str(runs)])
     except KeyboardInterrupt:
         pass
     finally:

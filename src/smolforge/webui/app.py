@@ -152,7 +152,9 @@ def build(ctx: api.UiContext):
                     demo_btn = gr.Button("Serve the chat demo", elem_id="sf-demo")
                 act_out = gr.Textbox(label="Output", lines=10, max_lines=20, autoscroll=True, elem_id="sf-act-out")
                 demo_md = gr.Markdown(elem_id="sf-demo-link")
-            card_md = gr.Markdown(elem_id="sf-card")
+            with gr.Row():
+                card_md = gr.Markdown(elem_id="sf-card")
+                plot = gr.Image(label="The card's loss curve", type="filepath", interactive=False, elem_id="sf-plot")
             compare_md = gr.Markdown(elem_id="sf-compare")
 
         def form_yaml(preset_name, *values):
@@ -256,10 +258,12 @@ def build(ctx: api.UiContext):
         app.load(on_refresh, None, [table, chosen, other], api_visibility="private")
 
         def on_choose(run_dir, other_dir):
-            return card_markdown(run_dir), compare_markdown(run_dir, other_dir)
+            curve = RunFolder(Path(run_dir)).model_dir / "loss_curve.png" if run_dir else None
+            return (card_markdown(run_dir), str(curve) if curve is not None and curve.is_file() else None,
+                    compare_markdown(run_dir, other_dir))
 
-        chosen.change(on_choose, [chosen, other], [card_md, compare_md], api_visibility="private")
-        other.change(on_choose, [chosen, other], [card_md, compare_md], api_visibility="private")
+        chosen.change(on_choose, [chosen, other], [card_md, plot, compare_md], api_visibility="private")
+        other.change(on_choose, [chosen, other], [card_md, plot, compare_md], api_visibility="private")
 
         def on_act(run_dir, what, opt, typed_token):
             if not run_dir:
