@@ -36,24 +36,29 @@ def _free_port() -> int:
 
 
 def test_dashboard_serves_the_runs_project(tiny_run, tmp_path):
+    """Waits for the event, not for luck: the link line (printed once trackio's server is up), then the page."""
+    import threading
+
     port = _free_port()
     proc = subprocess.Popen([SMOLFORGE, "dashboard", str(tiny_run), "--port", str(port), "--no-browser"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.time() + 60
-        status = None
-        while time.time() < deadline and status is None:
+        while time.time() < deadline and not any("trackio dashboard for project" in line for line in lines):
             if proc.poll() is not None:
-                raise AssertionError(proc.stdout.read())
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                    status = r.status
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200
+                reader.join(5)
+                raise AssertionError("".join(lines))
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.status == 200
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        reader.join(5)
+    out = "".join(lines)
     assert f"http://127.0.0.1:{port}?project=shared" in out  # the link to open, said by smolforge
     assert "opened in browser" not in out and "\x1b[" not in out  # --no-browser, and no colour codes in a pipe
 
