@@ -50,12 +50,12 @@ run: $(STAMP)
 	$(BIN)/smolforge run --preset tiny --yes
 
 # Everything but the multi-process lane (one two-process DDP test stays in), the transformers-floor check (a
-# fresh environment per release) and two more plan-accuracy configurations: see README, Tests.
+# fresh environment per release) and three more plan-accuracy configurations: see README, Tests.
 test: $(GGUF_STAMP) $(SKY_STAMP) browser-deps
 	$(BIN)/python -m pytest -m "not multiproc and not floor and not accuracy"
 
 # What `make test` leaves out: the multi-process lane (torchrun, FSDP, two nodes on this machine), the
-# transformers-floor check and the padded plan-accuracy runs; `make test-all` runs everything in one go.
+# transformers-floor check, the calibrated and the padded plan-accuracy runs; `make test-all` runs everything in one go.
 test-extra: $(GGUF_STAMP)
 	$(BIN)/python -m pytest -m "multiproc or floor or accuracy"
 

@@ -78,16 +78,6 @@ def ui(tmp_path_factory):
     assert "Traceback" not in text
 
 
-def _wait(client, run_dir: str, until, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        info = client.predict(run_dir, api_name="/status")
-        if until(info):
-            return info
-        assert time.monotonic() < deadline, info
-        time.sleep(0.5)
-
-
 def test_every_endpoint_is_named_and_documented(ui):
     endpoints = ui.client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/validate", "/plan", "/start", "/status", "/stop", "/runs", "/after_training"} <= set(endpoints)
@@ -121,48 +111,6 @@ def test_plan_is_smolforge_plans_for_the_gpu(ui, tmp_path):
     cli = run_cli("plan", "planned.yaml", "--gpu", "h100", "--json", cwd=tmp_path)
     same = ("device", "parameters", "steps", "peak_memory_mib", "memory_mib", "fits")
     assert {k: result["record"][k] for k in same} == {k: json.loads(cli.stdout)[k] for k in same}
-
-
-def test_a_run_starts_is_watched_to_the_end_and_listed(ui):
-    run_dir = ui.client.predict(config("first"), api_name="/start")
-    assert run_dir == str(ui.runs / "first")
-    seen = []
-    info = _wait(ui.client, run_dir, lambda i: seen.append(i["state"]) or i["state"] != "running")
-    assert info["state"] == "finished" and info["exit_code"] in (0, None), info
-    assert info["step"] == info["max_steps"] == 16 and info["loss"] is not None
-    assert [p["step"] for p in info["points"] if "loss" in p] == [1, 4, 8, 12, 16]  # the trainer logs step 1 too
-    assert info["card"] == str(ui.runs / "first" / "model" / "README.md") and "Done: train loss" in info["console"]
-    assert seen[0] == "running"  # watched while it trained, not only found finished
-    (row,) = [r for r in ui.client.predict(api_name="/runs") if r["name"] == "first"]
-    assert row["state"] == "finished" and row["method"] == "sft (full)" and row["headline"].startswith("eval loss")
-
-    with pytest.raises(Exception, match="already holds a run"):  # two runs in one folder: refused as the CLI does
-        ui.client.predict(config("first"), api_name="/start")
-    # what the UI started, `smolforge run` of the same YAML reproduces: the same config
-    started = yaml.safe_load((ui.runs / ".smolforge-ui" / "first.yaml").read_text())
-    assert started == yaml.safe_load(config("first"))
-
-    # after training: the CLI's own quantize, its output and exit code; the card now lists the variant
-    done = ui.client.predict(run_dir, "quantize", "int8", api_name="/after_training")
-    assert done["exit_code"] == 0 and "int8" in done["output"], done
-    assert "int8" in (ui.runs / "first" / "model" / "README.md").read_text()
-    with pytest.raises(Exception, match="Unknown action 'train'"):
-        ui.client.predict(run_dir, "train", "", api_name="/after_training")
-
-
-def test_a_stopped_run_is_listed_as_resumable(ui):
-    run_dir = ui.client.predict(config("second", max_steps=400, save_steps=4, eval_steps=400), api_name="/start")
-    _wait(ui.client, run_dir, lambda i: (i["step"] or 0) >= 8 or i["state"] != "running")
-    info = ui.client.predict(run_dir, api_name="/stop")
-    assert info["state"] == "stopped" and info["resumable"] and info["checkpoint_step"] >= 4, info
-    assert info["resume_command"] == f"smolforge run {run_dir} --resume"
-    assert "Stopped" in info["console"] or "stopped" in info["console"].lower()
-    (row,) = [r for r in ui.client.predict(api_name="/runs") if r["name"] == "second"]
-    assert row["state"] == "stopped"
-    with pytest.raises(Exception, match="is not running"):
-        ui.client.predict(run_dir, api_name="/stop")
-    with pytest.raises(Exception, match="has not finished training"):
-        ui.client.predict(run_dir, "evaluate", "", api_name="/after_training")
 
 
 def test_every_flagged_setting_is_in_the_form_with_its_bounds():
@@ -259,7 +207,9 @@ def _tab(page, name: str) -> None:
 
 def test_in_a_browser_configure_start_watch_open_the_card_and_stop(ui, browser):  # noqa: F811
     """Headless Chromium: pick the tiny preset, see a bad learning rate's message at its field, fix it, start a
-    run and watch it finish, open its card; start a second, stop it mid-way, see it listed as resumable."""
+    run and watch it finish, open its card; start a second, stop it mid-way, see it listed as resumable. Each run
+    is then checked through the named endpoints too (status, runs, a second start refused, quantize after
+    training, stop and evaluate refused on a stopped run)."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -309,6 +259,7 @@ def test_in_a_browser_configure_start_watch_open_the_card_and_stop(ui, browser):
         browser.find_element(By.CSS_SELECTOR, "#sf-console textarea").get_attribute("value")
     if shots:
         browser.save_screenshot(f"{shots}/finished.png")
+    _finished_run_through_the_api(ui, str(ui.runs / "in-browser"))
 
     _tab(browser, "Runs")
     _click(browser, "#sf-refresh")
@@ -336,3 +287,41 @@ def test_in_a_browser_configure_start_watch_open_the_card_and_stop(ui, browser):
     _tab(browser, "Runs")
     _click(browser, "#sf-refresh")
     wait.until(lambda d: "in-browser-2" in text("#sf-runs") and "stopped" in text("#sf-runs"))
+    _stopped_run_through_the_api(ui, str(ui.runs / "in-browser-2"))
+
+
+def _finished_run_through_the_api(ui, run_dir: str) -> None:
+    """The run the browser started and watched, as the named endpoints report it (one run serves both: each run
+    is a fresh `smolforge run` process)."""
+    info = ui.client.predict(run_dir, api_name="/status")
+    assert info["state"] == "finished" and info["exit_code"] in (0, None), info
+    assert info["step"] == info["max_steps"] == 8 and info["loss"] is not None
+    assert [p["step"] for p in info["points"] if "loss" in p] == [1, 2, 4, 6, 8]  # the trainer logs step 1 too
+    assert info["card"] == str(Path(run_dir) / "model" / "README.md") and "Done: train loss" in info["console"]
+    (row,) = [r for r in ui.client.predict(api_name="/runs") if r["name"] == "in-browser"]
+    assert row["state"] == "finished" and row["method"] == "sft (full)" and row["headline"].startswith("eval loss")
+
+    # what the UI started, `smolforge run` of the same YAML reproduces; starting it again in the same folder is
+    # refused as the CLI refuses it
+    started = (ui.runs / ".smolforge-ui" / "in-browser.yaml").read_text()
+    assert yaml.safe_load(started)["training"]["max_steps"] == 8
+    with pytest.raises(Exception, match="already holds a run"):
+        ui.client.predict(started, api_name="/start")
+
+    # after training: the CLI's own quantize, its output and exit code; the card now lists the variant
+    done = ui.client.predict(run_dir, "quantize", "int8", api_name="/after_training")
+    assert done["exit_code"] == 0 and "int8" in done["output"], done
+    assert "int8" in (Path(run_dir) / "model" / "README.md").read_text()
+    with pytest.raises(Exception, match="Unknown action 'train'"):
+        ui.client.predict(run_dir, "train", "", api_name="/after_training")
+
+
+def _stopped_run_through_the_api(ui, run_dir: str) -> None:
+    """The run the browser stopped, as the named endpoints report it."""
+    info = ui.client.predict(run_dir, api_name="/status")
+    assert info["state"] == "stopped" and info["resumable"] and info["checkpoint_step"] >= 4, info
+    assert info["resume_command"] == f"smolforge run {run_dir} --resume"
+    with pytest.raises(Exception, match="is not running"):
+        ui.client.predict(run_dir, api_name="/stop")
+    with pytest.raises(Exception, match="has not finished training"):
+        ui.client.predict(run_dir, "evaluate", "", api_name="/after_training")
