@@ -19,10 +19,16 @@ BUILTIN_ROWS = 600
 BUILTIN_SEED = 1234
 PROMPTS_NAME = "smolforge built-in verifiable prompts"  # GRPO's bundled data: questions with checkable answers
 PROMPTS_PATH = Path(__file__).parent / "resources" / "builtin_prompts.jsonl"
-PROMPTS_ROWS = 200
-# The bundled datasets by data.name: chats (SFT), and prompts with answers a reward can check (GRPO).
-BUILTIN_FILES = {"builtin": BUILTIN_PATH, "builtin-prompts": PROMPTS_PATH}
-BUILTIN_NAMES = {"builtin": BUILTIN_NAME, "builtin-prompts": PROMPTS_NAME}
+SUM_FACTS = 10  # sums and differences asked about, next to the 20 capitals
+PHRASINGS = 4  # each fact is asked in four ways: a held-out prompt asks a fact training asked differently
+PROMPTS_ROWS = 120
+ANSWERS_NAME = "smolforge built-in unreliable answers"  # the same questions, each answered once right, once wrong
+ANSWERS_PATH = Path(__file__).parent / "resources" / "builtin_answers.jsonl"
+ANSWERS_ROWS = 240
+# The bundled datasets by data.name: chats (SFT), prompts with answers a reward can check (GRPO), and those
+# questions with half their answers wrong (the SFT that GRPO then corrects, in the tiny-grpo preset's chain).
+BUILTIN_FILES = {"builtin": BUILTIN_PATH, "builtin-prompts": PROMPTS_PATH, "builtin-answers": ANSWERS_PATH}
+BUILTIN_NAMES = {"builtin": BUILTIN_NAME, "builtin-prompts": PROMPTS_NAME, "builtin-answers": ANSWERS_NAME}
 
 COUNTRIES = {
     "France": "Paris", "Spain": "Madrid", "Italy": "Rome", "Germany": "Berlin",
@@ -264,19 +270,43 @@ def generate(n: int = BUILTIN_ROWS, seed: int = BUILTIN_SEED) -> list[dict]:
     return rows
 
 
-def generate_prompts(seed: int = BUILTIN_SEED) -> list[dict]:
-    """Questions with a checkable answer, no two alike, asked as the chats ask them (a model trained on the chats
-    knows the form) and in two more ways: the capital of each country (checked by name) and sums and
-    differences of small numbers (checked by value), shuffled with `seed`."""
-    capitals = [{"prompt": q.format(country=country), "answer": city}
-                for country, city in sorted(COUNTRIES.items())
-                for q in ("What is the capital of {country}?", "Which city is the capital of {country}?",
-                          "Name the capital of {country}.", "What city is the capital of {country}?")]
-    sums = [{"prompt": q.format(a=a, op=op, b=b), "answer": str(a + b if op == "plus" else a - b)}
-            for a in range(2, 12) for b in range(2, 12) for op in ("plus", "minus")
-            for q in ("What is {a} {op} {b}?",)]
+CAPITAL_QUESTIONS = ("What is the capital of {country}?", "Which city is the capital of {country}?",
+                     "Name the capital of {country}.", "What city is the capital of {country}?")
+SUM_QUESTIONS = ("What is {a} {op} {b}?", "How much is {a} {op} {b}?", "Compute {a} {op} {b}.",
+                 "What do you get from {a} {op} {b}?")
+
+
+def _facts(seed: int) -> list[tuple[str, str, str]]:
+    """(question, answer, kind) for every bundled verifiable question, shuffled: the capital of each country
+    (checked by name) and differences and sums of small numbers (checked by value), each asked PHRASINGS ways,
+    the first ways as the chats ask them."""
     rng = random.Random(seed)
-    rows = capitals + rng.sample(sums, PROMPTS_ROWS - len(capitals))
+    rows = [(q.format(country=country), city, "capital") for country, city in sorted(COUNTRIES.items())
+            for q in CAPITAL_QUESTIONS[:PHRASINGS]]
+    pairs = rng.sample([(a, op, b) for a in range(2, 12) for b in range(2, 12) for op in ("plus", "minus")],
+                       SUM_FACTS)
+    rows += [(q.format(a=a, op=op, b=b), str(a + b if op == "plus" else a - b), "number") for a, op, b in pairs
+             for q in SUM_QUESTIONS[:PHRASINGS]]
+    rng.shuffle(rows)
+    return rows
+
+
+def generate_prompts(seed: int = BUILTIN_SEED) -> list[dict]:
+    """GRPO's bundled prompts: each question with the answer its rewards check."""
+    return [{"prompt": question, "answer": answer} for question, answer, _ in _facts(seed)]
+
+
+def generate_answers(seed: int = BUILTIN_SEED) -> list[dict]:
+    """The same questions for SFT, each answered twice: once right and once wrong (another capital; the number
+    off by 1, 2 or 10), shuffled. A model trained on it answers each question right about half the time: the
+    mistakes of unreliable data, which a reward that checks the answer can then train away."""
+    rng = random.Random(seed + 1)
+    cities = sorted(COUNTRIES.values())
+    rows = []
+    for question, answer, kind in _facts(seed):
+        wrong = rng.choice([c for c in cities if c != answer]) if kind == "capital" else \
+            str(int(answer) + rng.choice([-2, -1, 1, 2, 10]))
+        rows += [{"question": question, "answer": answer}, {"question": question, "answer": wrong}]
     rng.shuffle(rows)
     return rows
 
@@ -291,4 +321,6 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 if __name__ == "__main__":  # regenerate the shipped file: python -m smolforge.builtin_data
     write_jsonl(generate(), BUILTIN_PATH)
     write_jsonl(generate_prompts(), PROMPTS_PATH)
-    print(f"wrote {BUILTIN_ROWS} rows to {BUILTIN_PATH} and {PROMPTS_ROWS} to {PROMPTS_PATH}")
+    write_jsonl(generate_answers(), ANSWERS_PATH)
+    print(f"wrote {BUILTIN_ROWS} rows to {BUILTIN_PATH}, {PROMPTS_ROWS} to {PROMPTS_PATH} and {ANSWERS_ROWS} to "
+          f"{ANSWERS_PATH}")

@@ -113,3 +113,27 @@ def test_plan_says_it_does_not_price_grpo(tmp_path):
     proc = run_cli("plan", "--preset", "smollm3-grpo", "--gpu", "h100", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the plan does not price GRPO yet" in proc.stderr
+
+
+def test_the_tiny_grpo_preset_trains_its_base_then_raises_the_held_out_accuracy(tmp_path):
+    """`smolforge run --preset tiny-grpo --yes` in an empty folder, offline: it trains its base (SFT on the
+    bundled questions answered half right, half wrong) as its own run, then GRPO with the accuracy reward makes the
+    right answers more likely on prompts it never trained on (seeded: the same numbers on every run on this CPU;
+    measured 0.508 -> 0.642 on 30 held-out prompts x 4 samples)."""
+    proc = run_cli("run", "--preset", "tiny-grpo", "--yes", "--experiment-name", "grpo", cwd=tmp_path)
+    assert "training it first with `smolforge run --preset tiny-sft-answers --experiment-name tiny-sft-answers " \
+           "--yes`" in proc.stdout and "Base model ready: runs/tiny-sft-answers/model." in proc.stdout
+    base = json.loads((tmp_path / "runs" / "tiny-sft-answers" / "results.json").read_text())
+    assert base["method"] == "sft" and base["command"] == "smolforge run --preset tiny-sft-answers " \
+                                                          "--experiment-name tiny-sft-answers --yes"
+    results = json.loads((tmp_path / "runs" / "grpo" / "results.json").read_text())
+    held = results["grpo"]["held_out"]
+    before, after = (held[w]["rewards"]["accuracy"] for w in ("before", "after"))
+    assert before["n"] == after["n"] == 120
+    assert 0.3 < before["mean"] < 0.7, before  # the base answers right about half the time, as its data did
+    assert after["mean"] >= before["mean"] + 0.1, (before, after)
+    assert f"held-out reward {before['mean']:.3f} -> {after['mean']:.3f}" in proc.stdout
+    card = (tmp_path / "runs" / "grpo" / "model" / "README.md").read_text()
+    assert f"| `accuracy` (built-in) | 1 | {before['mean']:.3f} ± {before['std']:.3f} | " \
+           f"{after['mean']:.3f} ± {after['std']:.3f} | +{after['mean'] - before['mean']:.3f} |" in card
+    assert "smolforge's bundled verifiable prompts: 120 synthetic questions" in card

@@ -171,15 +171,52 @@ def test_grpo_data_without_a_prompt_or_answer_column_names_the_mapping(tmp_path)
 def test_sft_refuses_grpo_data_and_grpo_reads_the_bundled_prompts():
     data = prepare(load_config(preset="tiny-grpo").data, "grpo")
     assert data.stats["name"] == "smolforge built-in verifiable prompts"
-    assert data.stats["rows_read"] == 200 and data.stats["rows_dropped"] == 0
-    assert len(data.train) + len(data.eval) == 200
+    assert data.stats["rows_read"] == 120 and data.stats["rows_dropped"] == 0
+    assert (len(data.train), len(data.eval)) == (90, 30)
 
 
-def test_the_bundled_prompts_file_is_its_generator_output():
-    from smolforge.builtin_data import PROMPTS_PATH, generate_prompts
+def test_the_bundled_prompts_and_answers_files_are_their_generators_output():
+    from smolforge.builtin_data import ANSWERS_PATH, PHRASINGS, PROMPTS_PATH, generate_answers, generate_prompts
+    from smolforge.rewards import answer_matches
 
-    rows = [json.loads(line) for line in PROMPTS_PATH.read_text().splitlines()]
-    assert rows == generate_prompts() and len({r["prompt"] for r in rows}) == len(rows)
+    prompts = [json.loads(line) for line in PROMPTS_PATH.read_text().splitlines()]
+    assert prompts == generate_prompts() and len({r["prompt"] for r in prompts}) == len(prompts) == 120
+    assert len({r["answer"] for r in prompts if not r["answer"].lstrip("-").isdigit()}) == 20  # each capital
+    answers = [json.loads(line) for line in ANSWERS_PATH.read_text().splitlines()]
+    assert answers == generate_answers() and len(answers) == 2 * len(prompts)
+    # every question answered twice, once right and once wrong (as the rewards judge right)
+    right = {r["prompt"]: r["answer"] for r in prompts}
+    verdicts: dict[str, list[bool]] = {}
+    for row in answers:
+        verdicts.setdefault(row["question"], []).append(answer_matches(row["answer"], right[row["question"]]))
+    assert set(verdicts) == set(right) and all(sorted(v) == [False, True] for v in verdicts.values())
+    assert PHRASINGS == 4
+
+
+def test_a_preset_that_starts_from_another_presets_model_names_that_runs_folder(tmp_path, monkeypatch):
+    """tiny-grpo starts from tiny-sft-answers' model: `run` trains that first only when the folder is missing and
+    the config still names it."""
+    from smolforge import presets
+    from smolforge.commands import run
+
+    base, model = presets.base_run("tiny-grpo")
+    assert (base, model) == ("tiny-sft-answers", "runs/tiny-sft-answers/model") and base in presets.names()
+    assert load_config(preset="tiny-grpo").model.name_or_path == model
+    assert load_config(preset=base).training.method == "sft" and presets.base_run("tiny") is None
+
+    started = []
+    monkeypatch.setattr(run.subprocess, "run", lambda argv, **kw: started.append(argv) or
+                        type("Done", (), {"returncode": 0})())
+    monkeypatch.chdir(tmp_path)
+    console = type("Console", (), {"print": lambda self, *a, **k: None})()
+    req = run.RunRequest(config=None, preset="tiny-grpo", yes=True)
+    run._train_base_first(req, "elsewhere/model", console)  # the user's own base: nothing to train
+    (tmp_path / model).mkdir(parents=True)
+    run._train_base_first(req, model, console)  # already trained
+    assert started == []
+    (tmp_path / model).rmdir()
+    run._train_base_first(req, model, console)
+    assert started[0][1:] == ["run", "--preset", base, "--experiment-name", base, "--yes"]
 
 
 def test_a_reward_file_that_changed_since_the_run_is_an_input_difference(tmp_path, monkeypatch):

@@ -11,7 +11,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from smolforge.builtin_data import BUILTIN_ROWS, BUILTIN_SEED, PROMPTS_NAME, PROMPTS_ROWS
+from smolforge.builtin_data import (
+    ANSWERS_NAME,
+    ANSWERS_ROWS,
+    BUILTIN_ROWS,
+    BUILTIN_SEED,
+    PROMPTS_NAME,
+    PROMPTS_ROWS,
+)
 from smolforge.card.lineage import lineage
 from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
@@ -175,8 +182,14 @@ def data_description(cfg: SmolforgeConfig, stats: dict[str, Any]) -> str | None:
     """What the training data is, when smolforge knows it (the bundled chats); None otherwise."""
     if stats.get("source") == "builtin" and stats.get("name") == PROMPTS_NAME:
         return (f"smolforge's bundled verifiable prompts: {PROMPTS_ROWS} synthetic questions with a checkable answer "
-                "(capitals of countries, sums and differences of small numbers) generated deterministically by "
-                f"`smolforge/builtin_data.py` with seed {BUILTIN_SEED} and shipped with smolforge.")
+                "(capitals of countries, sums and differences of small numbers, each asked four ways) generated "
+                f"deterministically by `smolforge/builtin_data.py` with seed {BUILTIN_SEED} and shipped with "
+                "smolforge.")
+    if stats.get("source") == "builtin" and stats.get("name") == ANSWERS_NAME:
+        return (f"smolforge's bundled unreliable answers: the {PROMPTS_ROWS} bundled verifiable questions, each "
+                f"answered twice, once right and once wrong ({ANSWERS_ROWS} rows), generated deterministically by "
+                f"`smolforge/builtin_data.py` with seed {BUILTIN_SEED} and shipped with smolforge. A model trained "
+                "on it learns the answers' form and repeats their mistakes about half the time.")
     if stats.get("source") == "builtin":
         return (f"smolforge's bundled offline chats: {BUILTIN_ROWS} synthetic conversations (short facts, stories, "
                 f"explanations, some multi-turn, some with system prompts) generated deterministically by "

@@ -7,15 +7,19 @@ The pipeline itself (`pipeline.execute`) asks nothing; it receives the answers a
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smolforge import presets
 from smolforge.config.loading import deep_merge, load_config, nest, parse_sets, validate
 from smolforge.config.training import LAUNCH_SETTINGS
 from smolforge.console import interactive, print_rows
 from smolforge.errors import SmolforgeError
 from smolforge.identifiers import hub_licenses
+from smolforge.paths import smolforge_executable
 from smolforge.pipeline import RunOptions, check_published, execute
 from smolforge.runfolder import OVERRIDABLE, RunFolder
 from smolforge.wizard import prompts
@@ -137,6 +141,26 @@ def _resume_config(req: RunRequest):
     return run, wanted, cfg
 
 
+def _train_base_first(req: RunRequest, model_path: str, console) -> None:
+    """A preset that starts from another preset's model (`presets.base_run`): when the config still names that
+    model folder and it is not there yet, train the base preset into it first, as its own `smolforge run`."""
+    base = presets.base_run(req.preset)
+    if base is None or model_path != base[1] or Path(base[1]).exists():
+        return
+    name, model = base
+    argv = ["run", "--preset", name, "--experiment-name", name,
+            *(["--yes"] if req.yes else [])]
+    shown = "smolforge " + " ".join(shlex.quote(a) for a in argv)
+    console.print(f"The {req.preset} preset starts from the model of the {name} preset, {model}, which is not here "
+                  f"yet: training it first with `{shown}`.", markup=False)
+    code = subprocess.run([smolforge_executable(), *argv], check=False).returncode
+    if code != 0:
+        raise SmolforgeError(f"Training the base model with `{shown}` failed (exit code {code}); its output is above. "
+                             f"Fix that run and start this one again, or start from another model: --set "
+                             "model.name_or_path=<a run folder>/model.")
+    console.print(f"Base model ready: {model}. Now the {req.preset} run.", markup=False)
+
+
 def run_command(req: RunRequest, console) -> None:
     if req.config is None and req.preset is None and not req.resume:
         path = _offer_wizard(console)  # in a terminal: set one up now; else the error naming the options
@@ -153,6 +177,7 @@ def run_command(req: RunRequest, console) -> None:
         cfg = cfg.model_copy(update={"output_dir": str(req.config)})
     else:
         cfg = load_config(req.config, req.preset, req.sets, req.flags)
+        _train_base_first(req, cfg.model.name_or_path, console)
     ask = None if req.yes or not interactive() else ask_license
     opts = RunOptions(yes=req.yes, resume=req.resume, argv=req.argv, ask_license=ask, token_file=req.token_file,
                       overrides=overrides)

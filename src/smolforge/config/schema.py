@@ -74,7 +74,9 @@ DataFormat = Literal[
 class DataSection(Section):
     name: Annotated[str, Flag("--dataset")] = Field(
         "builtin", min_length=1, title="Dataset",
-        description="A Hub dataset id, a local .jsonl/.json/.csv/.parquet file or folder, or `builtin`.")
+        description="A Hub dataset id, a local .jsonl/.json/.csv/.parquet file or folder, or a bundled dataset: "
+                    "`builtin` (chats), `builtin-answers` (questions, half answered wrong), `builtin-prompts` "
+                    "(questions with checkable answers, for GRPO).")
     config: Annotated[str | None, Flag("--dataset-config")] = Field(
         None, title="Dataset config (subset)", description="The Hub dataset's config (subset).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the dataset; "

@@ -93,9 +93,9 @@ def check_source(cfg: DataSection) -> None:
     """data.name names something loadable (the message `smolforge run` stops with, before the Hub is asked)."""
     problem = source_problem(cfg.name)
     if problem:
-        raise DataError(f"data.name: {problem}. Give an existing file or folder, `builtin` (or `builtin-prompts` "
-                        "for GRPO), or a Hub dataset id "
-                        "like `HuggingFaceTB/smoltalk`.")
+        raise DataError(f"data.name: {problem}. Give an existing file or folder, a bundled dataset (`builtin`, "
+                        "`builtin-answers`, or `builtin-prompts` for GRPO), or a Hub dataset id like "
+                        "`HuggingFaceTB/smoltalk`.")
 
 
 def load_splits(cfg: DataSection) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -28,6 +26,7 @@ from smolforge.launchers.common import (
     run_words,
     topology_problems,
 )
+from smolforge.paths import smolforge_executable
 
 TEMPLATE = "resources/slurm.sbatch.j2"
 
@@ -60,14 +59,6 @@ def _check_options(req: SlurmRequest) -> None:
         problems.append(f"--cpus-per-node {req.cpus_per_node} must be at least 1")
     if problems:
         raise SmolforgeError("smolforge slurm: " + "; ".join(problems) + ".")
-
-
-def smolforge_executable() -> str:
-    """The smolforge this command runs from (the nodes run the same one, on the shared filesystem)."""
-    beside = Path(sys.executable).with_name("smolforge")
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("smolforge") or "smolforge"
 
 
 @dataclass

@@ -13,6 +13,17 @@ import yaml
 
 from smolforge.errors import SmolforgeError
 
+# Presets that start from another preset's trained model: the model/ folder of that preset's run under runs/.
+# When the config still names that folder and it does not exist yet, `smolforge run` trains the base preset
+# into it first, as its own run.
+BASE_PRESETS = {"tiny-grpo": "tiny-sft-answers"}
+
+
+def base_run(name: str | None) -> tuple[str, str] | None:
+    """(base preset, the model folder its run leaves) for a preset that starts from another preset's model."""
+    base = BASE_PRESETS.get(name or "")
+    return (base, f"runs/{base}/model") if base else None
+
 
 def names() -> list[str]:
     files = resources.files(__name__).iterdir()

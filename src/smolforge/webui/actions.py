@@ -16,8 +16,8 @@ from typing import Any
 from smolforge.credentials import find_token, redact, register_secret
 from smolforge.errors import SmolforgeError
 from smolforge.netports import choose_port
+from smolforge.paths import smolforge_executable
 from smolforge.runfolder import RunFolder
-from smolforge.webui.runs import smolforge_executable
 
 ACTIONS = ("evaluate", "quantize", "publish")
 

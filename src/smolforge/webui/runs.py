@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from smolforge.errors import SmolforgeError
+from smolforge.paths import smolforge_executable
 from smolforge.resume import checkpoints, default_experiment_name
 from smolforge.runfolder import RunFolder, atomic_write_text
 from smolforge.webui.configs import problems, run_folder
@@ -32,11 +31,6 @@ UI_DIR = ".smolforge-ui"
 _STEP = re.compile(r"^(\S+ \S+) INFO smolforge\.\w+: step (\d+)/(\d+) (.*)$")
 _VALUE = re.compile(r"(\w+)=(\S+)")
 _CHILDREN: dict[int, subprocess.Popen] = {}  # runs this process started (so their exit codes are known)
-
-
-def smolforge_executable() -> str:
-    beside = Path(sys.executable).with_name("smolforge")
-    return str(beside) if beside.is_file() else (shutil.which("smolforge") or "smolforge")
 
 
 @dataclass
