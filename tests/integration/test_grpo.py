@@ -37,7 +37,7 @@ def test_a_grpo_run_records_every_reward_before_and_after_and_the_card_shows_the
     sha = hashlib.sha256(reward_file.read_bytes()).hexdigest()
     proc = _grpo(tiny_run, tmp_path, "--set", "training.grpo.rewards=[accuracy,think_format,my_rewards.py:brevity]",
                  "--set", "training.grpo.reward_weights=[1,0.5,2]")
-    assert "held-out reward " in proc.stdout and "No memory/time plan: the plan does not price GRPO" in proc.stdout
+    assert "held-out reward " in proc.stdout and "Plan: memory" in proc.stdout
     run = tmp_path / "runs" / "g"
     results = json.loads((run / "results.json").read_text())
     assert (results["method"], results["global_steps"]) == ("grpo", 4)
@@ -58,6 +58,13 @@ def test_a_grpo_run_records_every_reward_before_and_after_and_the_card_shows_the
     assert [c["step"] for c in g["training_curve"]] == [1, 2, 3, 4]
     assert "rewards/my_rewards.py:brevity/mean" in g["training_curve"][0]
     assert results["tokens"]["supervised"] > 0 and results["tokens"]["processed"] > results["tokens"]["supervised"]
+    # the plan priced the sampling: 8 completions per step of at most 12 tokens (every completion at the cap: the
+    # tokens processed are about as many, their padding drawn in the plan's own order of the prompts)
+    plan = results["plan"]
+    assert plan["predicted"]["rollouts"]["sequences_per_process"] == 8
+    assert plan["predicted"]["rollouts"]["completion_tokens"] == 12 and plan["predicted"]["time_s"]["sampling"] > 0
+    assert plan["predicted"]["steps"] == plan["measured"]["steps"] == 4
+    assert abs(plan["error"]["processed_tokens"]) < 0.1, plan
 
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["rewards"]["files"][0]["sha256"] == sha
@@ -109,10 +116,33 @@ def test_a_resumed_grpo_run_finishes_and_keeps_the_first_segments_baseline(tiny_
     assert results["grpo"]["held_out"]["after"]["completions"] == 24
 
 
-def test_plan_says_it_does_not_price_grpo(tmp_path):
-    proc = run_cli("plan", "--preset", "smollm3-grpo", "--gpu", "h100", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "the plan does not price GRPO yet" in proc.stderr
+def test_plan_prices_the_sampling_of_smollm3_grpo(tmp_path):
+    """The KV cache of one process's generation batch: 8 rows x 8 accumulation steps = 64 completions of up to
+    1,024 tokens after prompts of up to 2,048 - 1,024 (the data is not read offline), 36 layers x (keys, values) x
+    4 key/value heads x 128 x 2 bytes (bf16) per token, + 3 fp32 rows of logits per sequence for sampling."""
+    from transformers import SmolLM3Config
+
+    model = tmp_path / "smollm3-3b"
+    SmolLM3Config(max_position_embeddings=65536, bos_token_id=None, eos_token_id=128012).save_pretrained(model)
+    proc = run_cli("plan", "--preset", "smollm3-grpo", "--set", f"model.name_or_path={model}", "--gpu", "h100",
+                   "--json", cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
+    plan = json.loads(proc.stdout)
+    rollouts = plan["rollouts"]
+    assert (rollouts["sequences_per_process"], rollouts["prompt_tokens"], rollouts["completion_tokens"]) == \
+        (64, 1024, 1024)
+    kv = 64 * (2048 * 2 * 36 * 4 * 128 * 2 + 3 * 128256 * 4)
+    assert rollouts["kv_cache_mib"] == round(kv / 2**20, 1)
+    # generation and the backward pass never coexist: the peak holds what the cache needs beyond the latter
+    memory = plan["memory_mib"]
+    beyond = kv / 2**20 - (memory["gradients"] + memory["activations"] + memory["loss"])
+    assert memory["generation"] == pytest.approx(max(0.0, beyond), abs=0.2)
+    assert plan["fits"] is True and rollouts["sampling_s_per_step"] > 0
+
+    table = run_cli("plan", "--preset", "smollm3-grpo", "--set", f"model.name_or_path={model}", "--gpu", "h100",
+                    cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"}).stdout
+    assert "64 completions per process and step (8 prompts x 8)" in " ".join(table.split())
+    refused = run_cli("plan", "--preset", "tiny-grpo", "--calibrate", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "Drop --calibrate for a GRPO config" in refused.stderr
 
 
 def test_the_tiny_grpo_preset_trains_its_base_then_raises_the_held_out_accuracy(tmp_path):

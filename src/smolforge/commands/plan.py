@@ -29,6 +29,10 @@ def plan_command(config: Path | None, preset: str | None, sets: list[str], gpu: 
                                  "--gpu (on the GPU itself the detected device is used), or drop --calibrate.")
     cfg = load_config(config, preset, sets)
     say = make_console(stderr=True) if as_json else console  # with --json, stdout holds only the JSON
+    if calibrate_now and cfg.training.method == "grpo":
+        raise SmolforgeError("--calibrate measures a few training steps of SFT or DPO; a GRPO step's time is mostly "
+                             "sampling, which the plan prices from the model's size and the device's measured matmul "
+                             "rate and memory bandwidth instead. Drop --calibrate for a GRPO config.")
     est, inputs, data, key = plan_config(cfg, gpu, say, use_stored=not calibrate_now)
     target, model = est.target, est.model
     if calibrate_now:

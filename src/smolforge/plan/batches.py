@@ -129,6 +129,8 @@ def plan_batches(cfg: SmolforgeConfig, batching: str, world: int, train_lengths:
     t = cfg.training
     if not train_lengths:
         return _without_data(cfg, world)
+    if t.method == "grpo":
+        return _grpo_batches(cfg, world, train_lengths)
     import numpy as np
 
     cap = t.max_length
@@ -153,6 +155,40 @@ def plan_batches(cfg: SmolforgeConfig, batching: str, world: int, train_lengths:
         context_per_token=sum(s[2] for s in stats) / processed if processed else 0.0,
         eval_tokens=eval_tokens, eval_context=eval_ctx,
         evals=_evals(cfg, steps, len(lengths), world, bool(eval_lengths)), saves=_saves(cfg, steps))
+
+
+def _grpo_batches(cfg: SmolforgeConfig, world: int, prompt_lengths: list[int]) -> Batches:
+    """GRPO's steps: each prompt sampled num_generations times (TRL's RepeatSampler keeps a prompt's completions
+    together, in a seeded order of the prompts), every sequence its prompt + max_completion_length tokens (an
+    upper bound: a completion that ends sooner is padded to the longest of its batch), left-padded to the
+    longest prompt of its micro-batch. The step count is the trainer's (trainers.planned_steps)."""
+    import numpy as np
+
+    t, g = cfg.training, cfg.training.grpo
+    completion = g.max_completion_length
+    steps = planned_steps(cfg, len(prompt_lengths), world)
+    per_epoch = max(1, math.ceil(len(prompt_lengths) * g.num_generations
+                                 / (t.batch_size * t.gradient_accumulation_steps * world)))
+    rng = np.random.default_rng(t.seed)
+    wanted = steps * t.gradient_accumulation_steps * world * t.batch_size
+    order: list[int] = []
+    while len(order) < wanted:
+        order += [int(i) for i in rng.permutation(len(prompt_lengths)) for _ in range(g.num_generations)]
+    micro = [order[i:i + t.batch_size] for i in range(0, wanted, t.batch_size)]
+    stats = []
+    for idx in micro:
+        prompts = [min(prompt_lengths[i], t.max_length - completion) for i in idx]
+        longest = max(prompts) + completion
+        real = sum(p + completion for p in prompts)
+        stats.append((longest * len(idx), real, len(idx) * longest * (longest + 1) / 2))
+    processed = sum(s[0] for s in stats)
+    peak = max(range(len(stats)), key=lambda i: stats[i][0])
+    return Batches(
+        source="data", rows=len(prompt_lengths), steps=steps, steps_per_epoch=per_epoch,
+        tokens_per_step=processed / steps, real_tokens_per_step=sum(s[1] for s in stats) / steps,
+        peak_micro_tokens=int(stats[peak][0]), peak_micro_rows=len(micro[peak]),
+        context_per_token=sum(s[2] for s in stats) / processed if processed else 0.0,
+        eval_tokens=0, eval_context=0.0, evals=0, saves=_saves(cfg, steps))
 
 
 def _without_data(cfg: SmolforgeConfig, world: int) -> Batches:

@@ -6,7 +6,7 @@ from smolforge import processenv
 from smolforge.config import SmolforgeConfig
 from smolforge.plan import calibrate
 from smolforge.plan.estimate import Estimate, PlanInputs, estimate
-from smolforge.plan.inputs import check_plannable, read_inputs
+from smolforge.plan.inputs import read_inputs
 from smolforge.plan.model import read_model
 from smolforge.plan.target import Target, detect, named
 
@@ -15,7 +15,6 @@ def plan_config(cfg: SmolforgeConfig, gpu: str | None, console, use_stored: bool
         -> tuple[Estimate, PlanInputs, object, str]:
     """(estimate, inputs, prepared data or None, calibration key) on `gpu` (None: this machine, with the
     calibration stored for it unless `use_stored` is False)."""
-    check_plannable(cfg)
     processenv.prepare(cfg, console)
     target: Target = named(cfg, gpu) if gpu else detect(cfg)
     model = read_model(cfg, target.dtype_name)  # config.json only: an uncached model offline stops here

@@ -20,6 +20,7 @@ from smolforge.errors import SmolforgeError
 from smolforge.plan.batches import Batches, plan_batches
 from smolforge.plan.memory import Layout, Memory, cuda_needed, estimate_memory
 from smolforge.plan.model import ModelFacts, read_model
+from smolforge.plan.rollouts import Rollouts, price_rollouts
 from smolforge.plan.speed import Flops, Rate, Timing, dequant_seconds_per_step, estimate_time, flops_per_token
 from smolforge.plan.target import Target, layout, memory_bandwidth, rate, retarget
 
@@ -75,6 +76,7 @@ class Estimate:
     timing: Timing
     calibration: Calibration | None = None
     dequant_step_s: float = 0.0  # qlora, uncalibrated: each step's 4-bit dequantization (an estimate)
+    rollouts: Rollouts | None = None  # GRPO: sampling the completions each step learns from
     suggestions: list[Suggestion] = field(default_factory=list)
 
     @property
@@ -94,7 +96,7 @@ class Estimate:
     def step_seconds(self) -> float:
         """One optimizer step's training time (all processes together)."""
         flops_s = self.batches.tokens_per_step * self.flops.executed / (max(1, self.layout.world) * self.rate.flops)
-        return flops_s + self.dequant_step_s
+        return flops_s + self.dequant_step_s + (self.rollouts.step_s if self.rollouts else 0.0)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -114,9 +116,11 @@ class Estimate:
         return model_flops / (self.timing.train_s * gpu.peak_flops * max(1, self.layout.world))
 
 
-def _memory(inputs: PlanInputs, target: Target, m: ModelFacts, lay: Layout, b: Batches) -> Memory:
+def _memory(inputs: PlanInputs, target: Target, m: ModelFacts, lay: Layout, b: Batches,
+            rollouts: Rollouts | None) -> Memory:
     runtime = inputs.baseline_rss if target.kind == "cpu" else 0
-    return estimate_memory(m, lay, b.peak_micro_tokens, b.context_per_token, runtime)
+    return estimate_memory(m, lay, b.peak_micro_tokens, b.context_per_token, runtime,
+                           rollouts.kv_cache if rollouts else 0.0)
 
 
 def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None = None,
@@ -125,9 +129,14 @@ def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None
     m = model or read_model(cfg, target.dtype_name)
     lay = layout(cfg, target)
     b = plan_batches(cfg, target.runtime.batching, cfg.training.nproc, inputs.train_lengths, inputs.eval_lengths)
-    mem = _memory(inputs, target, m, lay, b)
     fl = flops_per_token(m, lay, b.context_per_token, b.eval_context)
     dequant = 0.0
+    assumed = rate(target, m, b.peak_micro_tokens) if calibration is None or cfg.training.method == "grpo" else None
+    rollouts = None
+    if cfg.training.method == "grpo":  # sampling, at the device's rate and memory bandwidth (plan/rollouts.py)
+        rollouts = price_rollouts(cfg, m, lay, inputs.train_lengths, len(inputs.eval_lengths or []),
+                                  assumed.flops, memory_bandwidth(target))
+    mem = _memory(inputs, target, m, lay, b, rollouts)
     if calibration is not None:
         r = Rate(flops=calibration.flops_rate, how=f"measured by --calibrate ({calibration.steps} steps in "
                                                    f"{calibration.processes} process"
@@ -136,12 +145,14 @@ def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None
         eval_rate = Rate(flops=calibration.eval_rate, how="measured") if calibration.eval_rate else None
         timing = estimate_time(m, lay, b, r, fl, startup_s=calibration.startup_s, eval_rate=eval_rate)
     else:
-        r = rate(target, m, b.peak_micro_tokens)
+        r = assumed
         dequant = dequant_seconds_per_step(m, lay, cfg.training.gradient_accumulation_steps,
                                            memory_bandwidth(target)) if m.quantized_params else 0.0
         timing = estimate_time(m, lay, b, r, fl, dequant_step_s=dequant)
+    if rollouts is not None:
+        timing = replace(timing, rollout_s=b.steps * rollouts.step_s + rollouts.held_out_s)
     est = Estimate(inputs=inputs, target=target, model=m, layout=lay, batches=b, memory=mem, flops=fl, rate=r,
-                   timing=timing, calibration=calibration, dequant_step_s=dequant)
+                   timing=timing, calibration=calibration, dequant_step_s=dequant, rollouts=rollouts)
     if suggest and est.fits is False:
         est.suggestions = _what_fits(est)
     return est

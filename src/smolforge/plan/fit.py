@@ -11,7 +11,7 @@ from smolforge.config import SmolforgeConfig
 from smolforge.errors import SmolforgeError
 from smolforge.plan.estimate import Estimate, estimate
 from smolforge.plan.gpus import GPUS, Gpu, lookup
-from smolforge.plan.inputs import check_plannable, read_inputs
+from smolforge.plan.inputs import read_inputs
 from smolforge.plan.model import read_model
 from smolforge.plan.report import size
 from smolforge.plan.target import named
@@ -36,14 +36,10 @@ def _planned(cfg: SmolforgeConfig, gpu: Gpu, inputs) -> Estimate:
 
 
 def gpu_fit(cfg: SmolforgeConfig, gpu_name: str, console, flag_for: Callable[[Gpu], str]) -> Fit:
-    """The plan on `gpu_name` (a name of the plan's table). A run it cannot plan (GRPO, a model whose config
-    cannot be read offline) is reported as unchecked, not refused; one that does not fit raises the plan's
+    """The plan on `gpu_name` (a name of the plan's table). A run it cannot plan (a model whose config cannot be
+    read offline) is reported as unchecked, not refused; one that does not fit raises the plan's
     numbers, the GPUs that fit (as `flag_for` writes them) and the plan's suggested changes."""
     gpu = lookup(gpu_name)
-    try:
-        check_plannable(cfg)
-    except SmolforgeError as e:
-        return Fit(gpu, None, unchecked=_first_sentence(e))
     inputs, _ = read_inputs(cfg, console)  # a problem with local data stops here, as it would stop the run
     try:
         est = _planned(cfg, gpu, inputs)

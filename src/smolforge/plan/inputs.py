@@ -31,15 +31,6 @@ def process_baseline() -> int:
     return current_rss()
 
 
-def check_plannable(cfg: SmolforgeConfig) -> None:
-    """The plan's formulas price SFT and DPO steps; a GRPO step is mostly sampling (KV cache for num_generations x
-    (prompt + completion) tokens, generation time), which they do not price yet: say so rather than mislead."""
-    if cfg.training.method == "grpo":
-        raise SmolforgeError("the plan does not price GRPO yet: a GRPO step samples training.grpo.num_generations "
-                             "completions per prompt before its backward pass, and the estimate covers only the "
-                             "backward pass of SFT and DPO. Watch the first steps' time and memory instead.")
-
-
 def inputs_from_data(cfg: SmolforgeConfig, data) -> PlanInputs:
     """The plan's inputs from prepared, length-checked data (what `smolforge run` has before it confirms)."""
     return PlanInputs(cfg=cfg, train_lengths=data.lengths.get("train"), eval_lengths=data.lengths.get("eval"),
@@ -73,7 +64,6 @@ def _first_sentence(text: str, limit: int = 160) -> str:
 def for_run(cfg: SmolforgeConfig, data) -> tuple[Estimate, Estimate | None]:
     """The plan `smolforge run` shows, calibrated when `smolforge plan --calibrate` measured this config on this
     machine; and then also the formula's own estimate (results.json keeps both against the measurement)."""
-    check_plannable(cfg)
     target = detect(cfg)
     inputs = inputs_from_data(cfg, data)
     formula = estimate(inputs, target)

@@ -33,6 +33,8 @@
                  trains, the head's weight gradient (vocab x hidden x 4)
     buffers      DDP: its gradient buckets, a second copy of the gradients; FSDP: the layers gathered for
                  compute (the largest layer, twice: one computing, the next prefetched)
+    generation   GRPO: the KV cache its sampling holds, where it exceeds the gradients, activations and loss
+                 buffers of the backward pass (they are never held together: plan/rollouts.py)
     runtime      CPU: the process before training (Python, libraries, data), measured; a CUDA process keeps
                  its context outside torch's allocated memory, so the fit check adds CUDA_RESERVE instead
 
@@ -63,7 +65,7 @@ class Layout:
     """How the run holds its state: what `runtime.resolve` and the launcher decide for the target device."""
 
     adapters: bool           # LoRA adapters train over a frozen base (lora, qlora); False: every weight trains
-    method: str              # sft | dpo
+    method: str              # sft | dpo | grpo
     distributed: str         # none | ddp | fsdp
     world: int               # processes
     checkpointing: bool
@@ -71,6 +73,8 @@ class Layout:
     padded: bool             # batches carry a padding mask
     activation_bytes: int    # bytes of one activation element (the compute dtype)
     on_gpu: bool = False
+    reference: bool = False  # a frozen reference scores the tokens: DPO, GRPO with a KL term (beta > 0); a copy
+                             # of the weights in a full fine-tune, the base with adapters off otherwise
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Memory:
     loss: float
     buffers: float
     runtime: float
+    generation: float = 0.0  # GRPO: what the KV cache of sampling needs beyond the backward pass (plan/rollouts.py)
 
     @property
     def total(self) -> float:
@@ -149,8 +154,10 @@ def loss_bytes(m: ModelFacts, lay: Layout, tokens: int) -> float:
     return tile + tokens * m.hidden * FP32 + head_grad
 
 
-def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float, runtime: float) -> Memory:
-    """Peak bytes of one process for the largest micro-batch of `peak_tokens` processed tokens."""
+def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float, runtime: float,
+                    generating: float = 0.0) -> Memory:
+    """Peak bytes of one process for the largest micro-batch of `peak_tokens` processed tokens; `generating`: the
+    bytes GRPO's sampling holds at once (its KV cache), which the peak covers too."""
     fsdp = lay.distributed == "fsdp" and lay.world > 1
     shard = lay.world if fsdp else 1
     if lay.adapters:
@@ -160,7 +167,7 @@ def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float
     else:
         w, g, o = state_bytes_per_parameter(m.param_bytes, fsdp)
         weights, grads, optim = m.params * w / shard, m.params * g / shard, m.params * o / shard
-        if lay.method == "dpo":
+        if lay.reference:
             weights += m.params * m.param_bytes / shard  # TRL's frozen reference model
     buffers = 0.0
     if lay.distributed == "ddp" and lay.world > 1:
@@ -169,8 +176,9 @@ def estimate_memory(m: ModelFacts, lay: Layout, peak_tokens: int, context: float
         buffers = 2 * m.largest_layer_bytes * lay.activation_bytes / m.param_bytes
     activations = peak_tokens * saved_per_token(m, lay, context, peak_tokens)
     loss = loss_bytes(m, lay, peak_tokens)
+    generation = max(0.0, generating - (grads + activations + loss))  # never held with the backward's tensors
     return Memory(weights=weights, gradients=grads, optimizer=optim, activations=activations, loss=loss,
-                  buffers=buffers, runtime=runtime)
+                  buffers=buffers, runtime=runtime, generation=generation)
 
 
 def cuda_needed(peak_allocated: float) -> float:

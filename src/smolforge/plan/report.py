@@ -70,8 +70,8 @@ def _flops_row(e: Estimate) -> str:
     extra = []
     if e.layout.checkpointing:
         extra.append("checkpointing re-runs the forward")
-    if e.layout.method == "dpo":
-        extra.append("the DPO reference scores the tokens")
+    if e.layout.reference:
+        extra.append(f"the {e.layout.method.upper()} reference scores the tokens")
     executed = f"; {e.flops.executed / 1e9:,.2f} GFLOP executed ({', '.join(extra)})" if extra else ""
     dequantized = ("; the 4-bit weights are dequantized for every matmul, memory-bound work priced in the time "
                    "below" if e.inputs.cfg.training.four_bit_base else "")
@@ -105,6 +105,11 @@ def _memory_lines(e: Estimate) -> list[tuple[str, str]]:
     if mem.buffers:
         what = "DDP gradient buckets" if lay.distributed == "ddp" else "FSDP layers gathered for compute"
         rows.append(("  " + what.split()[0], f"{size(mem.buffers)} ({what})"))
+    if e.rollouts is not None:
+        r = e.rollouts
+        rows.append(("  generation", f"{size(mem.generation)} (KV cache of {r.sequences} completions x "
+                                     f"{r.prompt_tokens + r.completion_tokens:,} tokens: {size(r.kv_cache)}, beyond "
+                                     "what the backward pass holds; the two never coexist)"))
     if mem.runtime:
         rows.append(("  process", f"{size(mem.runtime)} (Python, libraries and data before training, measured)"))
     if e.calibration:
@@ -138,7 +143,18 @@ def _time_row(e: Estimate) -> str:
         parts.append(f"start-up {duration(tm.startup_s)}")
     if tm.dequant_s:
         parts.append(f"4-bit dequantization {duration(tm.dequant_s)} (an estimate from memory bandwidth)")
+    if tm.rollout_s:
+        parts.append(f"sampling {duration(tm.rollout_s)} (at most: every completion to max_completion_length)")
     return f"{duration(tm.total_s)} ({', '.join(parts)})"
+
+
+def _rollouts_row(e: Estimate) -> str:
+    r, g = e.rollouts, e.inputs.cfg.training.grpo
+    return (f"{r.sequences} completions per process and step ({r.sequences // g.num_generations} prompts x "
+            f"{g.num_generations}), up to {r.completion_tokens:,} tokens each after a prompt of up to "
+            f"{r.prompt_tokens:,}: KV cache {size(r.kv_cache)}; at most {r.step_s:,.2f} s of sampling per step with "
+            "transformers' generate, and the held-out prompts before and after training "
+            f"{duration(r.held_out_s)}")
 
 
 def _speed_row(e: Estimate) -> str:
@@ -150,7 +166,7 @@ def _speed_row(e: Estimate) -> str:
 
 def table_rows(e: Estimate) -> list[tuple[str, str]]:
     rows = [("Model", _model_row(e)), ("Device", _device_row(e)), ("Data", _data_row(e)), ("Steps", _steps_row(e)),
-            ("FLOPs", _flops_row(e)),
+            ("FLOPs", _flops_row(e)), *([("Rollouts", _rollouts_row(e))] if e.rollouts else []),
             ("Peak memory", f"{size(e.peak)} ({KIND_LABEL[e.target.memory_kind]})"), *_memory_lines(e),
             ("Fit", _fit_row(e)), ("Time", _time_row(e)), ("Throughput", _speed_row(e))]
     rows += [("Would fit", f"{s.change}: peak {size(s.peak)}" + (f", {s.note}" if s.note else ""))
@@ -163,7 +179,8 @@ def table_rows(e: Estimate) -> list[tuple[str, str]]:
 
 def summary_rows(e: Estimate) -> list[tuple[str, str]]:
     """The plan's rows in `smolforge run`'s pre-run summary."""
-    how = "calibrated on this machine" if e.calibration else "estimate; `smolforge plan --calibrate` measures it"
+    how = "calibrated on this machine" if e.calibration else \
+        "estimate" if e.rollouts else "estimate; `smolforge plan --calibrate` measures it"
     rows = [("Plan: memory", f"{size(e.peak)} peak {KIND_LABEL[e.target.memory_kind]}; {_fit_row(e)}"),
             ("Plan: steps", _steps_row(e)),
             ("Plan: time", f"{_time_row(e)}; {_speed_row(e).split('; rate')[0]} ({how})")]
@@ -195,11 +212,18 @@ def record(e: Estimate) -> dict[str, Any]:
         "rate": {"flops_per_second": e.rate.flops, "how": e.rate.how},
         "train_runtime_s": round(tm.total_s, 2) if b.steps else None,
         "time_s": {"training": round(tm.train_s, 2), "evaluation": round(tm.eval_s, 2), "checkpoints": round(
-            tm.save_s, 2), "startup": round(tm.startup_s, 2), "dequantization": round(tm.dequant_s, 2)},
+            tm.save_s, 2), "startup": round(tm.startup_s, 2), "dequantization": round(tm.dequant_s, 2),
+            "sampling": round(tm.rollout_s, 2)},
         "tokens_per_second": round(e.tokens_per_second, 1) if e.tokens_per_second else None,
         "assumed_mfu": ASSUMED_MFU if e.target.gpu is not None and e.calibration is None else None,
         "suggestions": [{"change": s.change, "peak_memory_mib": round(s.peak / MIB, 1)} for s in e.suggestions],
     }
+    if e.rollouts is not None:
+        r = e.rollouts
+        out["rollouts"] = {"sequences_per_process": r.sequences, "prompt_tokens": r.prompt_tokens,
+                           "completion_tokens": r.completion_tokens, "kv_cache_mib": round(r.kv_cache / MIB, 1),
+                           "sampling_s_per_step": round(r.step_s, 3), "held_out_s": round(r.held_out_s, 2),
+                           "generation": "transformers generate"}
     if e.calibration is not None:
         out["memory_mib"]["calibration"] = round(e.calibration.memory_residual / MIB, 1)
     return out

@@ -6,7 +6,7 @@ input embedding does not; d = heads x head_dim; c = the token's mean causal atte
     full fine-tune   6 N + 12 L d c              forward 2 N + 4 L d c, backward twice that
     LoRA, QLoRA      4 N + 6 N_adapter + 12 L d c  the frozen weights need no weight gradients
     + checkpointing  2 N + 4 L d c               the forward runs again in backward
-    + DPO            2 N + 4 L d c               TRL's reference model scores the same tokens
+    + DPO, GRPO      2 N + 4 L d c               TRL's reference model scores the same tokens (GRPO: beta > 0)
     evaluation       2 N + 4 L d c               per evaluated token
 
 time = training FLOPs / (processes x device FLOP/s x efficiency) + evaluations at the same rate
@@ -52,7 +52,7 @@ def flops_per_token(m: ModelFacts, lay: Layout, context: float, eval_context: fl
     attn_fwd = 4 * m.layers * m.attention_width * context
     forward = 2 * n + attn_fwd
     model = (4 * n + 6 * m.adapter_params if lay.adapters else 6 * n) + 3 * attn_fwd
-    executed = model + (forward if lay.checkpointing else 0) + (forward if lay.method == "dpo" else 0)
+    executed = model + (forward if lay.checkpointing else 0) + (forward if lay.reference else 0)
     evaluation = 2 * n + 4 * m.layers * m.attention_width * eval_context
     return Flops(model=model, executed=executed, evaluation=evaluation)
 
@@ -64,10 +64,11 @@ class Timing:
     save_s: float
     startup_s: float
     dequant_s: float = 0.0  # qlora: the 4-bit weights dequantized for every matmul (an estimate)
+    rollout_s: float = 0.0  # GRPO: sampling the completions, and the held-out prompts (plan/rollouts.py)
 
     @property
     def total_s(self) -> float:
-        return self.train_s + self.eval_s + self.save_s + self.startup_s + self.dequant_s
+        return self.train_s + self.eval_s + self.save_s + self.startup_s + self.dequant_s + self.rollout_s
 
 
 def dequant_bytes(m: ModelFacts, lay: Layout) -> float:

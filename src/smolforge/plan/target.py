@@ -98,8 +98,10 @@ def layout(cfg: SmolforgeConfig, target: Target) -> Layout:
     return Layout(adapters=t.adapters, method=t.method, distributed=distributed, world=t.nproc,
                   # under FSDP the accelerate config checkpoints activations itself (fsdp_activation_checkpointing)
                   checkpointing=rt.activation_checkpointing or distributed == "fsdp",
-                  attention=rt.attn_implementation, padded=rt.batching in ("padded", "grouped") or t.method == "dpo",
-                  activation_bytes=2 if rt.precision in ("bf16", "fp16") else 4, on_gpu=target.kind == "cuda")
+                  attention=rt.attn_implementation,
+                  padded=rt.batching in ("padded", "grouped") or t.method in ("dpo", "grpo"),
+                  activation_bytes=2 if rt.precision in ("bf16", "fp16") else 4, on_gpu=target.kind == "cuda",
+                  reference=t.method == "dpo" or (t.method == "grpo" and t.grpo.beta > 0))  # GRPO: a KL term
 
 
 def memory_bandwidth(target: Target) -> float:
