@@ -65,11 +65,12 @@ def resolve(cfg: SmolforgeConfig, cuda: tuple[bool, bool] | None = None) -> Runt
 
     batching = t.batching
     if batching == "auto":
-        # DPO in TRL 1.16 has no padding-free path (it is disabled upstream): pad its pairs.
-        batching = "padded" if t.method == "dpo" else "padding_free"
-    if t.method == "dpo" and batching in ("padding_free", "packed"):
-        raise SmolforgeError(f"training.batching: {batching!r} is not available for DPO in TRL 1.16. "
-                             "Use --set training.batching=padded (or auto).")
+        # DPO in TRL 1.16 has no padding-free path (it is disabled upstream): pad its pairs. GRPO pads its
+        # prompts (on the left) and completions, for generation and for the loss alike.
+        batching = "padded" if t.method in ("dpo", "grpo") else "padding_free"
+    if t.method in ("dpo", "grpo") and batching in ("padding_free", "packed"):
+        raise SmolforgeError(f"training.batching: {batching!r} is not available for {t.method.upper()} in TRL 1.16 "
+                             "(its batches are padded). Use --set training.batching=padded (or auto).")
 
     attn = cfg.model.attn_implementation
     if attn == "auto":

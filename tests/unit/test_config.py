@@ -15,7 +15,7 @@ def test_all_presets_are_shipped():
     assert set(ALL_PRESETS) == {
         "tiny", "smollm3-sft", "smollm3-sft-h100-lightweight", "smollm3-sft-a100-large",
         "smollm3-sft-multiple-passes", "smollm3-sft-long-context", "smollm3-lora", "smollm3-qlora",
-        "smollm3-dpo", "smollm3-apo", "smollm3-grpo", "tiny-grpo",
+        "smollm3-dpo", "smollm3-apo", "smollm3-grpo", "tiny-grpo", "tiny-sft-answers",
     }
 
 

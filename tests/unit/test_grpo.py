@@ -122,7 +122,7 @@ def test_rewards_from_set_and_their_rules():
             (["training.grpo.rewards=[rewards.txt:score]"], "must be path/to/file.py:function_name"),
             (["training.grpo.rewards=[accuracy,accuracy]"], "names a reward twice"),
             (["training.grpo.reward_weights=[1,2]"], "reward_weights has 2 values for 1 rewards"),
-            (["training.batch_size=6"], "is not a multiple of grpo.num_generations 4"),
+            (["training.batch_size=6"], "is not a multiple of grpo.num_generations 8"),
             (["data.format=messages"], "training.method 'grpo' needs data.format 'prompt_answer'")):
         with pytest.raises(ConfigError, match=message):
             load_config(preset="tiny-grpo", sets=sets)

@@ -259,3 +259,17 @@ def test_per_document_attention_matches_a_block_diagonal_mask_with_gradients():
     torch.testing.assert_close(out, ref)
     for got, want in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_grpo_and_dpo_batches_are_padded_and_get_a_mask():
+    """Per-document attention never sees a padding mask (transformers builds none for it), so a left-padded row
+    would attend to its pads: GRPO and DPO, whose batches are padded, resolve to padded batches and masked SDPA."""
+    from smolforge.config.loading import load_config
+    from smolforge.runtime import resolve
+
+    for preset in ("tiny-grpo", "smollm3-dpo"):
+        rt = resolve(load_config(preset=preset), cuda=(False, False))
+        assert (rt.batching, rt.attn_implementation) == ("padded", "sdpa"), preset
+    with pytest.raises(SmolforgeError, match="'padding_free' is not available for GRPO"):
+        resolve(load_config(preset="tiny-grpo", sets=["training.batching=padding_free"]), cuda=(False, False))
+    assert resolve(load_config(preset="tiny"), cuda=(False, False)).batching == "padding_free"
