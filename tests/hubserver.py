@@ -26,7 +26,6 @@ import base64
 import hashlib
 import json
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -161,10 +160,6 @@ def _new_oid(repo: Repo) -> str:
     return hashlib.sha1(f"{repo.repo_id}{len(repo.commits)}{time.time_ns()}".encode()).hexdigest()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Handler(BaseHTTPRequestHandler):

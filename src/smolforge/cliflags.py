@@ -47,7 +47,7 @@ def _metavar(s: Setting) -> str:
     choices = s.choices
     if choices:
         return "|".join(str(c) for c in choices)
-    tp = fields._base(s.item_type)
+    tp = fields.base_type(s.item_type)
     name = {int: "INTEGER", float: "NUMBER"}.get(tp, "TEXT")
     return f"{name}|@FILE" if s.flag.file else name
 
@@ -65,7 +65,7 @@ def _row(s: Setting) -> dict[str, Any]:
     """What an option needs, as plain data (the flag table's row for setting `s`)."""
     from smolforge.config import fields  # lazy: the schema imports pydantic (see the module docstring)
 
-    kind = "bool" if fields._base(s.info.annotation) is bool else "list" if s.is_list else "text"
+    kind = "bool" if fields.base_type(s.info.annotation) is bool else "list" if s.is_list else "text"
     return {"path": s.path, "names": list(s.flag.all_names), "on": list(s.flag.on), "kind": kind,
             "help": _help(s), "metavar": None if kind == "bool" else _metavar(s)}
 

@@ -30,6 +30,15 @@ def _spread(values: list[float]) -> dict[str, float]:
             "std": round(statistics.pstdev(clean), 4) if len(clean) > 1 else 0.0, "n": len(clean)}
 
 
+def _prompt_means(values: list[float], samples: int) -> list[float | None]:
+    """Each prompt's mean over its `samples` completions (in order): what the before/after comparison pairs."""
+    out = []
+    for i in range(0, len(values), samples):
+        clean = [v for v in values[i:i + samples] if not math.isnan(v)]
+        out.append(round(statistics.fmean(clean), 6) if clean else None)
+    return out
+
+
 def score_rollouts(model, tokenizer, prompts: list[list[dict]], columns: dict[str, list], funcs: list[Callable],
                    weights: list[float], *, samples: int, max_new_tokens: int, temperature: float,
                    think: bool, seed: int, batch_prompts: int = 8) -> dict[str, Any]:
@@ -86,6 +95,7 @@ def score_rollouts(model, tokenizer, prompts: list[list[dict]], columns: dict[st
     total = [sum(w * per_func[fn.__name__][i] for fn, w in zip(funcs, weights, strict=True)
                  if not math.isnan(per_func[fn.__name__][i])) for i in range(len(texts))]
     lengths = [len(i) for i in ids]
+    per_prompt = {name: _prompt_means(values, samples) for name, values in {**per_func, "total": total}.items()}
     return {
         "prompts": len(prompts), "completions": len(texts), "samples_per_prompt": samples,
         "temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed,
@@ -97,6 +107,7 @@ def score_rollouts(model, tokenizer, prompts: list[list[dict]], columns: dict[st
         "think_share": round(sum(1 for t in texts if THINK_OPEN in t and THINK_CLOSE in t) / len(texts), 4)
         if texts else 0.0,
         "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "per_prompt": per_prompt,
         "examples": [{"prompt": prompts[i], "completion": texts[i * samples]} for i in range(min(SAMPLES_KEPT,
                                                                                                  len(prompts)))],
     }

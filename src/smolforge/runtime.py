@@ -25,6 +25,7 @@ class Runtime:
     world_size: int
     malloc_tuned: bool = False
     liger_kernel: bool = False
+    generation: str = "transformers"  # GRPO's sampling: transformers (generate) | vllm (colocate)
     supervised_lm_head: bool = False  # LM head and loss only where the label is not -100 (lmhead.py)
     whole_lm_head: bool = False  # small CPU logits in one log_softmax instead of TRL's tiles (lmhead.py)
 
@@ -103,7 +104,26 @@ def resolve(cfg: SmolforgeConfig, cuda: tuple[bool, bool] | None = None) -> Runt
             raise SmolforgeError(f"tracking.backend: {cfg.tracking.backend!r} needs the {module} package, which is "
                                  f"not installed. Install it (pip install {module}) or use trackio (the default).")
     return Runtime(device=device, precision=precision, batching=batching, attn_implementation=attn,
-                   activation_checkpointing=bool(ckpt), world_size=world, liger_kernel=liger)
+                   activation_checkpointing=bool(ckpt), world_size=world, liger_kernel=liger,
+                   generation=_generation(cfg, device))
+
+
+def _generation(cfg: SmolforgeConfig, device: str) -> str:
+    """GRPO's sampler: vLLM (colocate) needs CUDA and the vllm package; auto takes it where both are there."""
+    if cfg.training.method != "grpo":
+        return "transformers"
+    setting = cfg.training.grpo.generation
+    installed = importlib.util.find_spec("vllm") is not None
+    if setting == "auto":
+        return "vllm" if device == "cuda" and installed else "transformers"
+    if setting == "vllm" and device != "cuda":
+        raise SmolforgeError("training.grpo.generation: vllm needs a CUDA GPU and none was found. Use "
+                             "--set training.grpo.generation=auto (transformers' generate here) or transformers.")
+    if setting == "vllm" and not installed:
+        raise SmolforgeError("training.grpo.generation: vllm needs the vllm package, which is not installed. Install "
+                             "smolforge's vllm extra on the GPU machine (pip install 'smolforge[vllm]'), or use "
+                             "--set training.grpo.generation=auto.")
+    return setting
 
 
 def _check_four_bit() -> None:

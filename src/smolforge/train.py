@@ -23,6 +23,7 @@ from smolforge import hardware, lmhead, tracking
 from smolforge.config import SmolforgeConfig
 from smolforge.data import PreparedData, apply_length_filters, completion_room
 from smolforge.errors import Interrupted
+from smolforge.evaluation.stats import compare_paired
 from smolforge.launch import this_command
 from smolforge.modelio import (
     architecture,
@@ -247,8 +248,31 @@ def _grpo_results(cfg: SmolforgeConfig, built: Built, trainer, before, after) ->
     return {"rewards": [s.record() for s in built.rewards], "weights": g.weights,
             "num_generations": g.num_generations, "max_completion_length": g.max_completion_length,
             "temperature": g.temperature, "beta": g.beta, "loss_type": g.loss_type,
-            "mode": "think" if samples_thinking(cfg) else "no_think", "generation": "transformers generate",
-            "training_curve": curve, "held_out": {"before": before, "after": after}}
+            "mode": "think" if samples_thinking(cfg) else "no_think",
+            "generation": "vLLM (colocate)" if built.runtime.generation == "vllm" else "transformers generate",
+            "training_curve": curve, "held_out": {"before": before, "after": after,
+                                                  "change": held_out_change(before, after, cfg)}}
+
+
+def held_out_change(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                    cfg: SmolforgeConfig) -> dict[str, Any] | None:
+    """Each reward's change on the held-out prompts (and the weighted total's), paired by prompt: a prompt's score
+    is its mean over its completions, before and after training. evaluation.stats.compare_paired gives the 95%
+    bootstrap interval of the mean difference and a sign test, as for the benchmarks' base-vs-fine-tune rows."""
+    if not before or not after or not before.get("per_prompt") or not after.get("per_prompt"):
+        return None
+    out = {}
+    for name, scores in after["per_prompt"].items():
+        pairs = [(b, a) for b, a in zip(before["per_prompt"].get(name) or [], scores, strict=False)
+                 if b is not None and a is not None]
+        if len(pairs) < 2:
+            continue
+        c = compare_paired([b for b, _ in pairs], [a for _, a in pairs], cfg.evaluation.bootstrap_resamples,
+                           cfg.training.seed)
+        out[name] = {"prompts": c.n, "delta": round(c.delta, 4), "ci_low": round(c.ci_low, 4),
+                     "ci_high": round(c.ci_high, 4), "p_value": round(c.p_value, 6), "test": c.test,
+                     "interval": c.interval}
+    return out or None
 
 
 def _model_facts(trainer, tokenizer, data: PreparedData) -> dict[str, Any]:

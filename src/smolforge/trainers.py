@@ -239,6 +239,20 @@ def loss_flags(cfg: SmolforgeConfig, kind: str) -> dict[str, Any]:
             "loss_on": loss_on}
 
 
+def grpo_arguments(cfg: SmolforgeConfig, rt: Runtime) -> dict[str, Any]:
+    """GRPOConfig's GRPO settings: the sampling, the loss, the rewards' weights; vLLM in colocate mode (inside the
+    training processes, sharing their GPUs) when the runtime chose it."""
+    g = cfg.training.grpo
+    args: dict[str, Any] = dict(
+        num_generations=g.num_generations, max_completion_length=g.max_completion_length, temperature=g.temperature,
+        beta=g.beta, loss_type=g.loss_type, reward_weights=g.weights,
+        chat_template_kwargs={"enable_thinking": samples_thinking(cfg)}, log_completions=False)
+    if rt.generation == "vllm":
+        args.update(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=g.vllm_gpu_memory,
+                    vllm_max_model_length=cfg.training.max_length)
+    return args
+
+
 def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data, common: dict, loss: dict,
                  peft_config=None, ref_model=None, reward_funcs=None):
     """The TRL trainer for the config's method, with smolforge's additions."""
@@ -246,10 +260,7 @@ def make_trainer(cfg: SmolforgeConfig, rt: Runtime, model, tokenizer, data, comm
 
     t = cfg.training
     if t.method == "grpo":
-        g = t.grpo
-        args = GRPOConfig(**common, num_generations=g.num_generations, max_completion_length=g.max_completion_length,
-                          temperature=g.temperature, beta=g.beta, loss_type=g.loss_type, reward_weights=g.weights,
-                          chat_template_kwargs={"enable_thinking": samples_thinking(cfg)}, log_completions=False)
+        args = GRPOConfig(**common, **grpo_arguments(cfg, rt))
         train = data.train.remove_columns(["chat_template_kwargs"])  # the mode is the run's, not a reward's input
         return make_grpo_trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train,
                                          processing_class=tokenizer, peft_config=peft_config)

@@ -12,15 +12,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import SMOLFORGE
+from tests.servers import free_port, wait_until_served
 
 TEMPERATURE, TOP_P, MAX_NEW_TOKENS = 0.7, 0.95, 24
 QUESTIONS = ["Hello! Who are you?", "Tell me more."]
@@ -38,12 +36,6 @@ def browser_bins() -> tuple[str, str]:
     return chromium, driver
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def demo_server(tiny_run, tmp_path_factory, browser_bins, scenario):
     """`smolforge demo RUN --serve` in a child process, until the page answers."""
@@ -56,20 +48,8 @@ def demo_server(tiny_run, tmp_path_factory, browser_bins, scenario):
          "--max-new-tokens", str(MAX_NEW_TOKENS)],
         cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
     try:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"the demo server exited ({proc.returncode}):\n{(work / 'serve.log').read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the demo server did not answer in 90 s:\n{(work / 'serve.log').read_text()}")
-            time.sleep(0.3)
+        wait_until_served(proc, url, work / "serve.log", "the demo server", 90)
         yield SimpleNamespace(url=url, port=port, log=work / "serve.log")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and nothing else

@@ -162,8 +162,14 @@ def test_the_tiny_grpo_preset_trains_its_base_then_raises_the_held_out_accuracy(
     assert before["n"] == after["n"] == 240
     assert 0.3 < before["mean"] < 0.7, before  # the base answers right about half the time, as its data did
     assert after["mean"] >= before["mean"] + 0.1, (before, after)
+    # paired by prompt (30 prompts, each its mean over 8 completions): the interval excludes no change
+    change = held["change"]["accuracy"]
+    assert change["prompts"] == 30 and change["delta"] == pytest.approx(after["mean"] - before["mean"], abs=1e-3)
+    assert 0 < change["ci_low"] < change["delta"] < change["ci_high"], change
     assert f"held-out reward {before['mean']:.3f} -> {after['mean']:.3f}" in proc.stdout
     card = (tmp_path / "runs" / "grpo" / "model" / "README.md").read_text()
     assert f"| `accuracy` (built-in) | 1 | {before['mean']:.3f} ± {before['std']:.3f} | " \
-           f"{after['mean']:.3f} ± {after['std']:.3f} | +{after['mean'] - before['mean']:.3f} |" in card
+           f"{after['mean']:.3f} ± {after['std']:.3f} | {change['delta']:+.3f} ({change['ci_low']:+.3f} to " \
+           f"{change['ci_high']:+.3f}) |" in card
+    assert "| Change (95% interval) |" in card
     assert "smolforge's bundled verifiable prompts: 120 synthetic questions" in card

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST_TINY, SMOLFORGE, run_cli
-from tests.hubserver import free_port
 from tests.integration.test_publish_run import ARGV_HOOK, LEAK_TOKEN
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.hubserver import HubServer, free_port
+from tests.hubserver import HubServer
+from tests.servers import free_port
 
 TOKEN = "hf_PublishTestToken0123456789"
 USER = "alice"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST_TINY, SHORT_RUN, run_cli
-from tests.hubserver import HubServer, free_port
+from tests.hubserver import HubServer
+from tests.servers import free_port
 
 # Not shaped like an HF token, so only smolforge's registration of the secret can mask it (not the hf_ pattern).
 LEAK_TOKEN = "leakprobe-Zq7Xw3Kp9Lm2Rt8Vy4"

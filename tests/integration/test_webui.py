@@ -9,8 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +18,8 @@ import yaml
 from smolforge.config.fields import flagged
 from smolforge.webui.form import field_for, form_fields
 from tests.conftest import SMOLFORGE, run_cli
-from tests.integration.test_demo_browser import browser, browser_bins, free_port  # noqa: F401 (fixtures)
+from tests.integration.test_demo_browser import browser, browser_bins  # noqa: F401 (fixtures)
+from tests.servers import free_port, wait_until_served
 
 pytestmark = pytest.mark.slow
 
@@ -41,19 +40,8 @@ def _serve(work: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
     proc = subprocess.Popen([SMOLFORGE, "ui", "--no-browser", "--port", str(port), *args], cwd=work,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"smolforge ui exited ({proc.returncode}):\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return proc, url, log
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"smolforge ui did not answer in 120 s:\n{log.read_text()}")
-        time.sleep(0.3)
+    wait_until_served(proc, url, log, "smolforge ui", 120)
+    return proc, url, log
 
 
 @pytest.fixture(scope="module")

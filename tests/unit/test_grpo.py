@@ -234,3 +234,48 @@ def test_a_reward_file_that_changed_since_the_run_is_an_input_difference(tmp_pat
     f.unlink()
     (line,) = identity_differences("reward function", recorded, reward_identity(cfg))
     assert line.startswith(f"reward function file {f} is missing")
+
+
+def test_vllm_samples_where_it_can_run_and_is_refused_with_the_fix_elsewhere(monkeypatch):
+    import importlib.util
+
+    from smolforge import runtime
+    from smolforge.errors import SmolforgeError
+    from smolforge.trainers import grpo_arguments
+
+    cfg = load_config(preset="tiny-grpo")
+    assert runtime.resolve(cfg, cuda=(False, False)).generation == "transformers"  # auto, on a CPU
+    vllm = load_config(preset="tiny-grpo", sets=["training.grpo.generation=vllm"])
+    with pytest.raises(SmolforgeError, match="vllm needs a CUDA GPU and none was found"):
+        runtime.resolve(vllm, cuda=(False, False))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name, *a: None if name == "vllm"
+                        else real(name, *a))
+    with pytest.raises(SmolforgeError, match=r"pip install 'smolforge\[vllm\]'"):
+        runtime.resolve(vllm, cuda=(True, True))
+    assert runtime.resolve(cfg, cuda=(True, True)).generation == "transformers"  # auto: not installed
+
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name, *a: object() if name == "vllm"
+                        else real(name, *a))
+    rt = runtime.resolve(cfg, cuda=(True, True))
+    assert rt.generation == "vllm"
+    args = grpo_arguments(cfg, rt)
+    assert (args["use_vllm"], args["vllm_mode"], args["vllm_gpu_memory_utilization"]) == (True, "colocate", 0.3)
+    assert args["num_generations"] == 8 and "use_vllm" not in grpo_arguments(cfg, runtime.resolve(cfg, (False, False)))
+
+
+def test_the_plan_reserves_vllms_share_of_the_gpu(monkeypatch):
+    import importlib.util
+
+    from smolforge import runtime
+    from smolforge.plan.estimate import PlanInputs, estimate
+    from smolforge.plan.target import named
+
+    cfg = load_config(preset="tiny-grpo", sets=["model.name_or_path=tiny", "training.grpo.vllm_gpu_memory=0.4"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name, *a: object() if name == "vllm"
+                        else real(name, *a))
+    target = named(cfg, "h100")
+    est = estimate(PlanInputs(cfg=cfg, train_lengths=[40] * 90, eval_lengths=[40] * 30), target)
+    assert est.rollouts.generation == "vllm" and est.memory.generation == pytest.approx(0.4 * target.capacity)
+    assert est.peak >= 0.4 * target.capacity

@@ -58,7 +58,7 @@ def _another_value(s: fields.Setting):
     default = s.default
     if s.choices:
         return next(c for c in s.choices if c != default)
-    base = fields._base(s.info.annotation)
+    base = fields.base_type(s.info.annotation)
     if base is bool or isinstance(default, bool):
         return not default
     if isinstance(default, int):
@@ -129,7 +129,7 @@ def test_the_wizard_asks_only_real_settings_and_every_card_setting_with_a_flag()
 def _bad_text(s: fields.Setting) -> str | None:
     if s.choices:
         return "no-such-choice"
-    base = fields._base(s.item_type)
+    base = fields.base_type(s.item_type)
     if s.path in ("publish.repo_id", "publish.demo_space", "tracking.space_id", "tracking.dataset_repo"):
         return "not a repo"
     if s.path == "experiment_name":

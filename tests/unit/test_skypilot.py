@@ -163,7 +163,7 @@ def test_local_inputs_go_up_and_resolve_on_the_nodes(tmp_path):
 
 
 def test_no_secret_is_written_and_the_run_declares_the_one_it_needs(tmp_path):
-    proc = _write(tmp_path, "--preset", "tiny", "--gpus", "L4:1", "--set", "publish.repo_id=me/tiny",
+    proc = _write(tmp_path, "--preset", "tiny", "--gpus", "L4:1", "--set", "publish.repo_id=me/tiny", *INSTALL,
                   env={"HF_TOKEN": CANARY})
     (task,) = load_tasks(tmp_path / "task.yaml")
     assert task["secrets"] == ["HF_TOKEN"] and "secrets:\n  HF_TOKEN: null\n" in (tmp_path / "task.yaml").read_text()

@@ -26,7 +26,10 @@ def _cell(stat: dict[str, Any] | None) -> str:
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 
-def _change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+def _change(before: dict[str, Any] | None, after: dict[str, Any] | None, paired: dict[str, Any] | None) -> str:
+    """The change of the mean; with the run's paired comparison, its 95% interval (prompts paired)."""
+    if paired and _number(paired.get("delta")) is not None:
+        return f"{paired['delta']:+.3f} ({paired['ci_low']:+.3f} to {paired['ci_high']:+.3f})"
     b, a = _number((before or {}).get("mean")), _number((after or {}).get("mean"))
     return f"{a - b:+.3f}" if a is not None and b is not None else ""
 
@@ -38,6 +41,7 @@ def grpo_facts(results: dict[str, Any]) -> dict[str, Any] | None:
         return None
     held = g.get("held_out") or {}
     before, after = held.get("before"), held.get("after")
+    paired = held.get("change") or {}
     names = [r["name"] for r in g.get("rewards") or []]
     rows = []
     for record, weight in zip(g.get("rewards") or [], g.get("weights") or [], strict=False):
@@ -45,11 +49,11 @@ def grpo_facts(results: dict[str, Any]) -> dict[str, Any] | None:
         b = ((before or {}).get("rewards") or {}).get(name)
         a = ((after or {}).get("rewards") or {}).get(name)
         rows.append({"name": reward_label(record), "weight": f"{weight:g}", "before": _cell(b), "after": _cell(a),
-                     "change": _change(b, a)})
+                     "change": _change(b, a, paired.get(name))})
     if len(names) > 1 and after:
         rows.append({"name": "**Total** (weighted sum)", "weight": "", "before": _cell((before or {}).get("total")),
                      "after": _cell(after.get("total")), "change": _change((before or {}).get("total"),
-                                                                            after.get("total"))})
+                                                                            after.get("total"), paired.get("total"))})
     shown = after or before or {}
     extra = []
     for label, key, fmt in (("Completion length, mean tokens", "completion_tokens", "{:.1f}"),
@@ -77,6 +81,7 @@ def grpo_facts(results: dict[str, Any]) -> dict[str, Any] | None:
         "mode": g.get("mode"),
         "generation": g.get("generation"),
         "rows": rows if after else [],
+        "paired": bool(paired),
         "extra": extra if after else [],
         "prompts": shown.get("prompts"),
         "samples_per_prompt": shown.get("samples_per_prompt"),

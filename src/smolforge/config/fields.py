@@ -39,7 +39,7 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
-def _base(tp: Any) -> Any:
+def base_type(tp: Any) -> Any:
     """The type under Annotated[...] and Optional[...] wrappers (in any order)."""
     while True:
         inner = typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else _strip_optional(tp)
@@ -51,7 +51,7 @@ def _base(tp: Any) -> Any:
 def _textual(tp: Any) -> bool:
     """True when the typed text is the value itself (str, or a choice of strings): no YAML parsing, so
     an author named `yes` or a tag `1.0` stays text."""
-    tp = _base(tp)
+    tp = base_type(tp)
     if tp is str:
         return True
     if typing.get_origin(tp) is Literal:
@@ -91,15 +91,15 @@ class Setting:
 
     @property
     def is_list(self) -> bool:
-        return typing.get_origin(_base(self.info.annotation)) is list
+        return typing.get_origin(base_type(self.info.annotation)) is list
 
     @property
     def item_type(self) -> Any:
-        return typing.get_args(_base(self.info.annotation))[0] if self.is_list else self.info.annotation
+        return typing.get_args(base_type(self.info.annotation))[0] if self.is_list else self.info.annotation
 
     @property
     def choices(self) -> list[Any] | None:
-        tp = _base(self.item_type)
+        tp = base_type(self.item_type)
         return list(typing.get_args(tp)) if typing.get_origin(tp) is Literal else None
 
     @property

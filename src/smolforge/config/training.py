@@ -118,6 +118,13 @@ class GrpoSection(Section):
     eval_prompts: int = Field(
         64, ge=0, le=100000, description="Held-out prompts sampled before and after training to measure the "
                                          "rewards (num_generations completions each); 0 skips the measurement.")
+    generation: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="What samples the training completions: transformers' generate (KV cache), or vLLM in "
+                            "colocate mode (in the training processes, on CUDA, with smolforge's vllm extra "
+                            "installed). auto: vLLM where it can run, else transformers.")
+    vllm_gpu_memory: float = Field(
+        0.3, gt=0.0, lt=1.0, description="Share of each GPU's memory vLLM reserves for its copy of the weights and "
+                                         "its KV cache (TRL's vllm_gpu_memory_utilization); training gets the rest.")
 
     @model_validator(mode="after")
     def _weights(self) -> GrpoSection:

@@ -20,7 +20,7 @@ from smolforge.errors import SmolforgeError
 from smolforge.plan.batches import Batches, plan_batches
 from smolforge.plan.memory import Layout, Memory, cuda_needed, estimate_memory
 from smolforge.plan.model import ModelFacts, read_model
-from smolforge.plan.rollouts import Rollouts, price_rollouts
+from smolforge.plan.rollouts import Rollouts, price_rollouts, with_vllm
 from smolforge.plan.speed import Flops, Rate, Timing, dequant_seconds_per_step, estimate_time, flops_per_token
 from smolforge.plan.target import Target, layout, memory_bandwidth, rate, retarget
 
@@ -136,7 +136,11 @@ def estimate(inputs: PlanInputs, target: Target, calibration: Calibration | None
     if cfg.training.method == "grpo":  # sampling, at the device's rate and memory bandwidth (plan/rollouts.py)
         rollouts = price_rollouts(cfg, m, lay, inputs.train_lengths, len(inputs.eval_lengths or []),
                                   assumed.flops, memory_bandwidth(target))
+        if target.runtime.generation == "vllm":
+            rollouts = with_vllm(rollouts, cfg.training.grpo.vllm_gpu_memory, target.capacity)
     mem = _memory(inputs, target, m, lay, b, rollouts)
+    if rollouts is not None and rollouts.generation == "vllm":  # reserved for the whole run, beside training
+        mem = replace(mem, generation=rollouts.vllm_reserved)
     if calibration is not None:
         r = Rate(flops=calibration.flops_rate, how=f"measured by --calibrate ({calibration.steps} steps in "
                                                    f"{calibration.processes} process"

@@ -105,7 +105,11 @@ def _memory_lines(e: Estimate) -> list[tuple[str, str]]:
     if mem.buffers:
         what = "DDP gradient buckets" if lay.distributed == "ddp" else "FSDP layers gathered for compute"
         rows.append(("  " + what.split()[0], f"{size(mem.buffers)} ({what})"))
-    if e.rollouts is not None:
+    if e.rollouts is not None and e.rollouts.generation == "vllm":
+        share = e.inputs.cfg.training.grpo.vllm_gpu_memory
+        rows.append(("  generation", f"{size(mem.generation)} (vLLM's reservation: {share:.0%} of the GPU for its copy "
+                                     "of the weights and its KV cache, held beside training)"))
+    elif e.rollouts is not None:
         r = e.rollouts
         rows.append(("  generation", f"{size(mem.generation)} (KV cache of {r.sequences} completions x "
                                      f"{r.prompt_tokens + r.completion_tokens:,} tokens: {size(r.kv_cache)}, beyond "
@@ -153,8 +157,8 @@ def _rollouts_row(e: Estimate) -> str:
     return (f"{r.sequences} completions per process and step ({r.sequences // g.num_generations} prompts x "
             f"{g.num_generations}), up to {r.completion_tokens:,} tokens each after a prompt of up to "
             f"{r.prompt_tokens:,}: KV cache {size(r.kv_cache)}; at most {r.step_s:,.2f} s of sampling per step with "
-            "transformers' generate, and the held-out prompts before and after training "
-            f"{duration(r.held_out_s)}")
+            "transformers' generate" + (" (vLLM samples them, faster than that)" if r.generation == "vllm" else "")
+            + f", and the held-out prompts before and after training {duration(r.held_out_s)}")
 
 
 def _speed_row(e: Estimate) -> str:
@@ -223,7 +227,7 @@ def record(e: Estimate) -> dict[str, Any]:
         out["rollouts"] = {"sequences_per_process": r.sequences, "prompt_tokens": r.prompt_tokens,
                            "completion_tokens": r.completion_tokens, "kv_cache_mib": round(r.kv_cache / MIB, 1),
                            "sampling_s_per_step": round(r.step_s, 3), "held_out_s": round(r.held_out_s, 2),
-                           "generation": "transformers generate"}
+                           "generation": "vLLM (colocate)" if r.generation == "vllm" else "transformers generate"}
     if e.calibration is not None:
         out["memory_mib"]["calibration"] = round(e.calibration.memory_residual / MIB, 1)
     return out

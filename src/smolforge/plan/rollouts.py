@@ -44,7 +44,8 @@ class Rollouts:
     kv_cache: float          # bytes of the generation batch's KV cache (and sampling logits) at its largest
     step_s: float            # generation time per optimizer step (all processes generate at once)
     held_out_s: float        # the held-out prompts, sampled before and after training
-    generations_per_step: int = 1
+    generation: str = "transformers"  # the runtime's sampler: transformers | vllm (colocate)
+    vllm_reserved: float = 0.0        # vLLM: the share of the GPU it reserves (weights copy + its KV cache), bytes
 
     @property
     def tokens_per_step(self) -> int:
@@ -97,3 +98,9 @@ def price_rollouts(cfg: SmolforgeConfig, m: ModelFacts, lay: Layout, prompt_leng
         held_out_s = 2 * (calls * per_call + tail)
     return Rollouts(sequences=sequences, prompt_tokens=longest, completion_tokens=completion, kv_cache=kv,
                     step_s=step_s, held_out_s=held_out_s)
+
+
+def with_vllm(r: Rollouts, share: float, capacity: float | None) -> Rollouts:
+    """vLLM in colocate mode keeps `share` of the GPU for itself through the whole run (its copy of the weights and
+    its own KV cache); the sampling time stays transformers' bound, which vLLM beats."""
+    return Rollouts(**{**r.__dict__, "generation": "vllm", "vllm_reserved": share * (capacity or 0.0)})

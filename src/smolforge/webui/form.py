@@ -4,32 +4,16 @@ appears in the form by being declared in config/."""
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import annotated_types as at
 import yaml
 
-from smolforge.config.fields import Setting, settings
+from smolforge.config.fields import Setting, base_type, settings
 
 SECTION_TITLES = {"": "Run", "model": "Model", "data": "Data", "training": "Training", "tracking": "Tracking",
                   "evaluation": "Evaluation", "quantize": "Quantize", "card": "Model card", "publish": "Publish"}
-
-
-def _base(tp: Any) -> Any:
-    """The type under Optional and Annotated."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
 
 
 @dataclass(frozen=True)
@@ -113,7 +97,7 @@ def _bounds(setting: Setting) -> tuple[float | None, float | None]:
 
 
 def field_for(setting: Setting) -> Field:
-    tp = _base(setting.info.annotation)
+    tp = base_type(setting.info.annotation)
     if setting.choices:
         return Field(setting, "multiselect" if setting.is_list else "dropdown")
     if tp is bool:
@@ -121,7 +105,7 @@ def field_for(setting: Setting) -> Field:
     if tp in (int, float):
         low, high = _bounds(setting)
         return Field(setting, "number", low, high, integer=tp is int)
-    if setting.is_list and _base(setting.item_type) is str:
+    if setting.is_list and base_type(setting.item_type) is str:
         return Field(setting, "lines")
     if tp is str:
         return Field(setting, "text")
