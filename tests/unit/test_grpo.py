@@ -209,13 +209,13 @@ def test_a_preset_that_starts_from_another_presets_model_names_that_runs_folder(
                         type("Done", (), {"returncode": 0})())
     monkeypatch.chdir(tmp_path)
     console = type("Console", (), {"print": lambda self, *a, **k: None})()
-    req = run.RunRequest(config=None, preset="tiny-grpo", yes=True)
-    run._train_base_first(req, "elsewhere/model", console)  # the user's own base: nothing to train
+    req = run.RunRequest(config=None, preset=None, yes=True)  # the preset may be named in the config file
+    run._train_base_first(req, "tiny-grpo", "elsewhere/model", console)  # the user's own base: nothing to train
     (tmp_path / model).mkdir(parents=True)
-    run._train_base_first(req, model, console)  # already trained
+    run._train_base_first(req, "tiny-grpo", model, console)  # already trained
     assert started == []
     (tmp_path / model).rmdir()
-    run._train_base_first(req, model, console)
+    run._train_base_first(req, "tiny-grpo", model, console)
     assert started[0][1:] == ["run", "--preset", base, "--experiment-name", base, "--yes"]
 
 

@@ -141,24 +141,25 @@ def _resume_config(req: RunRequest):
     return run, wanted, cfg
 
 
-def _train_base_first(req: RunRequest, model_path: str, console) -> None:
-    """A preset that starts from another preset's model (`presets.base_run`): when the config still names that
-    model folder and it is not there yet, train the base preset into it first, as its own `smolforge run`."""
-    base = presets.base_run(req.preset)
+def _train_base_first(req: RunRequest, preset: str | None, model_path: str, console) -> None:
+    """A preset that starts from another preset's model (`presets.base_run`; `preset` as given or named in the
+    config file): when the config still names that model folder and it is not there yet, train the base preset
+    into it first, as its own `smolforge run`."""
+    base = presets.base_run(preset)
     if base is None or model_path != base[1] or Path(base[1]).exists():
         return
     name, model = base
     argv = ["run", "--preset", name, "--experiment-name", name,
             *(["--yes"] if req.yes else [])]
     shown = "smolforge " + " ".join(shlex.quote(a) for a in argv)
-    console.print(f"The {req.preset} preset starts from the model of the {name} preset, {model}, which is not here "
+    console.print(f"The {preset} preset starts from the model of the {name} preset, {model}, which is not here "
                   f"yet: training it first with `{shown}`.", markup=False)
     code = subprocess.run([smolforge_executable(), *argv], check=False).returncode
     if code != 0:
         raise SmolforgeError(f"Training the base model with `{shown}` failed (exit code {code}); its output is above. "
                              f"Fix that run and start this one again, or start from another model: --set "
                              "model.name_or_path=<a run folder>/model.")
-    console.print(f"Base model ready: {model}. Now the {req.preset} run.", markup=False)
+    console.print(f"Base model ready: {model}. Now the {preset} run.", markup=False)
 
 
 def run_command(req: RunRequest, console) -> None:
@@ -177,7 +178,7 @@ def run_command(req: RunRequest, console) -> None:
         cfg = cfg.model_copy(update={"output_dir": str(req.config)})
     else:
         cfg = load_config(req.config, req.preset, req.sets, req.flags)
-        _train_base_first(req, cfg.model.name_or_path, console)
+        _train_base_first(req, cfg.preset, cfg.model.name_or_path, console)
     ask = None if req.yes or not interactive() else ask_license
     opts = RunOptions(yes=req.yes, resume=req.resume, argv=req.argv, ask_license=ask, token_file=req.token_file,
                       overrides=overrides)

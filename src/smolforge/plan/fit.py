@@ -30,9 +30,9 @@ def _first_sentence(err: Exception) -> str:
     return str(err).split(". ")[0].rstrip(".")
 
 
-def _planned(cfg: SmolforgeConfig, gpu: Gpu, inputs) -> Estimate:
+def _planned(cfg: SmolforgeConfig, gpu: Gpu, inputs, suggest: bool = True) -> Estimate:
     target = named(cfg, gpu.name)
-    return estimate(inputs, target, None, model=read_model(cfg, target.dtype_name))
+    return estimate(inputs, target, None, model=read_model(cfg, target.dtype_name), suggest=suggest)
 
 
 def gpu_fit(cfg: SmolforgeConfig, gpu_name: str, console, flag_for: Callable[[Gpu], str]) -> Fit:
@@ -47,11 +47,14 @@ def gpu_fit(cfg: SmolforgeConfig, gpu_name: str, console, flag_for: Callable[[Gp
         return Fit(gpu, None, unchecked=_first_sentence(e))
     if est.fits is not False:
         return Fit(gpu, est)
-    larger = [g for g in GPUS if g.memory_bytes > gpu.memory_bytes]
-    fitting = [g for g in sorted(larger, key=lambda g: g.memory_bytes) if _planned(cfg, g, inputs).fits]
+    larger = sorted((g for g in GPUS if g.memory_bytes > gpu.memory_bytes), key=lambda g: g.memory_bytes)
+    fitting: list[Gpu] = []
+    for other in larger:  # the three smallest that hold it (whether it fits needs no suggestions of its own)
+        if len(fitting) < 3 and _planned(cfg, other, inputs, suggest=False).fits:
+            fitting.append(other)
     options = []
     if fitting:
-        options.append("a GPU that fits: " + ", ".join(flag_for(g) for g in fitting[:3]))
+        options.append("a GPU that fits: " + ", ".join(flag_for(g) for g in fitting))
     options += [f"`{s.change}` (predicted peak {size(s.peak)})" for s in est.suggestions[:2]]
     raise SmolforgeError(
         f"{gpu.label} does not hold this run: the plan predicts {size(est.needed)} per GPU and it has "
