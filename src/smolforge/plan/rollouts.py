@@ -47,10 +47,6 @@ class Rollouts:
     generation: str = "transformers"  # the runtime's sampler: transformers | vllm (colocate)
     vllm_reserved: float = 0.0        # vLLM: the share of the GPU it reserves (weights copy + its KV cache), bytes
 
-    @property
-    def tokens_per_step(self) -> int:
-        return self.sequences * self.completion_tokens
-
 
 def kv_bytes_per_token(m: ModelFacts, lay: Layout) -> float:
     """Keys and values of one token in every layer, in the compute dtype."""
