@@ -258,7 +258,8 @@ def held_out_change(before: dict[str, Any] | None, after: dict[str, Any] | None,
                     cfg: SmolforgeConfig) -> dict[str, Any] | None:
     """Each reward's change on the held-out prompts (and the weighted total's), paired by prompt: a prompt's score
     is its mean over its completions, before and after training. evaluation.stats.compare_paired gives the 95%
-    bootstrap interval of the mean difference and a sign test, as for the benchmarks' base-vs-fine-tune rows."""
+    interval of the mean difference (a bootstrap; Newcombe's for 0/1 scores) and its exact test, as for the
+    benchmarks' base-vs-fine-tune rows."""
     if not before or not after or not before.get("per_prompt") or not after.get("per_prompt"):
         return None
     out = {}
