@@ -13,7 +13,7 @@ import os
 import warnings
 from pathlib import Path
 
-from smolforge.config.outputs import BUILTIN_SUITE
+from smolforge.config.outputs import NAMED_TASKS
 from smolforge.data import is_local_source
 from smolforge.hubclient import UNREACHABLE_ENV, endpoint_from_env, reachable
 
@@ -80,7 +80,7 @@ def go_offline() -> None:
 def fetches_from_hub(cfg) -> bool:
     """Whether this run downloads anything: a Hub base model, a Hub dataset, or a registry benchmark's data."""
     model_local = cfg.model.is_tiny or Path(cfg.model.name_or_path).expanduser().exists()
-    registry = [t for t in cfg.evaluation.tasks if t != BUILTIN_SUITE and not Path(t).expanduser().exists()]
+    registry = [t for t in cfg.evaluation.tasks if t not in NAMED_TASKS and not Path(t).expanduser().exists()]
     return not model_local or not is_local_source(cfg.data.name) or bool(registry)
 
 

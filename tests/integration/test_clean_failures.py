@@ -64,6 +64,9 @@ def test_usage_errors_print_clicks_usage_and_exit_2(tmp_path, args, message):
      "Fix the flag"),
     (["run", "--preset", "tiny", "--yes", "--set", "quantize=int8"], "quantize: a list is expected", "[int8]"),
     (["run", "--preset", "tiny", "--yes", "--tag", "two words"], "each tag is one word", "Fix the flag"),
+    (["run", "--preset", "tiny", "--yes", "--set", "evaluation.tasks=[held-out]"],
+     "`held-out` scores a GRPO run's held-out prompts against their answers; this run's training.method is 'sft'",
+     "Remove it"),
     (["card", "x", "--tag", "two words"], "each tag is one word", "smolforge card --help"),
 ])
 def test_bad_flag_values_name_the_flag_the_setting_and_the_fix(tmp_path, args, message, hint):

@@ -87,6 +87,15 @@ def _benchmarks(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _held_out_task(evaluation: dict[str, Any], cfg: SmolforgeConfig) -> dict[str, Any] | None:
+    """The `held-out` benchmark's facts for its sentence on the card (None when the run did not evaluate it)."""
+    task = next((t for t in evaluation.get("tasks") or [] if t.get("kind") == "held-out"), None)
+    if task is None:
+        return None
+    cap = (evaluation.get("settings") or {}).get("max_gen_tokens") or cfg.training.grpo.max_completion_length
+    return {"name": task["task"], "n": task["items"], "max_tokens": cap}
+
+
 def _overlap_counts(rows: list[dict[str, Any]]) -> dict[str, int] | None:
     """How many flagged benchmark items were short ones found whole (None when none was flagged or not counted)."""
     counted = [r for r in rows if r.get("overlap_whole") is not None]
@@ -257,6 +266,7 @@ def build_context(run: RunFolder, cfg: SmolforgeConfig, results: dict[str, Any],
         "benchmark_intervals": sorted({r.get("interval", "bootstrap") for r in _benchmarks(evaluation)}),
         "benchmark_notes": _benchmark_notes(_benchmarks(evaluation), cfg.model.is_tiny),
         "overlap_counts": _overlap_counts(_benchmarks(evaluation)),
+        "held_out_task": _held_out_task(evaluation, cfg),
         "reasoning_check": (evaluation.get("retention") or {}).get("modes") or {},
         "loss_baseline": _loss_baseline(results),
         "harness_url": HARNESS_URL,

@@ -211,12 +211,13 @@ def _loss_pair(ctx: dict[str, Any]) -> str:
 
 def headline(ctx: dict[str, Any]) -> str | None:
     """The one result a reader came for, against its baseline: a benchmark whose change is significant
-    (p < 0.05, the smallest p first), else the held-out loss before and after training, else the best-measured
-    benchmark."""
+    (p < 0.05, the smallest p first), else the held-out loss before and after training (for GRPO: the held-out
+    reward, sampled as training samples), else the best-measured benchmark."""
     rows = sorted((b for b in ctx.get("benchmarks") or [] if b.get("p_value") is not None),
                   key=lambda r: r["p_value"])
     base = ctx.get("loss_baseline")
-    if rows and (rows[0]["p_value"] < SIGNIFICANT or not base):
+    reward = (ctx.get("grpo") or {}).get("headline")
+    if rows and (rows[0]["p_value"] < SIGNIFICANT or not (base or reward)):
         b = rows[0]
         return (f"`{b['task']}` {b['metric']} {b['base']:.3f} → {b['tuned']:.3f} against "
                 f"{'the random-init model it started from' if ctx.get('is_tiny') else 'its base'} "
@@ -224,6 +225,10 @@ def headline(ctx: dict[str, Any]) -> str | None:
     if base:
         return (f"held-out {'DPO ' if ctx.get('dpo') else ''}loss {base['before']:.4f} → {base['after']:.4f} "
                 f"({_loss_pair(ctx)})")
+    if reward:
+        return (f"held-out {reward['name']} {reward['before']:.3f} → {reward['after']:.3f} sampled as in training "
+                f"({reward['delta']:+.3f}, 95% CI {reward['ci_low']:+.3f} to {reward['ci_high']:+.3f}, "
+                f"{reward['prompts']} prompts × {reward['samples']} completions)")
     return None
 
 

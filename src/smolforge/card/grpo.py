@@ -34,6 +34,20 @@ def _change(before: dict[str, Any] | None, after: dict[str, Any] | None, paired:
     return f"{a - b:+.3f}" if a is not None and b is not None else ""
 
 
+def _headline(names: list[str], before: dict[str, Any] | None, after: dict[str, Any] | None,
+              paired: dict[str, Any]) -> dict[str, Any] | None:
+    """The held-out change the card's first line can carry: the one reward's, or the weighted total's, paired."""
+    key = names[0] if len(names) == 1 else "total"
+    change = paired.get(key)
+    b = (before or {}).get("rewards", {}).get(key) if key != "total" else (before or {}).get("total")
+    a = (after or {}).get("rewards", {}).get(key) if key != "total" else (after or {}).get("total")
+    if not change or _number((b or {}).get("mean")) is None or _number((a or {}).get("mean")) is None:
+        return None
+    return {"name": f"`{key}` reward" if key != "total" else "total reward", "before": b["mean"], "after": a["mean"],
+            **{k: change[k] for k in ("delta", "ci_low", "ci_high", "prompts")},
+            "samples": (after or {}).get("samples_per_prompt")}
+
+
 def grpo_facts(results: dict[str, Any]) -> dict[str, Any] | None:
     """Everything the card's GRPO parts show; None for other methods."""
     g = results.get("grpo")
@@ -93,4 +107,5 @@ def grpo_facts(results: dict[str, Any]) -> dict[str, Any] | None:
         "rollout_tokens_per_second": (after or {}).get("tokens_per_second"),
         # groups whose completions all scored the same carry no signal (zero advantage): the share over logged steps
         "no_signal_share": sum(flat) / len(flat) if flat else None,
+        "headline": _headline(names, before, after, paired),
     }

@@ -97,6 +97,8 @@ class PublishSection(Section):
 
 EvalMode = Literal["no_think", "think"]
 BUILTIN_SUITE = "builtin"  # smolforge's offline task suite (resources/eval_tasks)
+HELD_OUT_TASK = "held-out"  # a GRPO run's held-out prompts, scored by its accuracy reward (evaluation/heldout.py)
+NAMED_TASKS = (BUILTIN_SUITE, HELD_OUT_TASK)  # tasks smolforge writes itself: never a registry name or a file
 EVALUATE = ("evaluate",)
 
 
@@ -109,7 +111,10 @@ def _unique(values: list[str]) -> list[str]:
 
 
 def looks_like_task_file(spec: str) -> bool:
-    """An evaluation task given as a path to an lm-eval task YAML file (not `builtin` or a registry name)."""
+    """An evaluation task given as a path to an lm-eval task YAML file (not `builtin`, `held-out` or a registry
+    name)."""
+    if spec in NAMED_TASKS:
+        return False
     return spec.endswith((".yaml", ".yml")) or os.sep in spec or Path(spec).is_file()
 
 
@@ -128,9 +133,10 @@ class EvaluationSection(Section):
     tasks: Annotated[list[str], AfterValidator(_task_list), Flag("--tasks", on=EVALUATE)] = Field(
         default_factory=list, title="Benchmarks",
         description="Tasks to compare base and fine-tune on; empty (or --tasks \"\"): no benchmark evaluation. "
-                    "`builtin` (smolforge's offline suite), an lm-eval registry name such as `arc_easy` (its data "
-                    "must be cached when offline), or a path to an lm-eval task YAML file (e.g. `dataset_path: json` "
-                    "over local JSONL), stored absolute.")
+                    "`builtin` (smolforge's offline suite), `held-out` (a GRPO run's held-out prompts, answered "
+                    "greedily and scored by its accuracy reward), an lm-eval registry name such as `arc_easy` (its "
+                    "data must be cached when offline), or a path to an lm-eval task YAML file (e.g. `dataset_path: "
+                    "json` over local JSONL), stored absolute.")
     limit: Annotated[int | None, Flag("--limit", on=EVALUATE)] = Field(
         None, gt=0, le=10**7, description="Evaluate at most this many items per task (the first ones in the task's "
                                           "order); unset: all.")

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from smolforge.config.base import Section
 from smolforge.config.flag import Flag
 from smolforge.config.outputs import (
+    HELD_OUT_TASK,
     CardSection,
     EvaluationSection,
     LicenseId,
@@ -142,6 +143,10 @@ class SmolforgeConfig(Section):
         if self.training.method != "grpo" and self.data.format == "prompt_answer":
             raise ValueError("data.format 'prompt_answer' (prompts with answers to check) is GRPO's data; use "
                              "training.method grpo, or another format")
+        if HELD_OUT_TASK in self.evaluation.tasks and self.training.method != "grpo":
+            raise ValueError(f"evaluation.tasks: `{HELD_OUT_TASK}` scores a GRPO run's held-out prompts against their "
+                             f"answers; this run's training.method is {self.training.method!r}. Remove it, or name "
+                             "`builtin`, a registry task or a task file instead")
         if self.training.nnodes > 1 and not (self.experiment_name or self.output_dir):
             raise ValueError(f"training.nnodes {self.training.nnodes}: every node must name the same run folder, so "
                              "set experiment_name (--experiment-name) or output_dir (--output-dir), the same on "

@@ -80,6 +80,8 @@ def evaluate_models(
     console: Console | None = None,
     cache: ResultCache | None = None,
     resolver: TaskResolver | None = None,
+    task_files: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> dict:
     """Evaluate `models["base"]` and `models["tuned"]` (plus any other entries, the quantized variants, when
     `settings.variants`) with one tokenizer and identical settings; write `out_dir` and return its summary.
@@ -88,12 +90,14 @@ def evaluate_models(
     the same chat template). `train_texts` feeds the contamination report (None skips it; `row_text` turns
     dataset rows into texts); `eval_rows` (rows of the eval split: `messages`, or `prompt` + `completion`) feed
     the sample answers and the reasoning-check prompts. Raises `SmolforgeError` for bad input before any model
-    loads; a task that fails inside the harness is reported in its row instead.
+    loads; a task that fails inside the harness is reported in its row instead. `task_files` (relative path ->
+    text) are task files smolforge wrote for this evaluation, kept in `out_dir` beside the results; `notes` are
+    the caller's own notes for the summary.
     """
     started = time.perf_counter()
     console = console or Console(highlight=False)
     refs = normalise(models)
-    notes: list[str] = []
+    notes = list(notes)
     if not settings.variants and len(refs) > 2:
         notes.append(f"quantized variants not evaluated ({', '.join(list(refs)[2:])}): evaluation.variants is off")
         refs = {k: refs[k] for k in (BASE, TUNED)}
@@ -108,7 +112,7 @@ def evaluate_models(
                   "scored split itself" for t in tasks if t.fewshot_split is None]
     if not has_chat_template(tok):
         notes.append("the tokenizer has no chat template: prompts are plain text")
-    if "think" in modes and settings.max_gen_tokens is None:
+    if "think" in modes and settings.max_gen_tokens is None and any(t.kind != "held-out" for t in tasks):
         builtin = " (32 tokens for the builtin task)" if BUILTIN_SUITE in settings.tasks else ""
         notes.append(f"think mode keeps each task's own generation cap{builtin}, which reasoning usually exceeds; "
                      "set evaluation.max_gen_tokens")
@@ -162,9 +166,10 @@ def evaluate_models(
         "contamination": contamination,
         "samples": report.samples_section(outcomes, picked, sample_mode),
         "notes": notes,
-        "files": report.file_index(files),
+        "files": {**report.file_index(files), "task_files": sorted(task_files or {})},
         "seconds": round(time.perf_counter() - started, 3),
     }
+    files.update(task_files or {})
     files[SUMMARY] = summary_text(summary)
     write_folder(Path(out_dir), files)
     for line in report.console_lines(summary) + [f"Evaluation written to {out_dir}"]:

@@ -14,10 +14,11 @@ MAX_CHARS = 600
 
 
 def _as_messages(row: dict) -> list[dict]:
-    """A chat from the row formats smolforge trains on: messages, or prompt + completion (text or chat)."""
+    """A chat from the row formats smolforge trains on: messages, or prompt + completion (text or chat), or GRPO's
+    prompt + answer (the answer its rewards check stands as the reference)."""
     if isinstance(row.get("messages"), list):
         return row["messages"]
-    prompt, completion = row.get("prompt"), row.get("completion")
+    prompt, completion = row.get("prompt"), row.get("completion", row.get("answer"))
     if prompt is None or completion is None:
         return []
     head = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]

@@ -8,13 +8,15 @@ later or on a bigger machine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from smolforge.config import SmolforgeConfig
+from smolforge.config.outputs import HELD_OUT_TASK
 from smolforge.data import apply_length_filters, completion_room, prepare
 from smolforge.errors import SmolforgeError
-from smolforge.evaluation import ModelRef, evaluate_models
+from smolforge.evaluation import ModelRef, evaluate_models, heldout
 from smolforge.evaluation.contamination import row_text
 from smolforge.evaluation.quiet import quiet
 from smolforge.evaluation.tasks import TaskResolver
@@ -40,17 +42,20 @@ def _models(run: RunFolder, cfg: SmolforgeConfig, rt, workdir: Path) -> dict[str
     return models
 
 
-def check_tasks(cfg: SmolforgeConfig):
+def check_tasks(cfg: SmolforgeConfig, eval_rows: Sequence[dict] | None = None):
     """Resolve the tasks before anything is loaded or written: an unknown name or a malformed task file fails
-    here. Returns the resolver, which keeps lm-eval's task index for the evaluation itself."""
+    here, and so does `held-out` without a held-out prompt to ask when the run's `eval_rows` are given. Returns the
+    resolver, which keeps lm-eval's task index for the evaluation itself."""
     settings = cfg.evaluation
     if not settings.tasks:
         raise SmolforgeError("evaluation.tasks: no tasks to run. Name them with --tasks (e.g. --tasks builtin, a "
                              "registry name such as arc_easy, or a path to an lm-eval task YAML), or set "
                              "evaluation.tasks in the config.")
+    if HELD_OUT_TASK in settings.tasks and eval_rows is not None:
+        heldout.build(eval_rows, cfg.training.grpo.max_completion_length)
     resolver = TaskResolver()
-    with quiet():
-        resolver.resolve(settings.tasks, settings.limit)
+    with quiet():  # `held-out` is written from the run's data when the evaluation starts (see evaluate_run)
+        resolver.resolve([t for t in settings.tasks if t != HELD_OUT_TASK], settings.limit)
     return resolver
 
 
@@ -63,9 +68,15 @@ def evaluate_run(run: RunFolder, cfg: SmolforgeConfig, console, resolver=None) -
     tokenizer = load_tokenizer(cfg, str(run.model_dir), needs_markers=data.kind != "text")
     apply_length_filters(data, tokenizer, cfg.data, cfg.training.max_length, completion_room(cfg))
     eval_rows = [dict(r) for r in data.eval] if data.eval is not None else []
+    task_files, notes = {}, []
     with scratch_dir(run.root, ".evaluation-work-") as work:
+        if HELD_OUT_TASK in settings.tasks:
+            held_out = heldout.build(eval_rows, cfg.training.grpo.max_completion_length)
+            resolver.held_out = held_out.write(work / heldout.FOLDER)
+            task_files = {f"{heldout.FOLDER}/{name}": text for name, text in held_out.files.items()}
+            notes = held_out.notes()
         summary = evaluate_models(_models(run, cfg, rt, work), tokenizer, settings, run.evaluation_dir,
                                   train_texts=(row_text(dict(r)) for r in data.train), eval_rows=eval_rows,
-                                  console=console, resolver=resolver)
+                                  console=console, resolver=resolver, task_files=task_files, notes=notes)
     run.update_results(evaluation=summary)
     return summary

@@ -1,6 +1,7 @@
 """Turn `evaluation.tasks` entries into loaded lm-eval tasks, once, shared by every model.
 
-An entry is `builtin` (the bundled suite), a path to a task YAML, or an lm-eval registry name.
+An entry is `builtin` (the bundled suite), `held-out` (a GRPO run's held-out prompts, written as a task
+file by evaluation/heldout.py), a path to a task YAML, or an lm-eval registry name.
 Tasks are built once (dataset loaded, items fixed) and the same Task objects go to the harness for
 every model and mode, so both sides of a comparison see identical items. lm-eval's registry index
 takes seconds to build, so it is only built when an entry is neither `builtin` nor a path.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smolforge.config.outputs import BUILTIN_SUITE, looks_like_task_file
+from smolforge.config.outputs import BUILTIN_SUITE, HELD_OUT_TASK, looks_like_task_file
 from smolforge.errors import SmolforgeError
 from smolforge.evaluation.contamination import BenchmarkItem
 from smolforge.evaluation.suite import suite_yamls
@@ -81,11 +82,13 @@ def _offline_error(name: str, err: Exception) -> SmolforgeError:
 
 
 class TaskResolver:
-    """Loads tasks; `registry` (a TaskManager factory) is only called when a registry name is used."""
+    """Loads tasks; `registry` (a TaskManager factory) is only called when a registry name is used. `held_out` is
+    the task file written for the run's held-out prompts, when `held-out` is listed."""
 
-    def __init__(self, registry: Callable[[], Any] | None = None):
+    def __init__(self, registry: Callable[[], Any] | None = None, held_out: Path | None = None):
         self._registry_factory = registry or _default_registry
         self._registry = None
+        self.held_out = held_out
 
     @property
     def registry(self):
@@ -132,6 +135,11 @@ class TaskResolver:
             if spec == BUILTIN_SUITE:
                 for path in suite_yamls():
                     loaded += self._from_file(path, spec, "builtin")
+            elif spec == HELD_OUT_TASK:
+                if self.held_out is None:
+                    raise SmolforgeError(f"evaluation.tasks: `{HELD_OUT_TASK}` is a GRPO run's held-out prompts, so it "
+                                         "is evaluated with its run: `smolforge run` or `smolforge evaluate RUN_DIR`.")
+                loaded += self._from_file(self.held_out, spec, "held-out")
             elif looks_like_task_file(spec):
                 loaded += self._from_file(Path(spec).expanduser(), spec, "file")
             else:

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from smolforge.builtin_data import BUILTIN_FILES
 from smolforge.config import SmolforgeConfig
-from smolforge.config.outputs import BUILTIN_SUITE, GGUF_METHODS
+from smolforge.config.outputs import GGUF_METHODS, NAMED_TASKS
 from smolforge.config.training import split_reward
 from smolforge.data.sources import check_source, is_local_source
 from smolforge.errors import SmolforgeError
@@ -213,7 +213,7 @@ def local_inputs(cfg: SmolforgeConfig, config: Path | None, task_files: Callable
     found.many("training.grpo.rewards", cfg.training.grpo.rewards, reward_file, lambda p: [p])
 
     def task_file(name: str) -> Path | None:
-        return None if name == BUILTIN_SUITE or not _local(name).is_file() else _local(name)
+        return None if name in NAMED_TASKS or not _local(name).is_file() else _local(name)
 
     found.many("evaluation.tasks", cfg.evaluation.tasks, task_file, task_files)
     return found

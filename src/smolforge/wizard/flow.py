@@ -21,6 +21,7 @@ from smolforge.card import defaults
 from smolforge.card.licenses import base_model_license
 from smolforge.config import DataSection
 from smolforge.config.loading import preset_dump
+from smolforge.config.outputs import HELD_OUT_TASK
 from smolforge.data import DEFAULT_FIELDS, FORMAT_HELP, REQUIRED_ROLES, check_method_fits, is_local_source
 from smolforge.errors import DataError
 from smolforge.wizard import checks, prompts
@@ -292,8 +293,11 @@ def step_card(console, draft: Draft) -> None:
 
 def step_outputs(console, draft: Draft) -> None:
     prompts.step(console, 9, "Extras", "benchmarks against the base, quantized copies and a demo app")
-    ask(draft, "evaluation.tasks", instruction="builtin (offline suite), lm-eval names such as arc_easy, or task "
-                                               "YAML paths")
+    grpo = draft.get("training.method") == "grpo"
+    held_out = f"{HELD_OUT_TASK} (the run's held-out prompts, scored by its accuracy reward), " if grpo else ""
+    tasks = [t for t in draft.get("evaluation.tasks") or [] if grpo or t != HELD_OUT_TASK]  # held-out: GRPO only
+    ask(draft, "evaluation.tasks", default=tasks or ([HELD_OUT_TASK] if grpo else []),
+        instruction=f"{held_out}builtin (offline suite), lm-eval names such as arc_easy, or task YAML paths")
     no_gpu = None if cuda_present() else "int4 needs a CUDA GPU; none found here (add it to the YAML on a GPU machine)"
     options = {"none": [], "int8": ["int8"], "int4": ["int4"], "int8+int4": ["int8", "int4"]}
     current = "+".join(draft.get("quantize.methods") or []) or "none"
