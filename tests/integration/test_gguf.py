@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from smolforge.card.facts import signed_percent
 from tests.conftest import FAST_TINY, run_cli
 
 pytestmark = pytest.mark.slow
@@ -132,7 +133,7 @@ def test_card_rows_and_the_gguf_repo_come_from_the_results(gguf_copy, tmp_path):
     for m in METHODS:
         e = results["quantized"][m]
         row = next(line for line in card.splitlines() if line.startswith(f"| `{e['file']}` |"))
-        assert f"| {100 * e['quality_drop']:+.2f}% | all passed |" in row
+        assert f"| {signed_percent(e['quality_drop'])} | all passed |" in row  # a drop rounding to 0 is +0.00%
     assert "| int8 |" not in card  # GGUF files are not torchao variants
 
     dest = tmp_path / "export"
