@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "fixtures" / "card" / "full"
+FIXTURE = ROOT / "tests" / "fixtures" / "card" / "quantized"
 SMOLFORGE = Path(sys.executable).with_name("smolforge")
 
 
@@ -39,6 +39,7 @@ def main() -> None:
         run = Path(tmp) / "run"
         shutil.copytree(FIXTURE, run, ignore=shutil.ignore_patterns("expected_*"))
         (run / "model").mkdir()
+        (run / "model" / "model.safetensors").touch()  # `smolforge card` describes finished runs: weights exist
         (run / "quantized" / "int8").mkdir(parents=True)
         out = Path(tmp) / "card.md"
         card_cmd = [str(SMOLFORGE), "card", str(run), "--output", str(out), "--author-name", "bench"]
