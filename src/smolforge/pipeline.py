@@ -234,8 +234,7 @@ def execute(cfg: SmolforgeConfig, opts: RunOptions, console, confirm) -> RunFold
 
     resolve(cfg)  # settings this machine cannot run (fp16 or Liger without CUDA, ...) fail before any folder
     if cfg.evaluation.tasks:
-        held_out = [dict(r) for r in data.eval] if data.eval is not None else []
-        check_tasks(cfg, held_out)  # an unknown benchmark or a malformed task file fails now, not after training
+        check_tasks(cfg, data.eval if data.eval is not None else [])  # a bad benchmark fails now, not after training
 
     check_before_training(cfg)  # gguf-* methods: llama.cpp can convert this architecture and tokenizer
 

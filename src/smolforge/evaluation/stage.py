@@ -8,7 +8,7 @@ later or on a bigger machine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def _models(run: RunFolder, cfg: SmolforgeConfig, rt, workdir: Path) -> dict[str
     return models
 
 
-def check_tasks(cfg: SmolforgeConfig, eval_rows: Sequence[dict] | None = None):
+def check_tasks(cfg: SmolforgeConfig, eval_rows: Iterable[dict] | None = None):
     """Resolve the tasks before anything is loaded or written: an unknown name or a malformed task file fails
     here, and so does `held-out` without a held-out prompt to ask when the run's `eval_rows` are given. Returns the
     resolver, which keeps lm-eval's task index for the evaluation itself."""
@@ -52,7 +52,7 @@ def check_tasks(cfg: SmolforgeConfig, eval_rows: Sequence[dict] | None = None):
                              "registry name such as arc_easy, or a path to an lm-eval task YAML), or set "
                              "evaluation.tasks in the config.")
     if HELD_OUT_TASK in settings.tasks and eval_rows is not None:
-        heldout.build(eval_rows, cfg.training.grpo.max_completion_length)
+        heldout.build([dict(r) for r in eval_rows], cfg.training.grpo.max_completion_length)  # rows read only here
     resolver = TaskResolver()
     with quiet():  # `held-out` is written from the run's data when the evaluation starts (see evaluate_run)
         resolver.resolve([t for t in settings.tasks if t != HELD_OUT_TASK], settings.limit)
